@@ -135,6 +135,7 @@ class Event:
     """One entry of the durable log. `payload` holds every field but the id."""
 
     seq: int
+    tenant: str
     job_id: str | None
     type: EventType
     payload: JsonObject

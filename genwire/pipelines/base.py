@@ -8,7 +8,7 @@ the bus or the API, so the same function runs under any worker.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -158,7 +158,11 @@ class PipelineContext:
         self._current = None
 
     def _remaining_after_current(self) -> list[str]:
-        return [] if self._current is None else self._order[self._order.index(self._current.name) + 1 :]
+        return (
+            []
+            if self._current is None
+            else self._order[self._order.index(self._current.name) + 1 :]
+        )
 
     async def _finish_current(self) -> None:
         if self._current is None:
@@ -172,7 +176,7 @@ class PipelineContext:
         return self._current
 
 
-PipelineFunction = Callable[[PipelineContext, Any], Awaitable[JsonObject | None]]
+PipelineFunction = Callable[[PipelineContext, Any], Coroutine[Any, Any, JsonObject | None]]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,3 @@
+"""genwire: long generative-media jobs whose every update reaches the caller."""
+
+__version__ = "0.1.0"

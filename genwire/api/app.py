@@ -1,0 +1,66 @@
+"""The ASGI app: routes under `/api`, `/healthz` at the root, problem+json errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+
+from genwire.api import files, health, jobs
+from genwire.api.problems import (
+    BadRequest,
+    ProblemResponse,
+    handle_bad_request,
+    handle_genwire_error,
+)
+from genwire.config import Settings
+from genwire.errors import GenwireError
+from genwire.pipelines.base import PipelineRegistry
+from genwire.runtime import Runtime
+
+log = logging.getLogger("genwire.api")
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    code = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
+    return ProblemResponse(error.status_code, code, str(error.detail), headers=error.headers)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return ProblemResponse(500, "internal-error", "Internal server error")
+
+
+def create_app(settings: Settings, registry: PipelineRegistry | None = None) -> Starlette:
+    runtime = Runtime.build(settings, registry)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = Starlette(
+        routes=[*health.routes, Mount("/api", routes=[*jobs.routes, *files.routes])],
+        exception_handlers={
+            GenwireError: handle_genwire_error,
+            BadRequest: handle_bad_request,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = runtime.service
+    app.state.pool = runtime.pool
+    app.state.runtime = runtime
+    return app

@@ -1,0 +1,21 @@
+"""Topic names, in one place (like arq's key prefixes)."""
+
+from __future__ import annotations
+
+#: New work was queued: idle workers wake and try to claim.
+QUEUE = "queue"
+
+
+def job(job_id: str) -> str:
+    """Any event of one job."""
+    return f"job:{job_id}"
+
+
+def tenant(name: str) -> str:
+    """Any event of any job of one tenant (the `/api/events` stream)."""
+    return f"tenant:{name}"
+
+
+def cancel(job_id: str) -> str:
+    """Cancel was requested for a running job: its worker stops it."""
+    return f"cancel:{job_id}"

@@ -1,0 +1,367 @@
+"""The `genwire` command: serve, worker, submit, status, cancel, jobs (SPEC §1)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from genwire import __version__
+from genwire.client import ApiError, Client
+from genwire.config import Settings
+from genwire.runtime import DataDirInUse
+
+console = Console(stderr=True)
+out = Console()
+
+#: Exit codes of `submit --wait` (and later `watch`): one per terminal status.
+EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 2}
+POLL_INTERVAL_S = 0.5
+
+server_option = click.option(
+    "--server",
+    envvar="GENWIRE_URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="The genwire server (env GENWIRE_URL).",
+)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="genwire")
+def main() -> None:
+    """genwire: long generative-media jobs whose every update reaches you."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--data-dir",
+    envvar="GENWIRE_DATA_DIR",
+    default="./genwire-data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--database",
+    envvar="GENWIRE_DATABASE_URL",
+    default=None,
+    help="postgresql://… (default: SQLite under the data dir).",
+)
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(0, 256),
+    help="In-process worker slots (0: API only).",
+)
+@click.option(
+    "--job-timeout",
+    type=click.FloatRange(min=0.1),
+    default=None,
+    help="Cap, in seconds, on every pipeline's time limit.",
+)
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(min=0.5),
+    default=30.0,
+    show_default=True,
+    help="Seconds after which a silent worker's job is taken back.",
+)
+@click.option("--insecure", is_flag=True, help="Allow listening beyond loopback with no API key.")
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path,
+    database: str | None,
+    workers: int,
+    job_timeout: float | None,
+    lease_ttl: float,
+    insecure: bool,
+    log_level: str,
+) -> None:
+    """Run the API, the web page and in-process workers."""
+    from genwire.api import create_app
+
+    env = Settings.from_env()
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database,
+        host=host,
+        port=port,
+        workers=workers,
+        api_keys=env.api_keys,
+        insecure=insecure,
+        job_timeout_s=job_timeout,
+        lease_ttl_s=lease_ttl,
+    )
+    try:
+        settings.check_exposure()
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    bound_port = sock.getsockname()[1]
+    app = create_app(settings)
+    config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=15)
+    server = uvicorn.Server(config)
+    shown_host = f"[{host}]" if ":" in host else host
+    console.print(
+        f"genwire {__version__} serving on [bold]http://{shown_host}:{bound_port}[/] "
+        f"(data: {settings.data_dir}, workers: {workers})"
+    )
+    try:
+        server.run(sockets=[sock])
+    except DataDirInUse as error:
+        raise click.ClickException(str(error)) from None
+    if not server.started and not server.should_exit:
+        sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--database",
+    envvar="GENWIRE_DATABASE_URL",
+    required=True,
+    help="The database the API nodes use (sqlite:///… or postgresql://…).",
+)
+@click.option(
+    "--data-dir",
+    envvar="GENWIRE_DATA_DIR",
+    default="./genwire-data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where artifacts are stored.",
+)
+@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 256))
+@click.option("--lease-ttl", type=click.FloatRange(min=0.5), default=30.0, show_default=True)
+def worker(database: str, data_dir: Path, concurrency: int, lease_ttl: float) -> None:
+    """Run workers only, beside API nodes that share the database."""
+    from genwire.runtime import Runtime
+
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings(
+        data_dir=data_dir, database_url=database, workers=concurrency, lease_ttl_s=lease_ttl
+    )
+
+    async def run() -> None:
+        runtime = Runtime.build(settings, own_data_dir=False)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await runtime.start()
+        console.print(
+            f"genwire worker {runtime.pool.worker_id if runtime.pool else ''} "
+            f"running {concurrency} slot(s)"
+        )
+        await stop.wait()
+        console.print("stopping: running jobs get a grace period, then go back to the queue")
+        await runtime.stop()
+
+    asyncio.run(run())
+
+
+def parse_input(pairs: tuple[str, ...], raw_json: str | None) -> dict[str, Any]:
+    """`key=value` (a string) and `key:=json` pairs, over an optional JSON object."""
+    values: dict[str, Any] = {}
+    if raw_json:
+        try:
+            parsed = json.loads(raw_json)
+        except json.JSONDecodeError as error:
+            raise click.BadParameter(f"not JSON: {error}", param_hint="--input") from None
+        if not isinstance(parsed, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--input")
+        values.update(parsed)
+    for pair in pairs:
+        if ":=" in pair and pair.index(":=") < pair.find("=") + 1:
+            key, _, text = pair.partition(":=")
+            try:
+                values[key] = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise click.BadParameter(f"{pair!r}: not JSON: {error}") from None
+        elif "=" in pair:
+            key, _, text = pair.partition("=")
+            values[key] = text
+        else:
+            raise click.BadParameter(f"{pair!r}: expected key=value or key:=json")
+    return values
+
+
+@main.command()
+@click.argument("pipeline")
+@click.argument("pairs", nargs=-1)
+@click.option("--input", "raw_json", help="The input as a JSON object (pairs override it).")
+@click.option("--wait", is_flag=True, help="Follow the job to its end with a progress bar.")
+@click.option("--idempotency-key", help="Resending with the same key returns the same job.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job snapshot as JSON.")
+@server_option
+def submit(
+    pipeline: str,
+    pairs: tuple[str, ...],
+    raw_json: str | None,
+    wait: bool,
+    idempotency_key: str | None,
+    as_json: bool,
+    server: str,
+) -> None:
+    """Start a job: genwire submit demo.video prompt="A lighthouse at dawn" --wait"""
+    values = parse_input(pairs, raw_json)
+    with _client(server) as client:
+        job = _api(lambda: client.submit(pipeline, values, idempotency_key=idempotency_key))
+        if not wait:
+            if as_json:
+                out.print_json(data=job)
+            else:
+                out.print(f"{job['id']}  {job['status']}  (genwire status {job['id']})")
+            return
+        console.print(f"job [bold]{job['id']}[/] queued")
+        final = _follow(client, job)
+        _print_result(client, final, as_json)
+        sys.exit(EXIT_CODES.get(final["status"], 1))
+
+
+def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
+    """Poll the job until it ends, drawing its progress (streaming comes with `watch`)."""
+    columns = (
+        TextColumn("{task.fields[phase]:<10}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[message]}"),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task(job["id"], total=100, phase="queued", message="")
+        while True:
+            progress.update(
+                bar,
+                completed=job["progress"],
+                phase=job["phase"] or job["status"],
+                message=(job["message"] or "")[:60],
+            )
+            if job["status"] in EXIT_CODES:
+                return job
+            time.sleep(POLL_INTERVAL_S)
+            job = _api(lambda job_id=job["id"]: client.get(job_id))
+
+
+def _print_result(client: Client, job: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        out.print_json(data=job)
+        return
+    color = {"succeeded": "green", "failed": "red"}.get(job["status"], "yellow")
+    out.print(f"[{color}]{job['status']}[/]  {job['id']}")
+    if job.get("error"):
+        error = job["error"]
+        out.print(f"  error {error['code']}: {error['message']}")
+    for artifact in job.get("artifacts", []):
+        out.print(
+            f"  {artifact['name']:<16} {artifact['type']:<24} "
+            f"{artifact['size_bytes']:>10} B  {client.absolute(artifact['url'])}"
+        )
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+@server_option
+def status(job_id: str, as_json: bool, server: str) -> None:
+    """Show one job."""
+    with _client(server) as client:
+        job = _api(lambda: client.get(job_id))
+        if as_json:
+            out.print_json(data=job)
+            return
+        out.print(
+            f"{job['id']}  {job['pipeline']}  [bold]{job['status']}[/]  "
+            f"{job['progress']:.0f}%  {job['phase'] or ''}  {job['message'] or ''}"
+        )
+        if job["status"] == "queued" and job.get("queue_position") is not None:
+            out.print(f"  {job['queue_position']} job(s) ahead in the queue")
+        _print_result(client, job, as_json=False)
+
+
+@main.command()
+@click.argument("job_id")
+@server_option
+def cancel(job_id: str, server: str) -> None:
+    """Cancel a job (queued: at once; running: its worker stops it)."""
+    with _client(server) as client:
+        job = _api(lambda: client.cancel(job_id))
+        state = "cancelling" if job["status"] == "running" else job["status"]
+        out.print(f"{job['id']}  {state}")
+
+
+@main.command()
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]),
+)
+@click.option("--pipeline")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+@click.option("--json", "as_json", is_flag=True)
+@server_option
+def jobs(
+    status_filter: str | None, pipeline: str | None, limit: int, as_json: bool, server: str
+) -> None:
+    """List jobs, newest first."""
+    with _client(server) as client:
+        page = _api(lambda: client.list(status=status_filter, pipeline=pipeline, limit=limit))
+    if as_json:
+        out.print_json(data=page)
+        return
+    table = Table("id", "pipeline", "status", "progress", "phase", "created")
+    for job in page["items"]:
+        table.add_row(
+            job["id"],
+            job["pipeline"],
+            job["status"],
+            f"{job['progress']:.0f}%",
+            job["phase"] or "",
+            job["created_at"][:19],
+        )
+    out.print(table)
+
+
+def _client(server: str) -> Client:
+    return Client(server)
+
+
+def _api(call: Any) -> Any:
+    """Run a client call; turn its failures into one clear line and exit code 3."""
+    try:
+        return call()
+    except ApiError as error:
+        console.print(f"[red]error[/] ({error.status} {error.code}): {error}")
+        sys.exit(3)
+    except httpx.TransportError as error:
+        console.print(f"[red]error[/]: cannot reach the server: {error}")
+        sys.exit(3)

@@ -1,0 +1,72 @@
+"""Server settings, from flags and `GENWIRE_*` environment variables (SPEC §1)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path("./genwire-data")
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+def parse_api_keys(text: str | None) -> dict[str, str]:
+    """`key1:tenant1,key2:tenant2` (a key without a tenant maps to tenant "default")."""
+    keys: dict[str, str] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, _, tenant = item.partition(":")
+        keys[key.strip()] = tenant.strip() or "default"
+    return keys
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class Settings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = None  #: None: SQLite under data_dir
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    api_keys: dict[str, str] = field(default_factory=dict)
+    insecure: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_attempts: int = 3
+    lease_ttl_s: float = 30.0
+    job_timeout_s: float | None = None
+    keepalive_s: float = 10.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            data_dir=Path(os.environ.get("GENWIRE_DATA_DIR", str(DEFAULT_DATA_DIR))),
+            database_url=os.environ.get("GENWIRE_DATABASE_URL") or None,
+            api_keys=parse_api_keys(os.environ.get("GENWIRE_API_KEYS")),
+        )
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'genwire.db'}"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None or self.database_url.startswith("sqlite")
+
+    def check_exposure(self) -> None:
+        """Refuse to listen beyond loopback with no API key, unless told --insecure (SPEC §8)."""
+        if not self.api_keys and not self.insecure and not is_loopback(self.host):
+            raise ValueError(
+                f"refusing to listen on {self.host} with no API key configured: "
+                "set GENWIRE_API_KEYS, bind 127.0.0.1, or pass --insecure"
+            )

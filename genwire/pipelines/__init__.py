@@ -1,0 +1,38 @@
+"""The pipeline API and the built-in pipelines."""
+
+from genwire.pipelines.base import (
+    JobCancelled,
+    Phase,
+    Pipeline,
+    PipelineContext,
+    PipelineError,
+    PipelineRegistry,
+    pipeline,
+)
+
+
+def default_registry() -> PipelineRegistry:
+    """The built-in pipelines: demo.video, demo.image, demo.synthetic."""
+    from genwire.pipelines.synthetic import run_synthetic
+
+    builtins = [run_synthetic]
+    try:
+        from genwire.pipelines.demo_image import demo_image
+        from genwire.pipelines.demo_video import demo_video
+
+        builtins += [demo_video, demo_image]
+    except ImportError:
+        pass
+    return PipelineRegistry(builtins)
+
+
+__all__ = [
+    "JobCancelled",
+    "Phase",
+    "Pipeline",
+    "PipelineContext",
+    "PipelineError",
+    "PipelineRegistry",
+    "default_registry",
+    "pipeline",
+]

@@ -1,0 +1,124 @@
+"""The declared schema, one SQLAlchemy Core metadata for SQLite and PostgreSQL.
+
+The migrations in `migrations.py` must produce exactly this; a test compares them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every dialect (SQLite stores no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY; PostgreSQL needs a BIGINT identity.
+EventSeq = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant", String(100), nullable=False),
+    Column("pipeline", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("phase", String(100)),
+    Column("progress", Float, nullable=False),
+    Column("message", Text),
+    Column("attempt", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Column("input", JSON, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("project_id", String(40)),
+    Column("webhook", JSON),
+    Column("error", JSON),
+    Column("output", JSON),
+    Column("last_event_seq", BigInteger, nullable=False),
+    Column("lease_owner", String(100)),
+    Column("lease_expires_at", UtcDateTime),
+    Index("ix_jobs_status_id", "status", "id"),
+    Index("ix_jobs_tenant_id", "tenant", "id"),
+    Index("ix_jobs_project_id", "project_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", EventSeq, primary_key=True, autoincrement=True),
+    Column("tenant", String(100), nullable=False),
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE")),
+    Column("project_id", String(40)),
+    Column("type", String(40), nullable=False),
+    # The event minus its id, encoded once when appended and sent as stored.
+    Column("payload", Text, nullable=False),
+    Index("ix_events_job_id_seq", "job_id", "seq"),
+    Index("ix_events_tenant_seq", "tenant", "seq"),
+    # Never reuse the id of a deleted last row: a cursor must not see it twice.
+    sqlite_autoincrement=True,
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant", String(100), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("type", String(200), nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Index("ix_artifacts_job_id", "job_id"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant", String(100), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
