@@ -82,6 +82,13 @@ def main() -> None:
     show_default=True,
     help="Seconds after which a silent worker's job is taken back.",
 )
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 100),
+    default=3,
+    show_default=True,
+    help="Runs of a job before a lost worker fails it.",
+)
 @click.option("--insecure", is_flag=True, help="Allow listening beyond loopback with no API key.")
 @click.option(
     "--log-level",
@@ -97,6 +104,7 @@ def serve(
     workers: int,
     job_timeout: float | None,
     lease_ttl: float,
+    max_attempts: int,
     insecure: bool,
     log_level: str,
 ) -> None:
@@ -114,6 +122,7 @@ def serve(
         insecure=insecure,
         job_timeout_s=job_timeout,
         lease_ttl_s=lease_ttl,
+        max_attempts=max_attempts,
     )
     try:
         settings.check_exposure()

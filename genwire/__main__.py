@@ -1,0 +1,3 @@
+from genwire.cli import main
+
+main()

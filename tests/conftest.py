@@ -1,0 +1,219 @@
+"""Fixtures: real servers (a `genwire serve` process, or uvicorn in a thread with test
+pipelines), the service on a real SQLite file, and a fresh PostgreSQL database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from genwire.api import create_app
+from genwire.bus import LocalBus
+from genwire.config import Settings
+from genwire.pipelines import PipelineRegistry
+from genwire.service import JobService
+from genwire.storage import LocalStorage
+from genwire.store import Store
+from tests.pipelines import test_registry
+
+POSTGRES_URL = os.environ.get(
+    "GENWIRE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+#: CI sets this so that a missing PostgreSQL fails the run instead of skipping.
+REQUIRE_SERVICES = os.environ.get("GENWIRE_REQUIRE_SERVICES") == "1"
+
+
+@dataclass
+class ServerProcess:
+    """A `genwire serve` child process on an ephemeral port."""
+
+    process: subprocess.Popen[str]
+    url: str
+    data_dir: Path
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+
+def start_server_process(data_dir: Path, *args: str, timeout: float = 30) -> ServerProcess:
+    log_path = data_dir.parent / f"serve-{uuid.uuid4().hex[:6]}.log"
+    with log_path.open("w") as log_file:  # the child keeps its own descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "genwire", "serve", "--port", "0", "--data-dir", str(data_dir), *args],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+        )
+    deadline = time.monotonic() + timeout
+    url = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"genwire serve exited {process.returncode}:\n{log_path.read_text()}")
+        match = re.search(r"serving on (http://\S+)", log_path.read_text())
+        if match:
+            url = match.group(1)
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    return ServerProcess(process, url, data_dir, log_path)
+            except httpx.TransportError:
+                pass
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"genwire serve did not become healthy ({url}):\n{log_path.read_text()}")
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start `genwire serve` processes; each is killed at the end of the test."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, data_dir: Path | None = None) -> ServerProcess:
+        server = start_server_process(data_dir or tmp_path / "data", *args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.terminate()
+            try:
+                server.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+class ThreadedServer:
+    """uvicorn serving an app on a free port, in a thread with its own event loop."""
+
+    def __init__(self, app: Any) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.app = app
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
+
+    def __enter__(self) -> ThreadedServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+        self.sock.close()
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[Callable[..., ThreadedServer]]:
+    """A real uvicorn on a free port serving genwire with the test pipelines."""
+    servers: list[ThreadedServer] = []
+
+    def start(registry: PipelineRegistry | None = None, **overrides: Any) -> ThreadedServer:
+        settings = Settings(data_dir=tmp_path / f"data{len(servers)}", **overrides)
+        server = ThreadedServer(create_app(settings, registry or test_registry())).__enter__()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__()
+
+
+@pytest.fixture
+def http(live_server: Callable[..., ThreadedServer]) -> Iterator[httpx.Client]:
+    """A client of a default live server (2 workers, test pipelines)."""
+    server = live_server()
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+def _postgres_available() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+async def _create_database(name: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
+async def _drop_database(name: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    if not _postgres_available():
+        if REQUIRE_SERVICES:
+            pytest.fail("PostgreSQL is required (GENWIRE_REQUIRE_SERVICES=1) but unreachable")
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    name = f"genwire_test_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_create_database(name))
+    yield f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
+    asyncio.run(_drop_database(name))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A real SQLite file, and a real PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'genwire.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    instance = Store(database_url)
+    await instance.migrate()
+    yield instance
+    await instance.close()
+
+
+@pytest.fixture
+async def service(store: Store, tmp_path: Path) -> JobService:
+    return JobService(store, LocalBus(), test_registry(), LocalStorage(tmp_path / "files"))
+

@@ -1,0 +1,123 @@
+"""The `genwire` command against a real `genwire serve` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from genwire.cli import parse_input
+from tests.conftest import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def genwire(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "genwire", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "GENWIRE_URL": server.url, "COLUMNS": "200", "NO_COLOR": "1"},
+    )
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    from tests.conftest import start_server_process
+
+    process = start_server_process(tmp_path_factory.mktemp("cli") / "data", "--workers", "2")
+    yield process
+    process.process.terminate()
+    process.process.wait(timeout=20)
+
+
+def test_key_value_pairs_are_strings_and_colon_equals_pairs_are_json() -> None:
+    assert parse_input(("prompt=A lighthouse at dawn", "duration_s:=8", "tags:=[1,2]"), None) == {
+        "prompt": "A lighthouse at dawn",
+        "duration_s": 8,
+        "tags": [1, 2],
+    }
+    assert parse_input(("steps:=3",), '{"steps": 1, "step_ms": 0}') == {"steps": 3, "step_ms": 0}
+
+
+def test_submit_wait_follows_the_job_and_prints_its_artifacts(server: ServerProcess) -> None:
+    result = genwire(
+        server,
+        "submit",
+        "demo.synthetic",
+        "steps:=5",
+        "step_ms:=20",
+        "output_bytes:=2048",
+        "--wait",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "succeeded" in result.stdout
+    assert "output.bin" in result.stdout
+    assert f"{server.url}/api/files/art_" in result.stdout
+
+
+def test_submit_wait_exits_1_when_the_job_fails_and_shows_the_error(server: ServerProcess) -> None:
+    result = genwire(
+        server, "submit", "demo.synthetic", "steps:=5", "step_ms:=1", "fail_at:=3", "--wait"
+    )
+    assert result.returncode == 1
+    assert "synthetic_failure" in result.stdout
+
+
+def test_submit_with_bad_input_names_the_field_and_exits_3(server: ServerProcess) -> None:
+    result = genwire(server, "submit", "demo.video", "prompt=", "duration_s:=10000")
+    assert result.returncode == 3
+    assert "input.prompt" in result.stderr
+    assert "input.duration_s" in result.stderr
+
+
+def test_status_jobs_and_cancel_speak_about_the_same_job(server: ServerProcess) -> None:
+    submitted = genwire(server, "submit", "demo.synthetic", "steps:=400", "step_ms:=50", "--json")
+    job_id = json.loads(submitted.stdout)["id"]
+
+    listed = genwire(server, "jobs", "--json")
+    assert job_id in [job["id"] for job in json.loads(listed.stdout)["items"]]
+
+    cancelled = genwire(server, "cancel", job_id)
+    assert cancelled.returncode == 0
+    assert job_id in cancelled.stdout
+
+    shown = genwire(server, "status", job_id, "--json")
+    assert json.loads(shown.stdout)["cancel_requested"] is True
+
+
+def test_an_unknown_job_is_a_clear_error(server: ServerProcess) -> None:
+    result = genwire(server, "status", "job_doesnotexist")
+    assert result.returncode == 3
+    assert "404" in result.stderr
+    assert "job_doesnotexist" in result.stderr
+
+
+def test_an_unreachable_server_is_a_clear_error(server: ServerProcess) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "genwire", "jobs", "--server", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert "cannot reach the server" in result.stderr
+
+
+def test_serve_refuses_a_public_address_without_an_api_key(
+    serve_process: Callable[..., ServerProcess],
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "genwire", "serve", "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "GENWIRE_API_KEYS"},
+    )
+    assert result.returncode != 0
+    assert "--insecure" in result.stderr

@@ -1,0 +1,103 @@
+"""A server killed mid-job loses nothing: real `genwire serve` processes, SIGKILL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from genwire.models import TERMINAL_EVENT_TYPES, EventType
+from genwire.store import Store
+from tests.conftest import ServerProcess, start_server_process
+
+pytestmark = pytest.mark.slow
+
+LONG_JOB = {"pipeline": "demo.synthetic", "input": {"steps": 30, "step_ms": 100}}
+
+
+def _wait_for(
+    client: httpx.Client, job_id: str, done: Callable[[dict], bool], timeout: float
+) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/api/jobs/{job_id}").json()
+        if done(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never got there; last seen {job}")
+
+
+def _start_and_kill_mid_job(start: Callable[..., ServerProcess], *args: str) -> tuple[str, Path]:
+    server = start("--workers", "1", *args)
+    with server.client() as client:
+        job_id = client.post("/api/jobs", json=LONG_JOB).json()["id"]
+        _wait_for(client, job_id, lambda job: job["progress"] >= 20, timeout=30)
+    server.kill()
+    return job_id, server.data_dir
+
+
+def _events_of(data_dir: Path, job_id: str) -> list:
+    async def read() -> list:
+        store = Store.for_data_dir(data_dir)
+        try:
+            return await store.events_after(job_id)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def test_a_job_running_when_the_server_is_killed_runs_again_after_restart_and_succeeds(
+    serve_process: Callable[..., ServerProcess],
+) -> None:
+    job_id, data_dir = _start_and_kill_mid_job(serve_process)
+
+    restarted = serve_process("--workers", "1", data_dir=data_dir)
+    with restarted.client() as client:
+        job = _wait_for(client, job_id, lambda job: job["status"] != "running", timeout=10)
+        assert job["attempt"] == 2
+        job = _wait_for(client, job_id, lambda job: job["status"] == "succeeded", timeout=30)
+    assert job["progress"] == 100
+    restarted.process.terminate()
+    restarted.process.wait(timeout=20)
+
+    events = _events_of(data_dir, job_id)
+    requeued = [
+        event
+        for event in events
+        if event.type is EventType.JOB_STATUS and event.payload["status"] == "queued"
+    ]
+    assert len(requeued) == 2, "created, then requeued once after the kill"
+    assert "stopped while it ran" in requeued[1].payload["message"]
+    assert [event.type for event in events if event.type in TERMINAL_EVENT_TYPES] == [
+        EventType.JOB_COMPLETED
+    ]
+    assert events[-1].type is EventType.JOB_COMPLETED
+    assert [event.seq for event in events] == sorted({event.seq for event in events})
+
+
+def test_a_job_out_of_attempts_after_a_kill_fails_with_a_clear_code(
+    serve_process: Callable[..., ServerProcess],
+) -> None:
+    job_id, data_dir = _start_and_kill_mid_job(serve_process, "--max-attempts", "1")
+
+    restarted = serve_process("--workers", "1", "--max-attempts", "1", data_dir=data_dir)
+    with restarted.client() as client:
+        job = _wait_for(client, job_id, lambda job: job["status"] == "failed", timeout=10)
+    assert job["error"]["code"] == "worker_lost"
+    assert job["error"]["retryable"] is True
+    assert "1 attempts" in job["error"]["message"]
+
+
+def test_a_second_server_on_the_same_data_dir_refuses_to_start(
+    serve_process: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    first = serve_process("--workers", "0")
+    with pytest.raises(RuntimeError, match="in use by genwire pid"):
+        start_server_process(first.data_dir, "--workers", "0", timeout=15)
+    with first.client() as client:
+        assert client.get("/healthz").status_code == 200
