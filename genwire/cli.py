@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -128,9 +129,7 @@ def serve(
         settings.check_exposure()
     except ValueError as error:
         raise click.UsageError(str(error)) from None
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(log_level)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -175,7 +174,7 @@ def worker(database: str, data_dir: Path, concurrency: int, lease_ttl: float) ->
     """Run workers only, beside API nodes that share the database."""
     from genwire.runtime import Runtime
 
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging("info")
     settings = Settings(
         data_dir=data_dir, database_url=database, workers=concurrency, lease_ttl_s=lease_ttl
     )
@@ -198,9 +197,12 @@ def worker(database: str, data_dir: Path, concurrency: int, lease_ttl: float) ->
     asyncio.run(run())
 
 
-def parse_input(pairs: tuple[str, ...], raw_json: str | None) -> dict[str, Any]:
-    """`key=value` (a string) and `key:=json` pairs, over an optional JSON object."""
+def parse_input(pairs: tuple[str, ...], raw_json: str | None) -> tuple[dict[str, Any], set[str]]:
+    """`key=value` (a string) and `key:=json` pairs, over an optional JSON object.
+
+    Returns the values and the keys given as plain strings (`key=value`)."""
     values: dict[str, Any] = {}
+    plain_keys: set[str] = set()
     if raw_json:
         try:
             parsed = json.loads(raw_json)
@@ -212,6 +214,7 @@ def parse_input(pairs: tuple[str, ...], raw_json: str | None) -> dict[str, Any]:
     for pair in pairs:
         if ":=" in pair and pair.index(":=") < pair.find("=") + 1:
             key, _, text = pair.partition(":=")
+            plain_keys.discard(key)
             try:
                 values[key] = json.loads(text)
             except json.JSONDecodeError as error:
@@ -219,9 +222,26 @@ def parse_input(pairs: tuple[str, ...], raw_json: str | None) -> dict[str, Any]:
         elif "=" in pair:
             key, _, text = pair.partition("=")
             values[key] = text
+            plain_keys.add(key)
         else:
             raise click.BadParameter(f"{pair!r}: expected key=value or key:=json")
-    return values
+    return values, plain_keys
+
+
+def coerce_to_schema(
+    values: dict[str, Any], plain_keys: set[str], schema: dict[str, Any]
+) -> dict[str, Any]:
+    """Read `key=8` as the number 8 where the pipeline's schema wants no string."""
+    properties = schema.get("properties", {})
+    coerced = dict(values)
+    for key in plain_keys & set(values):
+        spec = properties.get(key, {})
+        types = {spec.get("type")} | {option.get("type") for option in spec.get("anyOf", [])}
+        if "string" in types or types <= {None}:
+            continue
+        with contextlib.suppress(json.JSONDecodeError):
+            coerced[key] = json.loads(values[key])
+    return coerced
 
 
 @main.command()
@@ -242,8 +262,11 @@ def submit(
     server: str,
 ) -> None:
     """Start a job: genwire submit demo.video prompt="A lighthouse at dawn" --wait"""
-    values = parse_input(pairs, raw_json)
+    values, plain = parse_input(pairs, raw_json)
     with _client(server) as client:
+        if plain:
+            schemas = {item["name"]: item["input_schema"] for item in _api(client.pipelines)}
+            values = coerce_to_schema(values, plain, schemas.get(pipeline, {}))
         job = _api(lambda: client.submit(pipeline, values, idempotency_key=idempotency_key))
         if not wait:
             if as_json:
@@ -348,6 +371,7 @@ def jobs(
         out.print_json(data=page)
         return
     table = Table("id", "pipeline", "status", "progress", "phase", "created")
+    table.columns[0].no_wrap = True
     for job in page["items"]:
         table.add_row(
             job["id"],
@@ -358,6 +382,13 @@ def jobs(
             job["created_at"][:19],
         )
     out.print(table)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _client(server: str) -> Client:

@@ -14,6 +14,7 @@ import math
 import os
 import socket
 from dataclasses import dataclass
+from functools import partial
 
 from genwire.bus import topics
 from genwire.errors import LeaseLost
@@ -77,15 +78,18 @@ class WorkerPool:
     async def stop(self) -> None:
         """Stop claiming; let running jobs finish within the grace, then requeue them."""
         self._stopping.set()
+        # Slots first: one may be claiming a job this very moment, and a job it
+        # claimed after the list below was taken would be left running, unsupervised.
+        # A slot only awaits its job through a shield, so this never stops a job.
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         running = list(self._running.values())
         if running:
             _, unfinished = await asyncio.wait(running, timeout=self.settings.shutdown_grace_s)
             if unfinished:
                 self._shutdown_now.set()
                 await asyncio.wait(unfinished, timeout=self.settings.cancel_grace_s + 5)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _slot(self, index: int) -> None:
         while not self._stopping.is_set():
@@ -103,10 +107,12 @@ class WorkerPool:
                     continue
             task = asyncio.create_task(self._run(job), name=f"genwire-job-{job.id}")
             self._running[job.id] = task
-            try:
-                await asyncio.shield(task)
-            finally:
-                self._running.pop(job.id, None)
+            # Removed when the job ends, not when its slot is cancelled by stop().
+            task.add_done_callback(partial(self._forget, job.id))
+            await asyncio.shield(task)
+
+    def _forget(self, job_id: str, _ended: asyncio.Task[None]) -> None:
+        self._running.pop(job_id, None)
 
     async def _reap_expired(self) -> None:
         while not self._stopping.is_set():

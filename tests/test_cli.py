@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from genwire.cli import parse_input
+from genwire.cli import coerce_to_schema, parse_input
 from tests.conftest import ServerProcess
+from tests.test_media_pipelines import inspect_media
 
 pytestmark = pytest.mark.slow
 
@@ -37,12 +40,32 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 def test_key_value_pairs_are_strings_and_colon_equals_pairs_are_json() -> None:
-    assert parse_input(("prompt=A lighthouse at dawn", "duration_s:=8", "tags:=[1,2]"), None) == {
-        "prompt": "A lighthouse at dawn",
-        "duration_s": 8,
-        "tags": [1, 2],
+    values, plain = parse_input(("prompt=A lighthouse", "duration_s:=8", "tags:=[1,2]"), None)
+    assert values == {"prompt": "A lighthouse", "duration_s": 8, "tags": [1, 2]}
+    assert plain == {"prompt"}
+    assert parse_input(("steps:=3",), '{"steps": 1, "step_ms": 0}')[0] == {"steps": 3, "step_ms": 0}
+
+
+def test_plain_values_become_numbers_where_the_schema_wants_numbers() -> None:
+    schema = {
+        "properties": {
+            "prompt": {"type": "string"},
+            "duration_s": {"type": "number"},
+            "scenes": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+        }
     }
-    assert parse_input(("steps:=3",), '{"steps": 1, "step_ms": 0}') == {"steps": 3, "step_ms": 0}
+    values = {"prompt": "8", "duration_s": "8", "scenes": "3", "other": "1"}
+    assert coerce_to_schema(values, {"prompt", "duration_s", "scenes", "other"}, schema) == {
+        "prompt": "8",
+        "duration_s": 8,
+        "scenes": 3,
+        "other": "1",
+    }
+
+
+def test_submit_reads_plain_numbers_by_the_pipeline_schema(server: ServerProcess) -> None:
+    result = genwire(server, "submit", "demo.synthetic", "steps=3", "step_ms=1", "--wait")
+    assert result.returncode == 0, result.stderr
 
 
 def test_submit_wait_follows_the_job_and_prints_its_artifacts(server: ServerProcess) -> None:
@@ -121,3 +144,32 @@ def test_serve_refuses_a_public_address_without_an_api_key(
     )
     assert result.returncode != 0
     assert "--insecure" in result.stderr
+
+
+def test_the_quick_demo_makes_a_playable_mp4_through_the_server(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    result = genwire(
+        server,
+        "submit",
+        "demo.video",
+        "prompt=A lighthouse at dawn",
+        "duration_s=4",
+        "--wait",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    job = json.loads(result.stdout)
+    artifacts = {artifact["name"]: artifact for artifact in job["artifacts"]}
+    assert {"video.mp4", "subtitles.srt", "poster.png"} <= set(artifacts)
+    assert artifacts["video.mp4"]["type"] == "video/mp4"
+
+    video = tmp_path / "video.mp4"
+    with server.client() as client:
+        video.write_bytes(client.get(artifacts["video.mp4"]["url"]).content)
+    assert hashlib.sha256(video.read_bytes()).hexdigest() == artifacts["video.mp4"]["sha256"]
+    info = inspect_media(video)
+    assert info.video_codecs == ["h264"]
+    assert info.audio_codecs == ["aac"]
+    assert info.size == (640, 360)
+    assert abs(info.duration_s - 4.0) < 0.1

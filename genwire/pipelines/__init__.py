@@ -13,17 +13,11 @@ from genwire.pipelines.base import (
 
 def default_registry() -> PipelineRegistry:
     """The built-in pipelines: demo.video, demo.image, demo.synthetic."""
+    from genwire.pipelines.demo_image import demo_image
+    from genwire.pipelines.demo_video import demo_video
     from genwire.pipelines.synthetic import run_synthetic
 
-    builtins = [run_synthetic]
-    try:
-        from genwire.pipelines.demo_image import demo_image
-        from genwire.pipelines.demo_video import demo_video
-
-        builtins += [demo_video, demo_image]
-    except ImportError:
-        pass
-    return PipelineRegistry(builtins)
+    return PipelineRegistry([demo_video, demo_image, run_synthetic])
 
 
 __all__ = [

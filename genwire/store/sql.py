@@ -41,6 +41,9 @@ from genwire.store.migrations import migrate
 #: Key of the PostgreSQL advisory lock that orders appends (any constant works).
 APPEND_LOCK_KEY = 0x67656E77
 MIGRATE_LOCK_KEY = 0x67656E78
+#: First half of the two-key advisory locks that serialize creates under one
+#: Idempotency-Key (the two-key space never overlaps the one-key locks above).
+IDEMPOTENCY_LOCK_SPACE = 0x67656E79
 
 
 def _json_dumps(value: Any) -> str:
@@ -185,7 +188,21 @@ class WriteTx:
         )
 
     async def find_idempotent(self, tenant: str, key: str) -> tuple[str, str] | None:
-        """(request_hash, job_id) stored under an idempotency key, if any."""
+        """(request_hash, job_id) stored under an idempotency key, if any.
+
+        On PostgreSQL it first locks the key until commit, so a concurrent create
+        with the same key waits and then finds this one's job instead of failing
+        on the primary key (SQLite writers are serialized already).
+        """
+        if self._is_postgres:
+            digest = hashlib.sha256(f"{tenant}\0{key}".encode()).digest()
+            await self._connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:space, :key)"),
+                {
+                    "space": IDEMPOTENCY_LOCK_SPACE,
+                    "key": int.from_bytes(digest[:4], "big", signed=True),
+                },
+            )
         row = (
             await self._connection.execute(
                 sa.select(
