@@ -61,7 +61,17 @@ def start_server_process(data_dir: Path, *args: str, timeout: float = 30) -> Ser
     log_path = data_dir.parent / f"serve-{uuid.uuid4().hex[:6]}.log"
     with log_path.open("w") as log_file:  # the child keeps its own descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "genwire", "serve", "--port", "0", "--data-dir", str(data_dir), *args],
+            [
+                sys.executable,
+                "-m",
+                "genwire",
+                "serve",
+                "--port",
+                "0",
+                "--data-dir",
+                str(data_dir),
+                *args,
+            ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             text=True,
@@ -71,7 +81,9 @@ def start_server_process(data_dir: Path, *args: str, timeout: float = 30) -> Ser
     url = None
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"genwire serve exited {process.returncode}:\n{log_path.read_text()}")
+            raise RuntimeError(
+                f"genwire serve exited {process.returncode}:\n{log_path.read_text()}"
+            )
         match = re.search(r"serving on (http://\S+)", log_path.read_text())
         if match:
             url = match.group(1)
@@ -216,4 +228,3 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 @pytest.fixture
 async def service(store: Store, tmp_path: Path) -> JobService:
     return JobService(store, LocalBus(), test_registry(), LocalStorage(tmp_path / "files"))
-
