@@ -27,6 +27,7 @@ def service_of(request: Request) -> JobService:
 
 
 async def list_pipelines(request: Request) -> Response:
+    tenant_of(request)  # with keys configured, only their holders may look
     items = [pipeline.describe() for pipeline in service_of(request).registry]
     return JsonResponse({"items": items})
 
