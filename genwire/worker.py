@@ -95,21 +95,36 @@ class WorkerPool:
         while not self._stopping.is_set():
             # Subscribe before claiming, so a job queued in between still wakes us.
             with self.service.bus.subscribe(topics.QUEUE) as queued:
-                try:
-                    job = await self.service.claim_next_job(
-                        self.worker_id, self.settings.lease_ttl_s
-                    )
-                except Exception:
-                    log.exception("claiming a job failed; retrying")
-                    job = None
+                job = await self._claim()
                 if job is None:
                     await queued.wait(self.settings.poll_interval_s)
                     continue
-            task = asyncio.create_task(self._run(job), name=f"genwire-job-{job.id}")
-            self._running[job.id] = task
-            # Removed when the job ends, not when its slot is cancelled by stop().
-            task.add_done_callback(partial(self._forget, job.id))
-            await asyncio.shield(task)
+            await asyncio.shield(self._launch(job))
+
+    async def _claim(self) -> Job | None:
+        """Claim a job; a claim under way when stop() cancels the slot still completes,
+        and its job is launched so that stop() supervises it like any other."""
+        claim = asyncio.ensure_future(
+            self.service.claim_next_job(self.worker_id, self.settings.lease_ttl_s)
+        )
+        try:
+            return await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                job = await claim
+                if job is not None:
+                    self._launch(job)
+            raise
+        except Exception:
+            log.exception("claiming a job failed; retrying")
+            return None
+
+    def _launch(self, job: Job) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._run(job), name=f"genwire-job-{job.id}")
+        self._running[job.id] = task
+        # Removed when the job ends, not when its slot is cancelled by stop().
+        task.add_done_callback(partial(self._forget, job.id))
+        return task
 
     def _forget(self, job_id: str, _ended: asyncio.Task[None]) -> None:
         self._running.pop(job_id, None)
@@ -169,7 +184,9 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (limit if math.isfinite(limit) else 1e12)
         renew_every = self.settings.lease_ttl_s / 3
-        next_renewal = loop.time() + renew_every
+        # Renew at once: a cancel that landed between the claim and the subscription
+        # above is seen now rather than a renewal period later.
+        next_renewal = loop.time()
         interrupt: str | None = None
         with self.service.bus.subscribe(topics.cancel(job.id)) as cancel_notice:
             while not attempt.done():
