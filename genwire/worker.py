@@ -69,18 +69,18 @@ class WorkerPool:
             recovered = await self.service.recover_all_running()
             if recovered:
                 log.warning("recovered %d job(s) left running: %s", len(recovered), recovered)
+        self._free_slots = asyncio.Semaphore(self.settings.concurrency)
         self._tasks = [
-            asyncio.create_task(self._slot(index), name=f"genwire-slot-{index}")
-            for index in range(self.settings.concurrency)
+            asyncio.create_task(self._dispatch(), name="genwire-dispatcher"),
+            asyncio.create_task(self._reap_expired(), name="genwire-reaper"),
         ]
-        self._tasks.append(asyncio.create_task(self._reap_expired(), name="genwire-reaper"))
 
     async def stop(self) -> None:
         """Stop claiming; let running jobs finish within the grace, then requeue them."""
         self._stopping.set()
-        # Slots first: one may be claiming a job this very moment, and a job it
+        # The dispatcher first: it may be claiming a job this very moment, and a job
         # claimed after the list below was taken would be left running, unsupervised.
-        # A slot only awaits its job through a shield, so this never stops a job.
+        # Cancelling it never stops a job: claims finish and their job is launched.
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -91,25 +91,35 @@ class WorkerPool:
                 self._shutdown_now.set()
                 await asyncio.wait(unfinished, timeout=self.settings.cancel_grace_s + 5)
 
-    async def _slot(self, index: int) -> None:
+    async def _dispatch(self) -> None:
+        """Claim a job whenever a slot is free. One claimer per pool: a new job wakes
+        one transaction here, not one per idle slot."""
         while not self._stopping.is_set():
-            # Subscribe before claiming, so a job queued in between still wakes us.
-            with self.service.bus.subscribe(topics.QUEUE) as queued:
-                job = await self._claim()
-                if job is None:
-                    await queued.wait(self.settings.poll_interval_s)
-                    continue
-            await asyncio.shield(self._launch(job))
+            await self._free_slots.acquire()
+            launched = False
+            try:
+                # Subscribe before claiming, so a job queued in between still wakes us.
+                with self.service.bus.subscribe(topics.QUEUE) as queued:
+                    job = await self._claim()
+                    while job is None:
+                        await queued.wait(self.settings.poll_interval_s)
+                        job = await self._claim()
+                self._launch(job)
+                launched = True
+            finally:
+                if not launched:
+                    self._free_slots.release()
 
     async def _claim(self) -> Job | None:
-        """Claim a job; a claim under way when stop() cancels the slot still completes,
-        and its job is launched so that stop() supervises it like any other."""
+        """Claim a job; a claim under way when stop() cancels the dispatcher still
+        completes, and its job is launched so that stop() supervises it like any other."""
         claim = asyncio.ensure_future(
             self.service.claim_next_job(self.worker_id, self.settings.lease_ttl_s)
         )
         try:
             return await asyncio.shield(claim)
         except asyncio.CancelledError:
+            # Only stop() cancels the dispatcher: slot accounting no longer matters.
             with contextlib.suppress(Exception):
                 job = await claim
                 if job is not None:
@@ -122,12 +132,13 @@ class WorkerPool:
     def _launch(self, job: Job) -> asyncio.Task[None]:
         task = asyncio.create_task(self._run(job), name=f"genwire-job-{job.id}")
         self._running[job.id] = task
-        # Removed when the job ends, not when its slot is cancelled by stop().
+        # Forgotten when the job ends, not when the dispatcher is cancelled by stop().
         task.add_done_callback(partial(self._forget, job.id))
         return task
 
     def _forget(self, job_id: str, _ended: asyncio.Task[None]) -> None:
         self._running.pop(job_id, None)
+        self._free_slots.release()
 
     async def _reap_expired(self) -> None:
         while not self._stopping.is_set():

@@ -23,12 +23,9 @@ def _differences(connection: Connection) -> list[object]:
 
 
 async def test_migrated_schema_equals_declared_schema(store: Store) -> None:
-    async with store._write_engine.connect() as connection:
-        differences = await connection.run_sync(_differences)
-    assert differences == []
+    assert await store.read(_differences) == []
 
 
 async def test_migrating_twice_changes_nothing(store: Store) -> None:
     assert await store.migrate() == len(MIGRATIONS)
-    async with store._write_engine.connect() as connection:
-        assert await connection.run_sync(current_version) == len(MIGRATIONS)
+    assert await store.read(current_version) == len(MIGRATIONS)

@@ -1,0 +1,120 @@
+"""Rows to models and back, and the statements of the hot paths, built once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
+
+from genwire.models import Artifact, Job, JobError, JobStatus
+from genwire.store import schema
+
+jobs = schema.jobs
+artifacts = schema.artifacts
+
+#: Columns a transition may change; the rest are fixed when the job is created.
+MUTABLE_JOB_COLUMNS = tuple(
+    column
+    for column in jobs.c
+    if column.name not in {"id", "tenant", "pipeline", "created_at", "input", "project_id"}
+)
+
+# Built once: building a 20-column UPDATE per event costs more than running it.
+SAVE_JOB = (
+    sa.update(jobs)
+    .where(jobs.c.id == sa.bindparam("job_id"))
+    .values(
+        {
+            column: sa.bindparam(f"v_{column.name}", type_=column.type)
+            for column in MUTABLE_JOB_COLUMNS
+        }
+    )
+)
+INSERT_EVENT = sa.insert(schema.events).returning(schema.events.c.seq)
+LOCK_JOB = sa.select(jobs).where(jobs.c.id == sa.bindparam("job_id")).with_for_update()
+LOCK_TENANT_JOB = LOCK_JOB.where(jobs.c.tenant == sa.bindparam("tenant"))
+JOBS_AHEAD = (
+    sa.select(sa.func.count())
+    .select_from(jobs)
+    .where(jobs.c.status == JobStatus.QUEUED.value, jobs.c.id < sa.bindparam("job_id"))
+)
+ARTIFACTS_OF = (
+    sa.select(artifacts)
+    .where(artifacts.c.job_id == sa.bindparam("job_id"))
+    .order_by(artifacts.c.created_at, artifacts.c.id)
+)
+
+
+def job_values(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "tenant": job.tenant,
+        "pipeline": job.pipeline,
+        "status": job.status.value,
+        "phase": job.phase,
+        "progress": job.progress,
+        "message": job.message,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "cancel_requested": job.cancel_requested,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "input": job.input,
+        "metadata": job.metadata,
+        "project_id": job.project_id,
+        "webhook": job.webhook,
+        "error": job.error.to_json() if job.error else None,
+        "output": job.output,
+        "last_event_seq": job.last_event_seq,
+        "lease_owner": job.lease_owner,
+        "lease_expires_at": job.lease_expires_at,
+    }
+
+
+def save_job_params(job: Job) -> dict[str, Any]:
+    values = job_values(job)
+    params = {f"v_{column.name}": values[column.name] for column in MUTABLE_JOB_COLUMNS}
+    params["job_id"] = job.id
+    return params
+
+
+def job_from_row(row: RowMapping) -> Job:
+    error = row["error"]
+    return Job(
+        id=row["id"],
+        tenant=row["tenant"],
+        pipeline=row["pipeline"],
+        status=JobStatus(row["status"]),
+        phase=row["phase"],
+        progress=float(row["progress"]),
+        message=row["message"],
+        attempt=int(row["attempt"]),
+        max_attempts=int(row["max_attempts"]),
+        cancel_requested=bool(row["cancel_requested"]),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        input=row["input"],
+        metadata=row["metadata"],
+        project_id=row["project_id"],
+        webhook=row["webhook"],
+        error=JobError(**error) if error else None,
+        output=row["output"],
+        last_event_seq=int(row["last_event_seq"]),
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+    )
+
+
+def artifact_from_row(row: RowMapping) -> Artifact:
+    return Artifact(
+        id=row["id"],
+        job_id=row["job_id"],
+        name=row["name"],
+        type=row["type"],
+        size_bytes=int(row["size_bytes"]),
+        sha256=row["sha256"],
+        path=row["path"],
+    )

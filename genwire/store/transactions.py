@@ -1,0 +1,179 @@
+"""One write transaction: what the service may do to jobs and the log.
+
+It is plain synchronous code on one connection. The store runs the whole
+transaction as one call — on SQLite in its writer thread, on PostgreSQL in a
+greenlet over asyncpg — so a transaction costs one hand-off, not one per statement.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from genwire.models import (
+    Artifact,
+    Event,
+    EventType,
+    Job,
+    JobStatus,
+    JsonObject,
+    format_time,
+    utc_now,
+)
+from genwire.store import rows, schema
+
+#: Keys of PostgreSQL advisory locks (any constants; two-key locks live in their own space).
+APPEND_LOCK_KEY = 0x67656E77
+MIGRATE_LOCK_KEY = 0x67656E78
+IDEMPOTENCY_LOCK_SPACE = 0x67656E79
+
+
+class WriteTx:
+    def __init__(self, connection: Connection, is_postgres: bool) -> None:
+        self._connection = connection
+        self._is_postgres = is_postgres
+        self._append_locked = False
+        self.appended: list[Event] = []
+        #: bus topics to wake after commit, besides those of the appended events
+        self.extra_topics: list[str] = []
+
+    def insert_job(self, job: Job) -> None:
+        self._connection.execute(sa.insert(schema.jobs).values(**rows.job_values(job)))
+
+    def lock_job(self, job_id: str, tenant: str | None = None) -> Job | None:
+        if tenant is None:
+            result = self._connection.execute(rows.LOCK_JOB, {"job_id": job_id})
+        else:
+            result = self._connection.execute(
+                rows.LOCK_TENANT_JOB, {"job_id": job_id, "tenant": tenant}
+            )
+        row = result.mappings().first()
+        return rows.job_from_row(row) if row else None
+
+    def claim_queued(self, exclude: Sequence[str] = ()) -> Job | None:
+        """Lock the oldest queued job no other transaction holds."""
+        query = (
+            sa.select(schema.jobs)
+            .where(schema.jobs.c.status == JobStatus.QUEUED.value)
+            .order_by(schema.jobs.c.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        if exclude:
+            query = query.where(schema.jobs.c.id.not_in(exclude))
+        row = self._connection.execute(query).mappings().first()
+        return rows.job_from_row(row) if row else None
+
+    def lock_expired(self, now: datetime) -> list[Job]:
+        return self._lock_running(schema.jobs.c.lease_expires_at < now)
+
+    def lock_running(self) -> list[Job]:
+        return self._lock_running(sa.true())
+
+    def _lock_running(self, condition: sa.ColumnElement[bool]) -> list[Job]:
+        query = (
+            sa.select(schema.jobs)
+            .where(schema.jobs.c.status == JobStatus.RUNNING.value, condition)
+            .order_by(schema.jobs.c.id)
+            .with_for_update(skip_locked=True)
+        )
+        return [rows.job_from_row(row) for row in self._connection.execute(query).mappings()]
+
+    def append_event(self, job: Job, event_type: EventType, fields: JsonObject) -> Event:
+        """Append one event of `job` to the log and advance `job.last_event_seq`."""
+        if self._is_postgres and not self._append_locked:
+            # Serialise appends from id allocation to commit, so no reader can pass
+            # an id whose transaction has not committed yet (SPEC §4.8).
+            self._connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY}
+            )
+            self._append_locked = True
+        payload = {
+            "type": event_type.value,
+            "job_id": job.id,
+            "ts": format_time(utc_now()),
+            **fields,
+        }
+        seq = self._connection.execute(
+            rows.INSERT_EVENT,
+            {
+                "tenant": job.tenant,
+                "job_id": job.id,
+                "project_id": job.project_id,
+                "type": event_type.value,
+                "payload": orjson.dumps(payload).decode(),
+            },
+        ).scalar_one()
+        job.last_event_seq = int(seq)
+        event = Event(
+            seq=int(seq), tenant=job.tenant, job_id=job.id, type=event_type, payload=payload
+        )
+        self.appended.append(event)
+        return event
+
+    def save_job(self, job: Job) -> None:
+        """Write back every mutable field of a locked job."""
+        self._connection.execute(rows.SAVE_JOB, rows.save_job_params(job))
+
+    def artifacts_of(self, job_id: str) -> list[Artifact]:
+        result = self._connection.execute(rows.ARTIFACTS_OF, {"job_id": job_id})
+        return [rows.artifact_from_row(row) for row in result.mappings()]
+
+    def queue_position(self, job: Job) -> int:
+        """How many queued jobs will be claimed before this one."""
+        return int(self._connection.execute(rows.JOBS_AHEAD, {"job_id": job.id}).scalar_one())
+
+    def insert_artifact(self, artifact: Artifact, tenant: str) -> None:
+        self._connection.execute(
+            sa.insert(schema.artifacts).values(
+                id=artifact.id,
+                job_id=artifact.job_id,
+                tenant=tenant,
+                name=artifact.name,
+                type=artifact.type,
+                size_bytes=artifact.size_bytes,
+                sha256=artifact.sha256,
+                path=artifact.path,
+                created_at=utc_now(),
+            )
+        )
+
+    def find_idempotent(self, tenant: str, key: str) -> tuple[str, str] | None:
+        """(request_hash, job_id) stored under an idempotency key, if any.
+
+        On PostgreSQL it first locks the key until commit, so a concurrent create
+        with the same key waits and then finds this one's job instead of failing
+        on the primary key (SQLite writers are serialized already).
+        """
+        if self._is_postgres:
+            digest = hashlib.sha256(f"{tenant}\0{key}".encode()).digest()
+            self._connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:space, :key)"),
+                {
+                    "space": IDEMPOTENCY_LOCK_SPACE,
+                    "key": int.from_bytes(digest[:4], "big", signed=True),
+                },
+            )
+        table = schema.idempotency_keys
+        row = self._connection.execute(
+            sa.select(table.c.request_hash, table.c.job_id).where(
+                table.c.tenant == tenant, table.c.key == key
+            )
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    def remember_idempotent(self, tenant: str, key: str, request_hash: str, job_id: str) -> None:
+        self._connection.execute(
+            sa.insert(schema.idempotency_keys).values(
+                tenant=tenant,
+                key=key,
+                request_hash=request_hash,
+                job_id=job_id,
+                created_at=utc_now(),
+            )
+        )

@@ -1,0 +1,100 @@
+"""The moves of a job's state machine, each inside a write transaction.
+
+Plain synchronous functions of a `WriteTx`: the store runs a whole transaction as
+one call. Every move appends its event and saves the snapshot together.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from genwire.errors import LeaseLost
+from genwire.models import ErrorCode, EventType, Job, JobError, JobStatus, JsonObject
+from genwire.store import WriteTx
+
+
+def owned(tx: WriteTx, job_id: str, worker_id: str) -> Job:
+    """The running job `worker_id` holds the lease of; LeaseLost otherwise."""
+    job = tx.lock_job(job_id)
+    if job is None or job.status is not JobStatus.RUNNING or job.lease_owner != worker_id:
+        raise LeaseLost(f"worker {worker_id} no longer holds job {job_id}")
+    return job
+
+
+def append_status(tx: WriteTx, job: Job) -> None:
+    """A job-status event, with the queue position while queued, and the snapshot."""
+    fields: JsonObject = {
+        "status": job.status.value,
+        "phase": job.phase,
+        "progress": round(job.progress, 2),
+        "message": job.message,
+        "attempt": job.attempt,
+    }
+    if job.status is JobStatus.QUEUED:
+        fields["queue_position"] = tx.queue_position(job)
+    if job.cancel_requested:
+        fields["cancel_requested"] = True
+    tx.append_event(job, EventType.JOB_STATUS, fields)
+    tx.save_job(job)
+
+
+def start(tx: WriteTx, job: Job, worker_id: str, lease_ttl: float, now: datetime) -> None:
+    job.status = JobStatus.RUNNING
+    job.lease_owner = worker_id
+    job.lease_expires_at = now + timedelta(seconds=lease_ttl)
+    job.started_at = now
+    job.message = "running"
+    append_status(tx, job)
+
+
+def retry_or_fail(tx: WriteTx, job: Job, reason: str, now: datetime) -> None:
+    """A running job lost its run: queue it again, or fail it once out of attempts."""
+    if job.cancel_requested:
+        end(tx, job, JobStatus.CANCELLED, f"cancelled ({reason})", now)
+        return
+    if job.attempt >= job.max_attempts:
+        job.error = JobError(
+            ErrorCode.WORKER_LOST,
+            f"gave up after {job.attempt} attempts; the last one ended because {reason}",
+            retryable=True,
+        )
+        end(tx, job, JobStatus.FAILED, job.error.message, now)
+        return
+    job.attempt += 1
+    job.status = JobStatus.QUEUED
+    job.phase = None
+    job.progress = 0.0
+    job.lease_owner = None
+    job.lease_expires_at = None
+    job.message = f"requeued because {reason} (attempt {job.attempt} of {job.max_attempts})"
+    append_status(tx, job)
+
+
+def end(tx: WriteTx, job: Job, status: JobStatus, message: str, now: datetime) -> None:
+    """Move a job to its one terminal status with its one terminal event, its last."""
+    job.status = status
+    job.message = message
+    job.finished_at = now
+    job.lease_owner = None
+    job.lease_expires_at = None
+    if status is JobStatus.SUCCEEDED:
+        job.progress = 100.0
+        started = job.started_at or now
+        tx.append_event(
+            job,
+            EventType.JOB_COMPLETED,
+            {
+                "status": status.value,
+                "artifacts": [artifact.to_json() for artifact in tx.artifacts_of(job.id)],
+                "output": job.output,
+                "duration_s": round((now - started).total_seconds(), 3),
+            },
+        )
+    elif status is JobStatus.FAILED:
+        assert job.error is not None
+        tx.append_event(
+            job, EventType.JOB_FAILED, {"status": status.value, "error": job.error.to_json()}
+        )
+    else:
+        tx.append_event(job, EventType.JOB_CANCELLED, {"status": status.value})
+    tx.save_job(job)
