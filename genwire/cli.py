@@ -90,6 +90,13 @@ def main() -> None:
     show_default=True,
     help="Runs of a job before a lost worker fails it.",
 )
+@click.option(
+    "--shutdown-grace",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="On SIGTERM, seconds running jobs get to finish before going back to the queue.",
+)
 @click.option("--insecure", is_flag=True, help="Allow listening beyond loopback with no API key.")
 @click.option(
     "--log-level",
@@ -106,6 +113,7 @@ def serve(
     job_timeout: float | None,
     lease_ttl: float,
     max_attempts: int,
+    shutdown_grace: float,
     insecure: bool,
     log_level: str,
 ) -> None:
@@ -124,6 +132,7 @@ def serve(
         job_timeout_s=job_timeout,
         lease_ttl_s=lease_ttl,
         max_attempts=max_attempts,
+        shutdown_grace_s=shutdown_grace,
     )
     try:
         settings.check_exposure()
@@ -138,7 +147,7 @@ def serve(
         raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}") from None
     bound_port = sock.getsockname()[1]
     app = create_app(settings)
-    config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=15)
+    config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     shown_host = f"[{host}]" if ":" in host else host
     console.print(
@@ -314,10 +323,17 @@ def _print_result(client: Client, job: dict[str, Any], as_json: bool) -> None:
         error = job["error"]
         out.print(f"  error {error['code']}: {error['message']}")
     for artifact in job.get("artifacts", []):
-        out.print(
-            f"  {artifact['name']:<16} {artifact['type']:<24} "
-            f"{artifact['size_bytes']:>10} B  {client.absolute(artifact['url'])}"
-        )
+        out.print(f"  {artifact['name']}  ({artifact['type']}, {_size(artifact['size_bytes'])})")
+        out.print(f"    {client.absolute(artifact['url'])}", soft_wrap=True)
+
+
+def _size(size_bytes: int) -> str:
+    size = float(size_bytes)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 @main.command()

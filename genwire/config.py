@@ -45,6 +45,7 @@ class Settings:
     max_attempts: int = 3
     lease_ttl_s: float = 30.0
     job_timeout_s: float | None = None
+    shutdown_grace_s: float = 10.0
     keepalive_s: float = 10.0
 
     @classmethod

@@ -100,6 +100,7 @@ class Runtime:
                     concurrency=settings.workers,
                     lease_ttl_s=settings.lease_ttl_s,
                     job_timeout_s=settings.job_timeout_s,
+                    shutdown_grace_s=settings.shutdown_grace_s,
                 ),
             )
         return cls(settings, store, service, pool, lock)

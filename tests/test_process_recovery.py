@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -101,3 +102,27 @@ def test_a_second_server_on_the_same_data_dir_refuses_to_start(
         start_server_process(first.data_dir, "--workers", "0", timeout=15)
     with first.client() as client:
         assert client.get("/healthz").status_code == 200
+
+
+def test_sigterm_stops_the_server_and_gives_its_running_job_back_to_the_queue(
+    serve_process: Callable[..., ServerProcess],
+) -> None:
+    server = serve_process("--workers", "1")
+    with server.client() as client:
+        job_id = client.post(
+            "/api/jobs",
+            json={"pipeline": "demo.synthetic", "input": {"steps": 600, "step_ms": 100}},
+        ).json()["id"]
+        _wait_for(client, job_id, lambda job: job["progress"] >= 5, timeout=30)
+
+    server.process.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught.
+    assert server.process.wait(timeout=60) in (0, -signal.SIGTERM)
+    assert "Application shutdown complete" in server.log()
+
+    events = _events_of(server.data_dir, job_id)
+    last = events[-1]
+    assert last.type is EventType.JOB_STATUS
+    assert last.payload["status"] == "queued"
+    assert last.payload["attempt"] == 2
+    assert "shut down" in last.payload["message"]
