@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from rich.table import Table
 from genwire import __version__
 from genwire.client import ApiError, Client
 from genwire.config import Settings
-from genwire.runtime import DataDirInUse
+from genwire.locks import DataDirInUse
 
 console = Console(stderr=True)
 out = Console()
@@ -41,6 +42,60 @@ server_option = click.option(
 )
 
 
+def worker_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Options of whatever runs workers: `serve` and `worker`."""
+    options = [
+        click.option(
+            "--data-dir",
+            envvar="GENWIRE_DATA_DIR",
+            default="./genwire-data",
+            show_default=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Database (embedded default) and artifacts.",
+        ),
+        click.option(
+            "--job-timeout",
+            type=click.FloatRange(min=0.1),
+            default=None,
+            help="Cap, in seconds, on every pipeline's time limit.",
+        ),
+        click.option(
+            "--lease-ttl",
+            type=click.FloatRange(min=0.5),
+            default=30.0,
+            show_default=True,
+            help="Seconds after which a silent worker's job is taken back.",
+        ),
+        click.option(
+            "--max-attempts",
+            type=click.IntRange(1, 100),
+            default=3,
+            show_default=True,
+            help="Runs of a job before a lost worker fails it.",
+        ),
+        click.option(
+            "--shutdown-grace",
+            type=click.FloatRange(min=0),
+            default=10.0,
+            show_default=True,
+            help="On SIGTERM, seconds running jobs get to finish before going back to the queue.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _worker_settings(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "data_dir": options["data_dir"],
+        "job_timeout_s": options["job_timeout"],
+        "lease_ttl_s": options["lease_ttl"],
+        "max_attempts": options["max_attempts"],
+        "shutdown_grace_s": options["shutdown_grace"],
+    }
+
+
 @click.group()
 @click.version_option(__version__, prog_name="genwire")
 def main() -> None:
@@ -50,13 +105,6 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--data-dir",
-    envvar="GENWIRE_DATA_DIR",
-    default="./genwire-data",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-)
 @click.option(
     "--database",
     envvar="GENWIRE_DATABASE_URL",
@@ -70,33 +118,6 @@ def main() -> None:
     type=click.IntRange(0, 256),
     help="In-process worker slots (0: API only).",
 )
-@click.option(
-    "--job-timeout",
-    type=click.FloatRange(min=0.1),
-    default=None,
-    help="Cap, in seconds, on every pipeline's time limit.",
-)
-@click.option(
-    "--lease-ttl",
-    type=click.FloatRange(min=0.5),
-    default=30.0,
-    show_default=True,
-    help="Seconds after which a silent worker's job is taken back.",
-)
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(1, 100),
-    default=3,
-    show_default=True,
-    help="Runs of a job before a lost worker fails it.",
-)
-@click.option(
-    "--shutdown-grace",
-    type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    help="On SIGTERM, seconds running jobs get to finish before going back to the queue.",
-)
 @click.option("--insecure", is_flag=True, help="Allow listening beyond loopback with no API key.")
 @click.option(
     "--log-level",
@@ -104,35 +125,27 @@ def main() -> None:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@worker_options
 def serve(
     host: str,
     port: int,
-    data_dir: Path,
     database: str | None,
     workers: int,
-    job_timeout: float | None,
-    lease_ttl: float,
-    max_attempts: int,
-    shutdown_grace: float,
     insecure: bool,
     log_level: str,
+    **options: Any,
 ) -> None:
     """Run the API, the web page and in-process workers."""
     from genwire.api import create_app
 
-    env = Settings.from_env()
     settings = Settings(
-        data_dir=data_dir,
         database_url=database,
         host=host,
         port=port,
         workers=workers,
-        api_keys=env.api_keys,
+        api_keys=Settings.from_env().api_keys,
         insecure=insecure,
-        job_timeout_s=job_timeout,
-        lease_ttl_s=lease_ttl,
-        max_attempts=max_attempts,
-        shutdown_grace_s=shutdown_grace,
+        **_worker_settings(options),
     )
     try:
         settings.check_exposure()
@@ -169,24 +182,14 @@ def serve(
     required=True,
     help="The database the API nodes use (sqlite:///… or postgresql://…).",
 )
-@click.option(
-    "--data-dir",
-    envvar="GENWIRE_DATA_DIR",
-    default="./genwire-data",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where artifacts are stored.",
-)
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 256))
-@click.option("--lease-ttl", type=click.FloatRange(min=0.5), default=30.0, show_default=True)
-def worker(database: str, data_dir: Path, concurrency: int, lease_ttl: float) -> None:
+@worker_options
+def worker(database: str, concurrency: int, **options: Any) -> None:
     """Run workers only, beside API nodes that share the database."""
     from genwire.runtime import Runtime
 
     _configure_logging("info")
-    settings = Settings(
-        data_dir=data_dir, database_url=database, workers=concurrency, lease_ttl_s=lease_ttl
-    )
+    settings = Settings(database_url=database, workers=concurrency, **_worker_settings(options))
 
     async def run() -> None:
         runtime = Runtime.build(settings, own_data_dir=False)

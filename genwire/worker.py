@@ -59,16 +59,8 @@ class WorkerPool:
     def running_jobs(self) -> list[str]:
         return list(self._running)
 
-    async def start(self, *, recover_running: bool = False) -> None:
-        """Start the slots and the lease reaper.
-
-        `recover_running`: this process alone owns the database (the embedded
-        default holds the data-dir lock), so every job left running is orphaned.
-        """
-        if recover_running:
-            recovered = await self.service.recover_all_running()
-            if recovered:
-                log.warning("recovered %d job(s) left running: %s", len(recovered), recovered)
+    async def start(self) -> None:
+        """Start the dispatcher and the lease reaper."""
         self._free_slots = asyncio.Semaphore(self.settings.concurrency)
         self._tasks = [
             asyncio.create_task(self._dispatch(), name="genwire-dispatcher"),

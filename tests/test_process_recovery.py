@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -126,3 +128,40 @@ def test_sigterm_stops_the_server_and_gives_its_running_job_back_to_the_queue(
     assert last.payload["status"] == "queued"
     assert last.payload["attempt"] == 2
     assert "shut down" in last.payload["message"]
+
+
+def test_a_restarted_server_leaves_alone_the_jobs_a_live_worker_process_runs(
+    serve_process: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = serve_process("--workers", "0")
+    database = f"sqlite:///{server.data_dir / 'genwire.db'}"
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "genwire",
+            "worker",
+            "--database",
+            database,
+            "--data-dir",
+            str(server.data_dir),
+            "--concurrency",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with server.client() as client:
+            job_id = client.post("/api/jobs", json=LONG_JOB).json()["id"]
+            _wait_for(client, job_id, lambda job: job["progress"] >= 20, timeout=30)
+        server.kill()
+
+        # With a pool of its own: it would run the job again had it requeued it.
+        restarted = serve_process("--workers", "1", data_dir=server.data_dir)
+        with restarted.client() as client:
+            job = _wait_for(client, job_id, lambda job: job["status"] == "succeeded", timeout=30)
+        assert job["attempt"] == 1, "the worker kept its job; the server did not requeue it"
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)

@@ -20,7 +20,7 @@ WAIT_S = 15.0
 
 
 class StartPool(Protocol):
-    async def __call__(self, *, recover_running: bool = False, **settings: Any) -> WorkerPool: ...
+    async def __call__(self, **settings: Any) -> WorkerPool: ...
 
 
 @pytest.fixture
@@ -28,13 +28,13 @@ async def start_pool(service: JobService) -> AsyncIterator[StartPool]:
     """Start WorkerPools on the test's service; each is stopped when the test ends."""
     pools: list[WorkerPool] = []
 
-    async def start(*, recover_running: bool = False, **settings: Any) -> WorkerPool:
+    async def start(**settings: Any) -> WorkerPool:
         # A short shutdown grace so that a pool stopped with a job still running
         # (a test that leaves one) releases it instead of waiting it out.
         settings.setdefault("shutdown_grace_s", 0.5)
         pool = WorkerPool(service, WorkerSettings(**settings))
         pools.append(pool)
-        await pool.start(recover_running=recover_running)
+        await pool.start()
         return pool
 
     yield start
@@ -301,16 +301,17 @@ async def test_a_job_whose_worker_vanished_is_taken_over_after_its_lease_expires
     assert_ended_once_with(events, EventType.JOB_COMPLETED)
 
 
-async def test_starting_with_recover_running_requeues_jobs_left_running_at_once(
+async def test_a_job_recovered_at_start_up_runs_again_on_the_pool(
     service: JobService, start_pool: StartPool
 ) -> None:
     job_id = await submit(service, "demo.synthetic", steps=3, step_ms=1)
     # The lease would outlive the test: only recovery at start can free the job.
     assert await service.claim_next_job("dead-process", lease_ttl=3600) is not None
 
-    await start_pool(concurrency=1, lease_ttl_s=5, recover_running=True)
+    assert await service.recover_all_running() == [job_id]
+    await start_pool(concurrency=1, lease_ttl_s=5)
 
-    # Requeued by start() itself (the pool may have claimed it again since).
+    # Requeued by the recovery (the pool may have claimed it again since).
     requeued = [
         event.payload
         for event in await service.store.events_after(job_id)
