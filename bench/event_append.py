@@ -87,7 +87,8 @@ async def _claimed_reporter(service: JobService, index: int) -> AttemptReporter:
     job = await service.claim_next_job(worker_id, LEASE_TTL_S)
     if job is None:
         raise RuntimeError("the job just created could not be claimed")
-    return service.reporter(job.id, worker_id)
+    assert job.lease_owner is not None
+    return service.reporter(job.id, job.lease_owner)
 
 
 async def _append(reporter: AttemptReporter, count: int, latencies: list[float]) -> None:

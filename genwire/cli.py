@@ -23,7 +23,8 @@ from rich.table import Table
 
 from genwire import __version__
 from genwire.client import ApiError, Client
-from genwire.config import Settings
+from genwire.client.sync import DEFAULT_URL
+from genwire.config import DEFAULT_DATA_DIR, Settings
 from genwire.locks import DataDirInUse
 
 console = Console(stderr=True)
@@ -36,7 +37,7 @@ POLL_INTERVAL_S = 0.5
 server_option = click.option(
     "--server",
     envvar="GENWIRE_URL",
-    default="http://127.0.0.1:8000",
+    default=DEFAULT_URL,
     show_default=True,
     help="The genwire server (env GENWIRE_URL).",
 )
@@ -48,7 +49,7 @@ def worker_options(command: Callable[..., None]) -> Callable[..., None]:
         click.option(
             "--data-dir",
             envvar="GENWIRE_DATA_DIR",
-            default="./genwire-data",
+            default=DEFAULT_DATA_DIR,
             show_default=True,
             type=click.Path(file_okay=False, path_type=Path),
             help="Database (embedded default) and artifacts.",
@@ -185,9 +186,16 @@ def serve(
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 256))
 @worker_options
 def worker(database: str, concurrency: int, **options: Any) -> None:
-    """Run workers only, beside API nodes that share the database."""
+    """Run workers only, beside API nodes that share the database.
+
+    Artifacts go under the data dir, which the API nodes must share to serve them:
+    by default, beside a SQLite database (where `genwire serve` keeps them).
+    """
     from genwire.runtime import Runtime
 
+    source = click.get_current_context().get_parameter_source("data_dir")
+    if source is click.ParameterSource.DEFAULT and database.startswith("sqlite:///"):
+        options["data_dir"] = Path(database.removeprefix("sqlite:///")).parent
     _configure_logging("info")
     settings = Settings(database_url=database, workers=concurrency, **_worker_settings(options))
 

@@ -46,7 +46,6 @@ class Settings:
     lease_ttl_s: float = 30.0
     job_timeout_s: float | None = None
     shutdown_grace_s: float = 10.0
-    keepalive_s: float = 10.0
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -1,11 +1,16 @@
-"""Errors the service raises; the API maps each to one problem+json type.
+"""Errors the service and the API raise; each carries the HTTP status of its problem+json.
 
-GenwireError
+GenwireError            500  a bug: no handler expected it
+├── BadRequest          400  a request the API cannot read (malformed JSON, a bad query
+│                            or header); each instance names its status and code (413 …)
+├── Unauthorized        401  no valid API key
 ├── NotFound            404  unknown id, or another tenant's
-├── InvalidInput        422  unknown pipeline, input failing its schema
 ├── Conflict            409  cancel of an ended job
+├── InvalidInput        422  unknown pipeline, input failing its schema
 ├── IdempotencyMismatch 422  same Idempotency-Key, different body
-└── LeaseLost                a worker wrote to a job it no longer holds
+└── LeaseLost           500  a worker wrote to a job it no longer holds
+
+A subclass inherits its parent's status, so a new kind of NotFound is still a 404.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ class FieldError:
 
 
 class GenwireError(Exception):
+    status = 500
     code = "error"
 
     def __init__(self, message: str) -> None:
@@ -27,11 +33,33 @@ class GenwireError(Exception):
         self.message = message
 
 
+class BadRequest(GenwireError):
+    status = 400
+    code = "bad-request"
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "bad-request") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class Unauthorized(GenwireError):
+    status = 401
+    code = "unauthorized"
+
+
 class NotFound(GenwireError):
+    status = 404
     code = "not-found"
 
 
+class Conflict(GenwireError):
+    status = 409
+    code = "conflict"
+
+
 class InvalidInput(GenwireError):
+    status = 422
     code = "validation-error"
 
     def __init__(self, message: str, errors: list[FieldError]) -> None:
@@ -39,11 +67,8 @@ class InvalidInput(GenwireError):
         self.errors = errors
 
 
-class Conflict(GenwireError):
-    code = "conflict"
-
-
 class IdempotencyMismatch(GenwireError):
+    status = 422
     code = "idempotency-key-reused"
 
 

@@ -25,7 +25,7 @@ class ProcessLock:
         """Take the lock; False when another process holds it.
 
         An exclusive lock never waits. A shared one waits out an exclusive holder,
-        which only ever holds it for a probe (see `no_other_workers`).
+        which only ever holds it while it recovers jobs (see `lock_out_workers`).
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = self.path.open("a+")
@@ -75,9 +75,9 @@ def acquire_server_lock(data_dir: Path) -> ProcessLock:
     return lock
 
 
-def no_other_workers(database_path: Path) -> bool:
-    """True when no `genwire worker` process runs jobs from this SQLite database."""
+def lock_out_workers(database_path: Path) -> ProcessLock | None:
+    """The workers lock of an SQLite database, held exclusively: proof that no
+    `genwire worker` process runs jobs from it, and none starts until released.
+    None when one runs."""
     probe = workers_lock(database_path)
-    alone = probe.try_acquire()
-    probe.release()
-    return alone
+    return probe if probe.try_acquire() else None

@@ -14,8 +14,9 @@ from typing import Any
 JsonObject = dict[str, Any]
 
 #: Event ids are rendered zero-padded so that they increase both as numbers and as
-#: strings (SPEC §4.1 says only "strings that increase"; clients may compare either way).
-EVENT_ID_WIDTH = 12
+#: strings (SPEC §4.1 says only "strings that increase"; clients may compare either way),
+#: for the first 10^16 events.
+EVENT_ID_WIDTH = 16
 
 
 class JobStatus(enum.StrEnum):
@@ -68,6 +69,7 @@ class ErrorCode(enum.StrEnum):
     TIMEOUT = "timeout"  #: the job ran past its time limit
     WORKER_LOST = "worker_lost"  #: every attempt ended with its worker gone
     INVALID_OUTPUT = "invalid_output"  #: the pipeline returned something not JSON
+    INVALID_INPUT = "invalid_input"  #: the stored input no longer fits the worker's pipeline
 
 
 def utc_now() -> datetime:
@@ -83,16 +85,6 @@ def format_time(moment: datetime | None) -> str | None:
 
 def format_event_id(seq: int) -> str:
     return str(seq).zfill(EVENT_ID_WIDTH)
-
-
-def parse_event_id(text: str | None) -> int | None:
-    """The numeric cursor of an event id; None for an absent or malformed one."""
-    if text is None:
-        return None
-    text = text.strip()
-    if not text.isdigit():
-        return None
-    return int(text)
 
 
 @dataclass(frozen=True)

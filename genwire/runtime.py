@@ -4,18 +4,18 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from genwire.bus import LocalBus
 from genwire.config import Settings
-from genwire.locks import ProcessLock, acquire_server_lock, no_other_workers, workers_lock
+from genwire.locks import ProcessLock, acquire_server_lock, lock_out_workers, workers_lock
 from genwire.pipelines import default_registry
 from genwire.pipelines.base import PipelineRegistry
 from genwire.service import JobService
 from genwire.storage import LocalStorage
 from genwire.store import Store
-from genwire.worker import WorkerPool, WorkerSettings
+from genwire.worker import LeaseReaper, WorkerPool, WorkerSettings
 
 log = logging.getLogger("genwire")
 
@@ -27,7 +27,8 @@ class Runtime:
     service: JobService
     pool: WorkerPool | None
     owns_data_dir: bool
-    locks: list[ProcessLock]
+    locks: list[ProcessLock] = field(default_factory=list)
+    reaper: LeaseReaper | None = None
 
     @classmethod
     def build(
@@ -60,7 +61,7 @@ class Runtime:
                 ),
             )
         owns = own_data_dir and settings.uses_embedded_database
-        return cls(settings, store, service, pool, owns, [])
+        return cls(settings, store, service, pool, owns)
 
     @property
     def _sqlite_path(self) -> Path | None:
@@ -69,27 +70,41 @@ class Runtime:
 
     async def start(self) -> None:
         database = self._sqlite_path
-        recover_running = False
         if self.owns_data_dir:
             self.locks.append(acquire_server_lock(self.settings.data_dir))
-            # Alone on the database: every job still `running` lost its worker.
-            recover_running = database is not None and no_other_workers(database)
         elif database is not None and self.pool is not None:
             shared = workers_lock(database)
             shared.try_acquire(shared=True)
             self.locks.append(shared)
         await self.store.migrate()
         await self.service.bus.start()
-        if recover_running:
-            recovered = await self.service.recover_all_running()
-            if recovered:
-                log.warning("requeued %d job(s) left running: %s", len(recovered), recovered)
+        if self.owns_data_dir and database is not None:
+            await self._recover_orphans(database)
         if self.pool is not None:
             await self.pool.start()
+        else:
+            # No workers here, but expired leases must still come back to the queue.
+            self.reaper = LeaseReaper(self.service, self.settings.lease_ttl_s / 2)
+            self.reaper.start()
+
+    async def _recover_orphans(self, database: Path) -> None:
+        """With no worker process alive on the database, every job still `running`
+        lost its worker: requeue them now rather than when their leases expire."""
+        workers_out = lock_out_workers(database)
+        if workers_out is None:
+            return
+        try:
+            recovered = await self.service.recover_all_running()
+        finally:
+            workers_out.release()
+        if recovered:
+            log.warning("requeued %d job(s) left running: %s", len(recovered), recovered)
 
     async def stop(self) -> None:
         if self.pool is not None:
             await self.pool.stop()
+        if self.reaper is not None:
+            await self.reaper.stop()
         await self.service.bus.close()
         await self.store.close()
         for lock in self.locks:

@@ -6,6 +6,7 @@ transaction that updates the snapshot, and the bus is told only after the commit
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +34,8 @@ from genwire.pipelines.base import PipelineRegistry
 from genwire.storage import LocalStorage
 from genwire.store import JobPage, Store, WriteTx, request_fingerprint
 
+log = logging.getLogger("genwire.service")
+
 DEFAULT_MAX_ATTEMPTS = 3
 T = TypeVar("T")
 
@@ -46,17 +49,6 @@ class CreateJob:
     project_id: str | None = None
     webhook: JsonObject | None = None
     metadata: JsonObject | None = None
-
-    def fingerprint(self) -> str:
-        return request_fingerprint(
-            {
-                "pipeline": self.pipeline,
-                "input": self.input,
-                "project_id": self.project_id,
-                "webhook": self.webhook,
-                "metadata": self.metadata,
-            }
-        )
 
 
 class JobService:
@@ -80,7 +72,12 @@ class JobService:
         value, tx = await self.store.write(fn)
         topics_to_wake = _topics_for(tx.appended) + tx.extra_topics
         if topics_to_wake:
-            await self.bus.publish(topics_to_wake)
+            try:
+                await self.bus.publish(topics_to_wake)
+            except Exception:
+                # Committed is committed: the log is the truth, and every reader
+                # also looks again on its own timer, so a lost wake-up only delays.
+                log.exception("announcing %d event(s) failed", len(tx.appended))
         return value
 
     # -- the API side ---------------------------------------------------------------
@@ -90,7 +87,17 @@ class JobService:
     ) -> tuple[Job, bool]:
         """Queue a job; returns it and whether it was created (False: an idempotent replay)."""
         normalized = self._validate_input(request.pipeline, request.input)
-        fingerprint = request.fingerprint()
+        # Of the request as it will run, so `1` and `1.0`, or metadata absent and {},
+        # replay the same job rather than conflict.
+        fingerprint = request_fingerprint(
+            {
+                "pipeline": request.pipeline,
+                "input": normalized,
+                "project_id": request.project_id,
+                "webhook": request.webhook,
+                "metadata": request.metadata or {},
+            }
+        )
         job = Job(
             id=new_id("job"),
             tenant=tenant,
@@ -128,8 +135,7 @@ class JobService:
             tx.insert_job(job)
             if idempotency_key is not None:
                 tx.remember_idempotent(tenant, idempotency_key, fingerprint, job.id)
-            transitions.append_status(tx, job)
-            job.queue_position = tx.queue_position(job)
+            job.queue_position = transitions.append_status(tx, job)
             return None
 
         replayed = await self.change(create)
@@ -194,7 +200,9 @@ class JobService:
     async def wait_until_ended(self, job_id: str, timeout: float) -> Job:
         """The job when it ends or when `timeout` passes, whichever is first."""
         deadline = asyncio.get_running_loop().time() + timeout
-        with self.bus.subscribe(topics.job(job_id)) as subscription:
+        # The terminal topic, not every event: a waiter must not re-read the job on
+        # each progress report of a fast pipeline.
+        with self.bus.subscribe(topics.ended(job_id)) as subscription:
             while True:
                 job = await self.get_job(job_id)
                 remaining = deadline - asyncio.get_running_loop().time()
@@ -205,59 +213,71 @@ class JobService:
     # -- the worker side ------------------------------------------------------------
 
     async def claim_next_job(self, worker_id: str, lease_ttl: float) -> Job | None:
+        """The oldest queued job this worker can run, now running under a lease.
+
+        The job's `lease_owner` is the lease of this one attempt: every later
+        write of the attempt (report, renew, end) must present it.
+        """
+        pipelines = [pipeline.name for pipeline in self.registry]
+
         def claim(tx: WriteTx) -> Job | None:
-            job = tx.claim_queued()
+            job = tx.claim_queued(pipelines)
             if job is not None:
                 transitions.start(tx, job, worker_id, lease_ttl, utc_now())
             return job
 
         return await self.change(claim)
 
-    async def renew_lease(self, job_id: str, worker_id: str, lease_ttl: float) -> bool:
+    async def renew_lease(self, job_id: str, lease: str, lease_ttl: float) -> bool:
         """Extend the lease; returns whether cancel was requested. Raises LeaseLost."""
 
         def renew(tx: WriteTx) -> bool:
-            job = transitions.owned(tx, job_id, worker_id)
+            job = transitions.owned(tx, job_id, lease)
             job.lease_expires_at = utc_now() + timedelta(seconds=lease_ttl)
             tx.save_job(job)
             return job.cancel_requested
 
         return await self.change(renew)
 
-    def reporter(self, job_id: str, worker_id: str) -> AttemptReporter:
-        return AttemptReporter(self, job_id, worker_id)
+    def reporter(self, job_id: str, lease: str) -> AttemptReporter:
+        return AttemptReporter(self, job_id, lease)
 
-    async def complete_job(self, job_id: str, worker_id: str, output: JsonObject) -> Job:
+    async def complete_job(self, job_id: str, lease: str, output: JsonObject) -> Job:
         def complete(tx: WriteTx) -> Job:
-            job = transitions.owned(tx, job_id, worker_id)
+            job = transitions.owned(tx, job_id, lease)
             job.output = output
             transitions.end(tx, job, JobStatus.SUCCEEDED, "succeeded", utc_now())
             return job
 
         return await self.change(complete)
 
-    async def fail_job(self, job_id: str, worker_id: str, error: JobError) -> Job:
+    async def fail_job(self, job_id: str, lease: str, error: JobError) -> Job:
         def fail(tx: WriteTx) -> Job:
-            job = transitions.owned(tx, job_id, worker_id)
+            job = transitions.owned(tx, job_id, lease)
             job.error = error
             transitions.end(tx, job, JobStatus.FAILED, error.message, utc_now())
             return job
 
         return await self.change(fail)
 
-    async def cancel_running_job(self, job_id: str, worker_id: str) -> Job:
+    async def cancel_running_job(self, job_id: str, lease: str) -> Job:
         def cancel(tx: WriteTx) -> Job:
-            job = transitions.owned(tx, job_id, worker_id)
+            job = transitions.owned(tx, job_id, lease)
             transitions.end(tx, job, JobStatus.CANCELLED, "cancelled", utc_now())
             return job
 
         return await self.change(cancel)
 
-    async def release_job(self, job_id: str, worker_id: str, reason: str) -> None:
-        """Give a running job back to the queue (graceful shutdown); counts as an attempt."""
+    async def release_job(self, job_id: str, lease: str, reason: str) -> None:
+        """Give a running job back to the queue (graceful shutdown).
+
+        The next run is a new attempt, but a shutdown is nobody's failure: it does
+        not use up the job's budget of attempts.
+        """
 
         def release(tx: WriteTx) -> None:
-            job = transitions.owned(tx, job_id, worker_id)
+            job = transitions.owned(tx, job_id, lease)
+            job.max_attempts += 1
             transitions.retry_or_fail(tx, job, reason, utc_now())
 
         await self.change(release)
@@ -292,16 +312,16 @@ class AttemptReporter:
     committed and announced whole.
     """
 
-    def __init__(self, service: JobService, job_id: str, worker_id: str) -> None:
+    def __init__(self, service: JobService, job_id: str, lease: str) -> None:
         self._service = service
         self._job_id = job_id
-        self._worker_id = worker_id
+        self._lease = lease
 
     async def _append(
         self, event_type: EventType, fields: JsonObject, update: Callable[[Job], None]
     ) -> None:
         def append(tx: WriteTx) -> None:
-            job = transitions.owned(tx, self._job_id, self._worker_id)
+            job = transitions.owned(tx, self._job_id, self._lease)
             update(job)
             if event_type is EventType.STEP_STATUS or event_type is EventType.STEP_PROGRESS:
                 fields["progress"] = round(job.progress, 2)
@@ -363,12 +383,16 @@ class AttemptReporter:
         )
 
         def record(tx: WriteTx) -> None:
-            job = transitions.owned(tx, self._job_id, self._worker_id)
-            tx.insert_artifact(artifact, job.tenant)
+            job = transitions.owned(tx, self._job_id, self._lease)
+            tx.insert_artifact(artifact, job)
             tx.append_event(job, EventType.ARTIFACT, {"artifact": artifact.to_json()})
             tx.save_job(job)
 
-        await self._service.change(record)
+        try:
+            await self._service.change(record)
+        except BaseException:
+            self._service.storage.remove(stored.path)
+            raise
         return artifact
 
 
@@ -377,6 +401,8 @@ def _topics_for(appended: list[Event]) -> list[str]:
     for event in appended:
         if event.job_id is not None:
             announced.append(topics.job(event.job_id))
+            if event.type.is_terminal:
+                announced.append(topics.ended(event.job_id))
         if event.type is EventType.JOB_STATUS and event.payload.get("status") == JobStatus.QUEUED:
             announced.append(topics.QUEUE)
     announced.extend(topics.tenant(name) for name in {event.tenant for event in appended})

@@ -35,6 +35,8 @@ class LocalStorage:
         self, source: Path, job_id: str, artifact_id: str, name: str, media_type: str | None
     ) -> StoredFile:
         """Move `source` into storage (copying across file systems); hash it on the way."""
+        if source.is_symlink() or not source.is_file():
+            raise ValueError(f"an artifact must be a regular file: {source}")
         relative = Path(safe_name(job_id)) / f"{safe_name(artifact_id)}-{safe_name(name)}"
         target = self.resolve(str(relative))
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +53,9 @@ class LocalStorage:
             media_type=media_type or guessed or "application/octet-stream",
         )
 
+    def remove(self, relative: str) -> None:
+        self.resolve(relative).unlink(missing_ok=True)
+
     def resolve(self, relative: str) -> Path:
         """The absolute path of a stored file; refuses anything outside the root."""
         candidate = (self.root / relative).resolve()
@@ -66,5 +71,7 @@ class LocalStorage:
         path.mkdir(parents=True)
         return path
 
-    def discard_scratch(self, job_id: str) -> None:
-        shutil.rmtree(self.root.parent / "work" / safe_name(job_id), ignore_errors=True)
+    def discard_scratch(self, job_id: str, attempt: int) -> None:
+        shutil.rmtree(
+            self.root.parent / "work" / safe_name(job_id) / str(attempt), ignore_errors=True
+        )

@@ -13,16 +13,24 @@ from genwire.models import ErrorCode, EventType, Job, JobError, JobStatus, JsonO
 from genwire.store import WriteTx
 
 
-def owned(tx: WriteTx, job_id: str, worker_id: str) -> Job:
-    """The running job `worker_id` holds the lease of; LeaseLost otherwise."""
+def lease_of(worker_id: str, attempt: int) -> str:
+    """The lease of one attempt. It names the attempt, not only the worker: a worker
+    that runs a job again after it was requeued must not let the first run write."""
+    return f"{worker_id}#{attempt}"
+
+
+def owned(tx: WriteTx, job_id: str, lease: str) -> Job:
+    """The running job whose current lease is `lease`; LeaseLost otherwise."""
     job = tx.lock_job(job_id)
-    if job is None or job.status is not JobStatus.RUNNING or job.lease_owner != worker_id:
-        raise LeaseLost(f"worker {worker_id} no longer holds job {job_id}")
+    if job is None or job.status is not JobStatus.RUNNING or job.lease_owner != lease:
+        raise LeaseLost(f"lease {lease} no longer holds job {job_id}")
     return job
 
 
-def append_status(tx: WriteTx, job: Job) -> None:
-    """A job-status event, with the queue position while queued, and the snapshot."""
+def append_status(tx: WriteTx, job: Job) -> int | None:
+    """A job-status event, with the queue position while queued, and the snapshot.
+
+    Returns the queue position (None unless queued)."""
     fields: JsonObject = {
         "status": job.status.value,
         "phase": job.phase,
@@ -30,17 +38,19 @@ def append_status(tx: WriteTx, job: Job) -> None:
         "message": job.message,
         "attempt": job.attempt,
     }
-    if job.status is JobStatus.QUEUED:
-        fields["queue_position"] = tx.queue_position(job)
+    position = tx.queue_position(job) if job.status is JobStatus.QUEUED else None
+    if position is not None:
+        fields["queue_position"] = position
     if job.cancel_requested:
         fields["cancel_requested"] = True
     tx.append_event(job, EventType.JOB_STATUS, fields)
     tx.save_job(job)
+    return position
 
 
 def start(tx: WriteTx, job: Job, worker_id: str, lease_ttl: float, now: datetime) -> None:
     job.status = JobStatus.RUNNING
-    job.lease_owner = worker_id
+    job.lease_owner = lease_of(worker_id, job.attempt)
     job.lease_expires_at = now + timedelta(seconds=lease_ttl)
     job.started_at = now
     job.message = "running"
@@ -85,7 +95,7 @@ def end(tx: WriteTx, job: Job, status: JobStatus, message: str, now: datetime) -
             EventType.JOB_COMPLETED,
             {
                 "status": status.value,
-                "artifacts": [artifact.to_json() for artifact in tx.artifacts_of(job.id)],
+                "artifacts": [artifact.to_json() for artifact in tx.artifacts_of(job)],
                 "output": job.output,
                 "duration_s": round((now - started).total_seconds(), 3),
             },

@@ -1,20 +1,27 @@
 """Workers: claim queued jobs under a lease, run their pipeline, end them.
 
-A worker renews the lease of the job it runs; a worker that dies stops renewing,
-and whoever sees the lease expired requeues the job (attempt + 1) or, out of
-attempts, fails it with `worker_lost`. No job stays `running` forever.
+A worker renews the lease of each attempt it runs; a worker that dies stops
+renewing, and a reaper that sees the lease expired requeues the job (attempt + 1)
+or, out of attempts, fails it with `worker_lost`. No job stays `running` forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import math
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TypeVar
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from genwire.bus import topics
 from genwire.errors import LeaseLost
@@ -24,25 +31,56 @@ from genwire.pipelines.base import JobCancelled, PipelineContext, PipelineError
 from genwire.service import JobService
 
 log = logging.getLogger("genwire.worker")
+T = TypeVar("T")
+
+#: Pauses between tries of a write that ends a job, when the store is unwell.
+END_WRITE_BACKOFF_S = (0.2, 1.0, 3.0, 10.0)
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
     concurrency: int = 2  #: jobs run at once by this pool
     lease_ttl_s: float = 30.0  #: a job whose lease is older is taken from its worker
-    poll_interval_s: float = 2.0  #: idle slots look for work at least this often
+    poll_interval_s: float = 2.0  #: an idle pool looks for work at least this often
     job_timeout_s: float | None = None  #: caps every pipeline's own time limit
     shutdown_grace_s: float = 10.0  #: running jobs get this long to finish on stop
-    cancel_grace_s: float = 10.0  #: a cancelled pipeline gets this long to clean up
+    cancel_grace_s: float = 10.0  #: a stopped pipeline gets this long to clean up
 
 
-class _Interrupt:
-    """Why a running attempt was stopped from outside, if it was."""
+class Interrupt(enum.StrEnum):
+    """Why a running attempt was stopped from outside."""
 
-    CANCEL = "cancel"
-    TIMEOUT = "timeout"
-    SHUTDOWN = "shutdown"
-    LEASE_LOST = "lease_lost"
+    CANCEL = "cancel"  #: the job was cancelled
+    TIMEOUT = "timeout"  #: it ran past its time limit
+    SHUTDOWN = "shutdown"  #: the pool stopped and the grace ran out
+    LEASE_LOST = "lease_lost"  #: another worker owns the job now
+
+
+class LeaseReaper:
+    """Requeues jobs whose lease expired. Every node runs one, with or without workers."""
+
+    def __init__(self, service: JobService, interval_s: float) -> None:
+        self.service = service
+        self.interval_s = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="genwire-reaper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                recovered = await self.service.recover_expired_leases()
+                if recovered:
+                    log.warning("requeued job(s) whose worker stopped: %s", recovered)
+            except Exception:
+                log.exception("recovering expired leases failed; retrying")
+            await asyncio.sleep(self.interval_s)
 
 
 class WorkerPool:
@@ -50,22 +88,23 @@ class WorkerPool:
         self.service = service
         self.settings = settings or WorkerSettings()
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
+        self.reaper = LeaseReaper(service, self.settings.lease_ttl_s / 2)
         self._stopping = asyncio.Event()
         self._shutdown_now = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._free_slots = asyncio.Semaphore(self.settings.concurrency)
+        #: running attempts by (job id, attempt): a job requeued and claimed again by
+        #: this same pool has two entries until its first run has stopped
+        self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
 
     @property
     def running_jobs(self) -> list[str]:
-        return list(self._running)
+        return [job_id for job_id, _ in self._running]
 
     async def start(self) -> None:
-        """Start the dispatcher and the lease reaper."""
-        self._free_slots = asyncio.Semaphore(self.settings.concurrency)
-        self._tasks = [
-            asyncio.create_task(self._dispatch(), name="genwire-dispatcher"),
-            asyncio.create_task(self._reap_expired(), name="genwire-reaper"),
-        ]
+        """Start claiming jobs, and the lease reaper."""
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="genwire-dispatcher")
+        self.reaper.start()
 
     async def stop(self) -> None:
         """Stop claiming; let running jobs finish within the grace, then requeue them."""
@@ -73,9 +112,10 @@ class WorkerPool:
         # The dispatcher first: it may be claiming a job this very moment, and a job
         # claimed after the list below was taken would be left running, unsupervised.
         # Cancelling it never stops a job: claims finish and their job is launched.
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            await asyncio.gather(self._dispatcher, return_exceptions=True)
+        await self.reaper.stop()
         running = list(self._running.values())
         if running:
             _, unfinished = await asyncio.wait(running, timeout=self.settings.shutdown_grace_s)
@@ -121,93 +161,100 @@ class WorkerPool:
             log.exception("claiming a job failed; retrying")
             return None
 
-    def _launch(self, job: Job) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._run(job), name=f"genwire-job-{job.id}")
-        self._running[job.id] = task
-        # Forgotten when the job ends, not when the dispatcher is cancelled by stop().
-        task.add_done_callback(partial(self._forget, job.id))
-        return task
+    def _launch(self, job: Job) -> None:
+        assert job.lease_owner is not None
+        task = asyncio.create_task(self._run(job, job.lease_owner), name=f"genwire-job-{job.id}")
+        self._running[job.id, job.attempt] = task
+        # Forgotten when the attempt ends, not when the dispatcher is cancelled by stop().
+        task.add_done_callback(partial(self._forget, (job.id, job.attempt)))
 
-    def _forget(self, job_id: str, _ended: asyncio.Task[None]) -> None:
-        self._running.pop(job_id, None)
+    def _forget(self, attempt: tuple[str, int], _ended: asyncio.Task[None]) -> None:
+        self._running.pop(attempt, None)
         self._free_slots.release()
 
-    async def _reap_expired(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                recovered = await self.service.recover_expired_leases()
-                if recovered:
-                    log.warning("requeued job(s) whose worker stopped: %s", recovered)
-            except Exception:
-                log.exception("recovering expired leases failed; retrying")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.lease_ttl_s / 2):
-                    await self._stopping.wait()
-
-    async def _run(self, job: Job) -> None:
+    async def _run(self, job: Job, lease: str) -> None:
+        """Run one attempt to its end; the slot stays taken until the pipeline stopped."""
         pipeline = self.service.registry.get(job.pipeline)
-        if pipeline is None:
-            await self._end_failed(
-                job, JobError("unknown_pipeline", f"no pipeline {job.pipeline!r} on this worker")
-            )
-            return
-        workdir = self.service.storage.scratch_dir(job.id, job.attempt)
-        cancel_requested = asyncio.Event()
-        context = PipelineContext(
-            job_id=job.id,
-            attempt=job.attempt,
-            phases=pipeline.phases,
-            workdir=workdir,
-            reporter=self.service.reporter(job.id, self.worker_id),
-            cancel_requested=cancel_requested,
-        )
-        limit = pipeline.time_limit_s
-        if self.settings.job_timeout_s is not None:
-            limit = min(limit, self.settings.job_timeout_s)
+        assert pipeline is not None, "claim_next_job only hands out pipelines we have"
+        attempt: asyncio.Task[object] | None = None
         try:
-            params = pipeline.input_model.model_validate(job.input)
-            attempt: asyncio.Task[object] = asyncio.create_task(pipeline.run(context, params))
-            interrupt = await self._supervise(job, attempt, cancel_requested, limit)
-            await self._finish(job, context, attempt, interrupt, limit)
+            try:
+                params = pipeline.input_model.model_validate(job.input)
+            except ValidationError as error:
+                message = f"the stored input no longer fits {job.pipeline}: {error.error_count()} error(s)"
+                await self._end(
+                    self.service.fail_job, job.id, lease, JobError(ErrorCode.INVALID_INPUT, message)
+                )
+                return
+            cancel_requested = asyncio.Event()
+            context = PipelineContext(
+                job_id=job.id,
+                attempt=job.attempt,
+                phases=pipeline.phases,
+                workdir=self.service.storage.scratch_dir(job.id, job.attempt),
+                reporter=self.service.reporter(job.id, lease),
+                cancel_requested=cancel_requested,
+            )
+            limit = pipeline.time_limit_s
+            if self.settings.job_timeout_s is not None:
+                limit = min(limit, self.settings.job_timeout_s)
+            attempt = asyncio.create_task(pipeline.run(context, params))
+            interrupt = await self._supervise(job.id, lease, attempt, cancel_requested, limit)
+            await self._finish(job, lease, context, attempt, interrupt, limit)
         except LeaseLost:
             log.warning("lost the lease of job %s; another worker owns it now", job.id)
         except Exception:
-            log.exception("ending job %s failed", job.id)
+            log.exception(
+                "ending job %s failed; its lease will expire and it will run again", job.id
+            )
         finally:
-            self.service.storage.discard_scratch(job.id)
+            if attempt is not None and not attempt.done():
+                attempt.cancel()
+                log.warning("waiting for the pipeline of job %s to stop", job.id)
+                await asyncio.wait({attempt})
+            self.service.storage.discard_scratch(job.id, job.attempt)
 
     async def _supervise(
         self,
-        job: Job,
+        job_id: str,
+        lease: str,
         attempt: asyncio.Task[object],
         cancel_requested: asyncio.Event,
         limit: float,
-    ) -> str | None:
+    ) -> Interrupt | None:
         """Wait for the attempt, renewing its lease; stop it when told. Returns why it was stopped."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (limit if math.isfinite(limit) else 1e12)
         renew_every = self.settings.lease_ttl_s / 3
         # Renew at once: a cancel that landed between the claim and the subscription
-        # above is seen now rather than a renewal period later.
+        # below is seen now rather than a renewal period later.
         next_renewal = loop.time()
-        interrupt: str | None = None
-        with self.service.bus.subscribe(topics.cancel(job.id)) as cancel_notice:
+        lease_valid_until = loop.time() + self.settings.lease_ttl_s
+        interrupt: Interrupt | None = None
+        with self.service.bus.subscribe(topics.cancel(job_id)) as cancel_notice:
             while not attempt.done():
                 now = loop.time()
                 if now >= deadline:
-                    interrupt = _Interrupt.TIMEOUT
+                    interrupt = Interrupt.TIMEOUT
                     break
                 if now >= next_renewal:
                     try:
-                        if await self.service.renew_lease(
-                            job.id, self.worker_id, self.settings.lease_ttl_s
-                        ):
-                            interrupt = _Interrupt.CANCEL
+                        if await self.service.renew_lease(job_id, lease, self.settings.lease_ttl_s):
+                            interrupt = Interrupt.CANCEL
                             break
+                        lease_valid_until = now + self.settings.lease_ttl_s
+                        next_renewal = now + renew_every
                     except LeaseLost:
-                        interrupt = _Interrupt.LEASE_LOST
+                        interrupt = Interrupt.LEASE_LOST
                         break
-                    next_renewal = now + renew_every
+                    except Exception:
+                        # A store hiccup: keep running and try again soon; only a lease
+                        # that may have expired meanwhile stops the attempt.
+                        log.exception("renewing the lease of job %s failed", job_id)
+                        if now >= lease_valid_until:
+                            interrupt = Interrupt.LEASE_LOST
+                            break
+                        next_renewal = now + min(1.0, renew_every)
                 cancelled = asyncio.create_task(cancel_notice.wait(None))
                 shutdown = asyncio.create_task(self._shutdown_now.wait())
                 await asyncio.wait(
@@ -218,14 +265,14 @@ class WorkerPool:
                 cancelled.cancel()
                 shutdown.cancel()
                 if self._shutdown_now.is_set():
-                    interrupt = _Interrupt.SHUTDOWN
+                    interrupt = Interrupt.SHUTDOWN
                     break
                 if cancelled.done() and not cancelled.cancelled():
-                    interrupt = _Interrupt.CANCEL
+                    interrupt = Interrupt.CANCEL
                     break
         if interrupt is None:
             return None
-        if interrupt == _Interrupt.CANCEL:
+        if interrupt is Interrupt.CANCEL:
             cancel_requested.set()
         attempt.cancel()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
@@ -236,49 +283,76 @@ class WorkerPool:
     async def _finish(
         self,
         job: Job,
+        lease: str,
         context: PipelineContext,
         attempt: asyncio.Task[object],
-        interrupt: str | None,
+        interrupt: Interrupt | None,
         limit: float,
     ) -> None:
-        if interrupt == _Interrupt.LEASE_LOST:
+        """End the job as the attempt's outcome says: exactly one terminal write."""
+        service = self.service
+        if interrupt is Interrupt.LEASE_LOST:
             raise LeaseLost(job.id)
-        if interrupt == _Interrupt.SHUTDOWN:
-            await self.service.release_job(job.id, self.worker_id, "its worker shut down")
+        if interrupt is Interrupt.SHUTDOWN:
+            await self._end(service.release_job, job.id, lease, "its worker shut down")
             return
-        if interrupt == _Interrupt.TIMEOUT:
-            await self._end_failed(
-                job, JobError(ErrorCode.TIMEOUT, f"the job ran past its time limit of {limit:g} s")
-            )
+        if interrupt is Interrupt.TIMEOUT:
+            error = JobError(ErrorCode.TIMEOUT, f"the job ran past its time limit of {limit:g} s")
+            await self._end(service.fail_job, job.id, lease, error)
             return
-        if interrupt == _Interrupt.CANCEL or context.cancelled:
-            await self.service.cancel_running_job(job.id, self.worker_id)
+        if interrupt is Interrupt.CANCEL or context.cancelled:
+            await self._end(service.cancel_running_job, job.id, lease)
             return
-        error = attempt.exception() if not attempt.cancelled() else None
-        if isinstance(error, JobCancelled):
-            await self.service.cancel_running_job(job.id, self.worker_id)
-        elif isinstance(error, LeaseLost):
-            raise error
-        elif isinstance(error, PipelineError):
-            await self._end_failed(job, JobError(error.code, error.message, error.retryable))
-        elif error is not None:
-            log.error("pipeline %s raised", job.pipeline, exc_info=error)
-            message = f"{type(error).__name__}: {error}"
-            await self._end_failed(job, JobError(ErrorCode.PIPELINE_ERROR, message))
+        raised = attempt.exception() if not attempt.cancelled() else None
+        if isinstance(raised, JobCancelled):
+            await self._end(service.cancel_running_job, job.id, lease)
+        elif isinstance(raised, LeaseLost):
+            raise raised
+        elif isinstance(raised, PipelineError):
+            error = JobError(raised.code, raised.message, raised.retryable)
+            await self._end(service.fail_job, job.id, lease, error)
+        elif isinstance(raised, DBAPIError):
+            # The store failed under the pipeline, not the pipeline: run it again.
+            log.error("job %s hit a store error", job.id, exc_info=raised)
+            await self._end(service.release_job, job.id, lease, "the store failed while it ran")
+        elif raised is not None:
+            log.error("pipeline %s raised", job.pipeline, exc_info=raised)
+            error = JobError(ErrorCode.PIPELINE_ERROR, f"{type(raised).__name__}: {raised}")
+            await self._end(service.fail_job, job.id, lease, error)
         elif attempt.cancelled():
-            await self._end_failed(
-                job, JobError(ErrorCode.PIPELINE_ERROR, "the pipeline was cancelled")
-            )
+            error = JobError(ErrorCode.PIPELINE_ERROR, "the pipeline was cancelled")
+            await self._end(service.fail_job, job.id, lease, error)
         else:
-            output = attempt.result()
-            if output is not None and not isinstance(output, dict):
-                await self._end_failed(
-                    job,
-                    JobError(ErrorCode.INVALID_OUTPUT, "the pipeline returned a non-object output"),
-                )
+            problem = _output_problem(attempt.result())
+            if problem is not None:
+                error = JobError(ErrorCode.INVALID_OUTPUT, problem)
+                await self._end(service.fail_job, job.id, lease, error)
                 return
             await context.complete()
-            await self.service.complete_job(job.id, self.worker_id, output or {})
+            output = attempt.result()
+            assert output is None or isinstance(output, dict)
+            await self._end(service.complete_job, job.id, lease, output or {})
 
-    async def _end_failed(self, job: Job, error: JobError) -> None:
-        await self.service.fail_job(job.id, self.worker_id, error)
+    async def _end(self, write: Callable[..., Awaitable[T]], *args: object) -> T:
+        """A write that ends an attempt, tried again while the store is unwell: giving
+        up here would leave the job to its lease and run it all over again."""
+        for pause in END_WRITE_BACKOFF_S:
+            try:
+                return await write(*args)
+            except DBAPIError:
+                log.exception("ending a job failed; trying again in %g s", pause)
+                await asyncio.sleep(pause)
+        return await write(*args)
+
+
+def _output_problem(output: object) -> str | None:
+    """Why a pipeline's return value cannot be stored as its output, if it cannot."""
+    if output is None:
+        return None
+    if not isinstance(output, dict):
+        return f"the pipeline returned {type(output).__name__}, not a JSON object"
+    try:
+        orjson.dumps(output)
+    except TypeError as error:
+        return f"the pipeline's output is not JSON: {error}"
+    return None

@@ -65,8 +65,14 @@ async def bad_output(ctx: PipelineContext, params: NoInput) -> JsonObject:
     return [1, 2, 3]  # type: ignore[return-value]
 
 
+@pipeline("test.not_json", input=NoInput, phases={"work": (0, 100)})
+async def not_json(ctx: PipelineContext, params: NoInput) -> JsonObject:
+    """Returns an object that JSON cannot encode (a set inside)."""
+    return {"tags": {"a", "b"}}
+
+
 def test_registry() -> PipelineRegistry:
     registry = default_registry()
-    for item in (raises, hangs, sleeps, blocks, bad_output):
+    for item in (raises, hangs, sleeps, blocks, bad_output, not_json):
         registry.register(item)
     return registry

@@ -15,7 +15,9 @@ import httpx
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from genwire.models import JsonObject
+import genwire
+from genwire.client import ApiError, Client
+from genwire.models import JsonObject, format_event_id
 from genwire.pipelines import Pipeline, PipelineContext, pipeline
 from tests import pipelines as test_pipelines
 
@@ -168,6 +170,7 @@ def test_create_answers_201_with_location_and_the_full_snapshot(idle_http: httpx
     assert job["output"] is None
     assert isinstance(job["last_event_id"], str)
     assert job["last_event_id"].isdigit()
+    assert len(job["last_event_id"]) == 16
     base = f"/api/jobs/{job['id']}"
     assert job["urls"] == {
         "self": base,
@@ -231,6 +234,15 @@ def test_a_synthetic_job_runs_to_success_with_a_downloadable_artifact(
     assert int(download.headers["content-length"]) == 5000
     assert len(download.content) == 5000
     assert hashlib.sha256(download.content).hexdigest() == artifact["sha256"]
+
+
+def test_event_ids_sort_as_strings_past_a_trillion_events() -> None:
+    """Bug: ids were 12 digits wide, so event 10^12 sorted before event 999 999 999 999
+    as a string; 16 digits keep string order for 10^16 events."""
+    ids = [format_event_id(seq) for seq in (1, 10**12 - 1, 10**12, 10**16 - 1)]
+
+    assert ids == sorted(ids)
+    assert {len(event_id) for event_id in ids} == {16}
 
 
 # -- files ----------------------------------------------------------------------------
@@ -297,6 +309,24 @@ def test_a_file_carries_its_sha256_as_a_strong_etag_and_answers_304_when_unchang
     stale = http.get(finished_file["url"], headers={"If-None-Match": '"something-else"'})
     assert stale.status_code == 200
     assert stale.content == expected_bytes(1000)
+
+
+@pytest.mark.parametrize(
+    "if_none_match",
+    ['W/"{sha}"', "*", '"something-else", W/"{sha}"', '"other" ,  "{sha}"'],
+    ids=["weak", "star", "weak-in-a-list", "strong-in-a-spaced-list"],
+)
+def test_if_none_match_compares_weakly_and_star_matches(
+    http: httpx.Client, finished_file: JsonObject, if_none_match: str
+) -> None:
+    """Bug: only the exact strong tag gave a 304; `W/"<sha>"` and `*` got the whole file
+    again, though RFC 9110 §13.1.2 has If-None-Match compare weakly."""
+    header = if_none_match.format(sha=finished_file["sha256"])
+
+    response = http.get(finished_file["url"], headers={"If-None-Match": header})
+
+    assert response.status_code == 304
+    assert response.content == b""
 
 
 def test_an_unknown_file_is_a_404_problem(http: httpx.Client) -> None:
@@ -606,6 +636,29 @@ def test_the_server_still_runs_a_good_job_after_every_kind_of_bad_request(
 
     assert job["status"] == "succeeded"
     assert [item["id"] for item in http.get("/api/jobs").json()["items"]] == [job["id"]]
+
+
+# -- the Python client -----------------------------------------------------------------
+
+
+def test_the_client_is_genwire_client() -> None:
+    """Bug: `genwire.Client` (SPEC §6) did not exist; only `genwire.client.Client` did."""
+    assert genwire.Client is genwire.client.Client
+    assert genwire.ApiError is genwire.client.ApiError
+    assert {"Client", "ApiError"} <= set(genwire.__all__)
+
+
+@pytest.mark.parametrize("job_id", ["../../healthz", "a/b", "job?x=1"])
+def test_the_client_sends_a_job_id_as_one_path_segment(http: httpx.Client, job_id: str) -> None:
+    """Bug: ids went into the path unquoted, so `client.get("../../healthz")` fetched
+    /healthz and returned it as a job."""
+    with Client(str(http.base_url)) as client:
+        with pytest.raises(ApiError) as got:
+            client.get(job_id)
+        assert got.value.status == 404
+        with pytest.raises(ApiError) as cancelled:
+            client.cancel(job_id)
+        assert cancelled.value.status == 404
 
 
 # -- pipelines that fail --------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -130,6 +131,50 @@ def test_an_unreachable_server_is_a_clear_error(server: ServerProcess) -> None:
     )
     assert result.returncode == 3
     assert "cannot reach the server" in result.stderr
+
+
+def test_a_worker_on_a_sqlite_database_stores_artifacts_where_the_api_serves_them(
+    serve_process: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Bug: without --data-dir, `genwire worker` kept artifacts in ./genwire-data, so
+    the API node on the same SQLite database answered 404 for every file."""
+    api = serve_process("--workers", "0")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "genwire",
+            "worker",
+            "--database",
+            f"sqlite:///{api.data_dir / 'genwire.db'}",
+        ],
+        cwd=elsewhere,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if k != "GENWIRE_DATA_DIR"},
+    )
+    try:
+        with api.client() as client:
+            body = {"pipeline": "demo.synthetic", "input": {"steps": 1, "output_bytes": 100}}
+            created = client.post("/api/jobs", json=body).json()
+            job = created
+            deadline = time.monotonic() + 30
+            while job["status"] not in {"succeeded", "failed", "cancelled"}:
+                assert time.monotonic() < deadline, job
+                time.sleep(0.05)
+                job = client.get(f"/api/jobs/{created['id']}").json()
+            assert job["status"] == "succeeded", job
+
+            download = client.get(job["artifacts"][0]["url"])
+    finally:
+        worker.terminate()
+        worker.wait(timeout=20)
+
+    assert download.status_code == 200, download.text
+    assert hashlib.sha256(download.content).hexdigest() == job["artifacts"][0]["sha256"]
+    assert not (elsewhere / "genwire-data").exists()
 
 
 def test_serve_refuses_a_public_address_without_an_api_key(

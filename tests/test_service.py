@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
-from genwire.bus import topics
+from genwire.bus import LocalBus, topics
 from genwire.errors import Conflict, IdempotencyMismatch, InvalidInput, LeaseLost, NotFound
 from genwire.models import (
     EVENT_ID_WIDTH,
@@ -23,7 +24,9 @@ from genwire.models import (
     StepState,
     utc_now,
 )
+from genwire.pipelines import PipelineRegistry
 from genwire.service import CreateJob, JobService
+from tests.pipelines import hangs
 
 TENANT = "tenant-a"
 SYNTHETIC = CreateJob("demo.synthetic", {"steps": 3, "step_ms": 1})
@@ -100,7 +103,7 @@ async def test_event_ids_increase_as_numbers_and_as_zero_padded_strings(
     job_id = await create(service)
     other_id = await create(service)
     await claim(service)
-    reporter = service.reporter(job_id, "worker-1")
+    reporter = service.reporter(job_id, "worker-1#1")
     await reporter.step_status("work", StepState.STARTED, 0.0)
     await reporter.step_progress("work", 30.0, 33.3, "step 1", None)
     # Another job's event in between, so the job's own ids are not contiguous.
@@ -108,7 +111,7 @@ async def test_event_ids_increase_as_numbers_and_as_zero_padded_strings(
     await reporter.step_progress("work", 60.0, 66.7, "step 2", None)
     await reporter.warning("almost there", "hint")
     await reporter.step_status("work", StepState.COMPLETED, 90.0)
-    await service.complete_job(job_id, "worker-1", {"answer": 42})
+    await service.complete_job(job_id, "worker-1#1", {"answer": 42})
 
     events = await events_of(service, job_id)
     seqs = [event.seq for event in events]
@@ -127,12 +130,12 @@ async def test_events_after_any_cursor_returns_exactly_the_events_after_it(
     job_id = await create(service)
     other_id = await create(service)
     await claim(service)
-    reporter = service.reporter(job_id, "worker-1")
+    reporter = service.reporter(job_id, "worker-1#1")
     await reporter.step_status("work", StepState.STARTED, 0.0)
     await service.request_cancel(other_id)
     for step in range(1, 6):
         await reporter.step_progress("work", 18.0 * step, 20.0 * step, None, None)
-    await service.complete_job(job_id, "worker-1", {})
+    await service.complete_job(job_id, "worker-1#1", {})
 
     events = await events_of(service, job_id)
     assert_one_terminal_event_last(events, EventType.JOB_COMPLETED)
@@ -156,7 +159,7 @@ async def test_claim_next_job_hands_out_queued_jobs_oldest_first_once_each(
     assert await service.claim_next_job("worker-late", LEASE_TTL_S) is None
     job = await service.get_job(job_ids[0])
     assert job.status is JobStatus.RUNNING
-    assert job.lease_owner == "worker-0"
+    assert job.lease_owner == "worker-0#1"
     events = await events_of(service, job_ids[0])
     assert [event.payload["status"] for event in events] == ["queued", "running"]
 
@@ -184,6 +187,26 @@ async def test_concurrent_claimers_never_claim_the_same_job_twice(service: JobSe
 # -- leases ---------------------------------------------------------------------------
 
 
+async def test_a_first_run_cannot_write_once_its_own_worker_runs_the_job_again(
+    service: JobService,
+) -> None:
+    """Regression: the lease named the worker only, so when a pool's own reaper
+    requeued a job and its dispatcher claimed it again, both runs could write and
+    the first could end the job."""
+    job_id = await create(service)
+    first = await service.claim_next_job("worker-a", LEASE_TTL_S)
+    assert await expire_leases(service) == [job_id]
+    second = await service.claim_next_job("worker-a", LEASE_TTL_S)
+    assert first is not None
+    assert second is not None
+    assert first.lease_owner != second.lease_owner
+
+    with pytest.raises(LeaseLost):
+        await service.complete_job(job_id, str(first.lease_owner), {"run": 1})
+    completed = await service.complete_job(job_id, str(second.lease_owner), {"run": 2})
+    assert completed.output == {"run": 2}
+
+
 async def test_a_worker_writing_with_a_lease_it_lost_gets_lease_lost_and_changes_nothing(
     service: JobService,
 ) -> None:
@@ -194,7 +217,7 @@ async def test_a_worker_writing_with_a_lease_it_lost_gets_lease_lost_and_changes
     before = await events_of(service, job_id)
     snapshot_before = await service.get_job(job_id)
 
-    stale = service.reporter(job_id, "worker-old")
+    stale = service.reporter(job_id, "worker-old#1")
     with pytest.raises(LeaseLost):
         await stale.step_status("work", StepState.STARTED, 0.0)
     with pytest.raises(LeaseLost):
@@ -202,18 +225,18 @@ async def test_a_worker_writing_with_a_lease_it_lost_gets_lease_lost_and_changes
     with pytest.raises(LeaseLost):
         await stale.warning("stale", None)
     with pytest.raises(LeaseLost):
-        await service.renew_lease(job_id, "worker-old", LEASE_TTL_S)
+        await service.renew_lease(job_id, "worker-old#1", LEASE_TTL_S)
     with pytest.raises(LeaseLost):
-        await service.complete_job(job_id, "worker-old", {})
+        await service.complete_job(job_id, "worker-old#1", {})
     with pytest.raises(LeaseLost):
-        await service.fail_job(job_id, "worker-old", JobError("boom", "stale"))
+        await service.fail_job(job_id, "worker-old#1", JobError("boom", "stale"))
     with pytest.raises(LeaseLost):
-        await service.cancel_running_job(job_id, "worker-old")
+        await service.cancel_running_job(job_id, "worker-old#1")
 
     assert await events_of(service, job_id) == before
     snapshot_after = await service.get_job(job_id)
     assert snapshot_after.status is JobStatus.RUNNING
-    assert snapshot_after.lease_owner == "worker-new"
+    assert snapshot_after.lease_owner == "worker-new#2"
     assert snapshot_after.last_event_seq == snapshot_before.last_event_seq
 
 
@@ -224,7 +247,7 @@ async def test_renewing_a_held_lease_extends_it_and_reports_no_cancel(
     await service.claim_next_job("worker-1", 1.0)
     before = await service.get_job(job_id)
 
-    assert await service.renew_lease(job_id, "worker-1", LEASE_TTL_S) is False
+    assert await service.renew_lease(job_id, "worker-1#1", LEASE_TTL_S) is False
 
     after = await service.get_job(job_id)
     assert before.lease_expires_at is not None
@@ -263,7 +286,7 @@ async def test_cancelling_a_running_job_flags_it_and_tells_its_worker(
 
     assert job.status is JobStatus.RUNNING
     assert job.cancel_requested
-    assert await service.renew_lease(job_id, "worker-1", LEASE_TTL_S) is True
+    assert await service.renew_lease(job_id, "worker-1#1", LEASE_TTL_S) is True
     events = await events_of(service, job_id)
     assert events[-1].type is EventType.JOB_STATUS
     assert events[-1].payload["cancel_requested"] is True
@@ -321,7 +344,7 @@ async def test_an_expired_lease_requeues_the_job_for_another_attempt(
 ) -> None:
     job_id = await create(service)
     await claim(service)
-    reporter = service.reporter(job_id, "worker-1")
+    reporter = service.reporter(job_id, "worker-1#1")
     await reporter.step_status("work", StepState.STARTED, 0.0)
     await reporter.step_progress("work", 40.0, 44.0, None, None)
 
@@ -474,3 +497,58 @@ async def test_input_is_stored_with_the_schema_defaults_filled_in(service: JobSe
 
     assert job.input["steps"] == 2
     assert job.input["step_ms"] == 10.0
+
+
+async def test_a_worker_only_claims_jobs_of_the_pipelines_it_has(service: JobService) -> None:
+    """During a rolling deploy an older worker must leave a newer pipeline's jobs to
+    the workers that have it, not fail them as unknown."""
+    job_id = await create(service)
+    older = JobService(service.store, LocalBus(), PipelineRegistry([hangs]), service.storage)
+
+    assert await older.claim_next_job("older-worker", LEASE_TTL_S) is None
+    claimed = await service.claim_next_job("newer-worker", LEASE_TTL_S)
+    assert claimed is not None
+    assert claimed.id == job_id
+
+
+async def test_a_job_run_again_shows_only_the_files_of_its_last_run(
+    service: JobService, tmp_path: Path
+) -> None:
+    """Regression: artifacts were listed per job, so a job run twice showed both
+    runs' files while its output named only the second's."""
+    job_id = await create(service)
+
+    async def run_once(worker_id: str, content: bytes) -> str:
+        job = await service.claim_next_job(worker_id, LEASE_TTL_S)
+        assert job is not None
+        assert job.lease_owner is not None
+        source = tmp_path / f"{worker_id}.bin"
+        source.write_bytes(content)
+        artifact = await service.reporter(job_id, job.lease_owner).artifact(source, "out.bin", None)
+        return artifact.id
+
+    await run_once("worker-1", b"first run")
+    assert await expire_leases(service) == [job_id]
+    second = await run_once("worker-2", b"second run")
+    job = await service.get_job(job_id)
+    assert job.lease_owner is not None
+    await service.complete_job(job_id, job.lease_owner, {})
+
+    snapshot = await service.get_job(job_id)
+    assert [artifact.id for artifact in snapshot.artifacts] == [second]
+    completed = (await events_of(service, job_id))[-1]
+    assert [artifact["id"] for artifact in completed.payload["artifacts"]] == [second]
+
+
+async def test_a_graceful_release_does_not_use_up_the_attempts(service: JobService) -> None:
+    """Three deploys during a long job must not fail it as worker_lost."""
+    job_id = await create(service)
+    for release in range(1, 5):
+        job = await service.claim_next_job(f"worker-{release}", LEASE_TTL_S)
+        assert job is not None
+        assert job.lease_owner is not None
+        await service.release_job(job_id, job.lease_owner, "its worker shut down")
+
+    job = await service.get_job(job_id)
+    assert job.status is JobStatus.QUEUED
+    assert job.attempt == 5

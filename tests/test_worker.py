@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from genwire.bus import topics
 from genwire.models import ErrorCode, Event, EventType, Job, JobStatus, StepState
@@ -403,9 +404,51 @@ async def test_a_pool_of_three_runs_three_jobs_at_once(
 
     jobs = [await service.get_job(job_id) for job_id in job_ids]
     assert [job.status for job in jobs] == [JobStatus.RUNNING] * 3
-    assert {job.lease_owner for job in jobs} == {pool.worker_id}
+    assert {job.lease_owner for job in jobs} == {f"{pool.worker_id}#1"}
     assert sorted(pool.running_jobs) == sorted(job_ids)
     for job_id in job_ids:
         await service.request_cancel(job_id, TENANT)
     for job_id in job_ids:
         assert (await ended(service, job_id)).status is JobStatus.CANCELLED
+
+
+async def test_an_output_json_cannot_encode_fails_the_job_instead_of_leaving_it_running(
+    service: JobService, start_pool: StartPool
+) -> None:
+    """Regression: a set in the output made the terminal write raise, the job stayed
+    `running` until its lease expired, and every attempt did the same."""
+    await start_pool(concurrency=1)
+    job_id = await submit(service, "test.not_json")
+
+    job = await ended(service, job_id)
+
+    assert job.status is JobStatus.FAILED
+    assert job.error is not None
+    assert job.error.code == ErrorCode.INVALID_OUTPUT
+    assert job.attempt == 1
+
+
+async def test_a_failed_lease_renewal_does_not_abandon_the_running_pipeline(
+    service: JobService, start_pool: StartPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: any renewal error other than LeaseLost left the pipeline running
+    unsupervised, freed its slot, and the job ran again once its lease expired."""
+    renew_lease = service.renew_lease
+    failures = 0
+
+    async def renew_failing_once(job_id: str, lease: str, lease_ttl: float) -> bool:
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise OperationalError("UPDATE jobs", {}, Exception("database is locked"))
+        return await renew_lease(job_id, lease, lease_ttl)
+
+    monkeypatch.setattr(service, "renew_lease", renew_failing_once)
+    await start_pool(concurrency=1, lease_ttl_s=30)
+    job_id = await submit(service, "demo.synthetic", steps=10, step_ms=20)
+
+    job = await ended(service, job_id)
+
+    assert failures == 1
+    assert job.status is JobStatus.SUCCEEDED
+    assert job.attempt == 1

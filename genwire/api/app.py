@@ -13,12 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 
 from genwire.api import files, health, jobs
-from genwire.api.problems import (
-    BadRequest,
-    ProblemResponse,
-    handle_bad_request,
-    handle_genwire_error,
-)
+from genwire.api.problems import ProblemResponse, handle_genwire_error
 from genwire.config import Settings
 from genwire.errors import GenwireError
 from genwire.pipelines.base import PipelineRegistry
@@ -52,8 +47,7 @@ def create_app(settings: Settings, registry: PipelineRegistry | None = None) -> 
     app = Starlette(
         routes=[*health.routes, Mount("/api", routes=[*jobs.routes, *files.routes])],
         exception_handlers={
-            GenwireError: handle_genwire_error,
-            BadRequest: handle_bad_request,
+            GenwireError: handle_genwire_error,  # its subclasses too: Starlette walks the MRO
             HTTPException: _http_error,
             Exception: _unexpected_error,
         },

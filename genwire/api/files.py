@@ -8,17 +8,17 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from genwire.api.jobs import service_of
-from genwire.api.requests import tenant_of
+from genwire.api.requests import path_id, service_of, tenant_of
 from genwire.errors import NotFound
 
 
 async def get_file(request: Request) -> Response:
+    tenant = tenant_of(request)
+    artifact_id = path_id(request, "artifact_id", "art")
     service = service_of(request)
-    artifact_id = request.path_params["artifact_id"]
-    artifact = await service.store.get_artifact(artifact_id, tenant_of(request))
+    artifact = await service.store.get_artifact(artifact_id, tenant)
     if artifact is None:
-        raise NotFound(f"no file {artifact_id!r}")
+        raise NotFound(f"no artifact {artifact_id!r}")
     path = service.storage.resolve(artifact.path)
     if not path.is_file():
         raise NotFound(f"the file of {artifact_id!r} is gone from storage")
@@ -29,9 +29,17 @@ async def get_file(request: Request) -> Response:
         "cache-control": "private, max-age=31536000, immutable",
         "content-disposition": f"inline; filename*=UTF-8''{quote(artifact.name)}",
     }
-    if etag in {tag.strip() for tag in request.headers.get("if-none-match", "").split(",")}:
+    if _none_match(request, etag):
         return Response(status_code=304, headers=headers)
     return FileResponse(path, media_type=artifact.type, headers=headers)
+
+
+def _none_match(request: Request, etag: str) -> bool:
+    """Whether If-None-Match names this representation: `*`, or the tag compared weakly,
+    as RFC 9110 §13.1.2 asks (§8.8.3.2) (`W/"x"` matches `"x"`)."""
+    header = ",".join(request.headers.getlist("if-none-match"))
+    tags = {tag.strip().removeprefix("W/") for tag in header.split(",")}
+    return "*" in tags or etag in tags
 
 
 routes = [Route("/files/{artifact_id}", get_file, methods=["GET", "HEAD"])]

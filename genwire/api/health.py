@@ -1,34 +1,35 @@
-"""`/healthz` at the root, outside `/api` (SPEC §3)."""
+"""`/healthz` at the root, outside `/api` (SPEC §3): liveness, nothing more."""
 
 from __future__ import annotations
+
+import logging
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from genwire import __version__
-from genwire.api.jobs import service_of
+from genwire.api.problems import ProblemResponse
+from genwire.api.requests import service_of
 from genwire.api.responses import JsonResponse
+
+log = logging.getLogger("genwire.api")
 
 
 async def healthz(request: Request) -> Response:
-    service = service_of(request)
+    """200 while the database answers a trivial query; 503 when it does not.
+
+    The database's own error goes to the log, never to the (unauthenticated) caller.
+    """
+    store = service_of(request).store
     try:
-        counts = await service.store.count_by_status()
-    except Exception as error:
-        return JsonResponse(
-            {"status": "error", "version": __version__, "database": str(error)}, status_code=503
+        await store.read(lambda connection: connection.exec_driver_sql("SELECT 1").scalar())
+    except Exception:
+        log.warning("health check: the database does not answer", exc_info=True)
+        return ProblemResponse(
+            503, "database-unavailable", "Database unavailable", "the database does not answer"
         )
-    pool = request.app.state.pool
-    return JsonResponse(
-        {
-            "status": "ok",
-            "version": __version__,
-            "database": "ok",
-            "workers": pool.settings.concurrency if pool else 0,
-            "jobs": counts,
-        }
-    )
+    return JsonResponse({"status": "ok", "version": __version__})
 
 
 routes = [Route("/healthz", healthz, methods=["GET"])]

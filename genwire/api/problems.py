@@ -9,22 +9,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from genwire.errors import (
-    Conflict,
-    GenwireError,
-    IdempotencyMismatch,
-    InvalidInput,
-    NotFound,
-)
+from genwire.errors import GenwireError, InvalidInput
 
 PROBLEM_TYPE_PREFIX = "urn:genwire:problem:"
-
-_STATUS_OF: dict[type[GenwireError], int] = {
-    NotFound: 404,
-    InvalidInput: 422,
-    Conflict: 409,
-    IdempotencyMismatch: 422,
-}
 
 
 class ProblemResponse(Response):
@@ -53,11 +40,21 @@ class ProblemResponse(Response):
 
 
 def problem_from_error(error: GenwireError) -> ProblemResponse:
-    status = _STATUS_OF.get(type(error), 500)
+    """The problem of any GenwireError: its status is looked up along the class's MRO,
+    so a subclass answers with its nearest ancestor's status."""
     extensions: dict[str, Any] = {}
     if isinstance(error, InvalidInput):
         extensions["errors"] = [{"field": e.field, "message": e.message} for e in error.errors]
-    return ProblemResponse(status, error.code, _title(error.code), error.message, **extensions)
+    # RFC 9110 §15.5.2: a 401 must say how to authenticate.
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return ProblemResponse(
+        error.status,
+        error.code,
+        _title(error.code),
+        error.message,
+        headers=headers,
+        **extensions,
+    )
 
 
 def _title(code: str) -> str:
@@ -67,19 +64,3 @@ def _title(code: str) -> str:
 async def handle_genwire_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, GenwireError)
     return problem_from_error(error)
-
-
-class BadRequest(GenwireError):
-    """A request the API cannot read at all (malformed JSON, wrong shape)."""
-
-    code = "bad-request"
-
-    def __init__(self, message: str, status: int = 400, code: str = "bad-request") -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-async def handle_bad_request(request: Request, error: Exception) -> Response:
-    assert isinstance(error, BadRequest)
-    return ProblemResponse(error.status, error.code, _title(error.code), error.message)

@@ -1,14 +1,33 @@
-"""Reading requests: bounded JSON bodies, the caller's tenant, query parameters."""
+"""Reading requests: bounded JSON bodies, the caller's tenant, ids and query parameters.
+
+Everything read here is checked before it reaches the database: PostgreSQL refuses a
+NUL in text and a value longer than its column, and either would be a 500.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 from starlette.requests import Request
 
-from genwire.api.problems import BadRequest
 from genwire.config import Settings
+from genwire.errors import BadRequest, NotFound, Unauthorized
+from genwire.service import JobService
+
+#: Deepest nesting of objects and arrays a body may have. orjson reads up to 1024
+#: levels but writes only 254, so a deeper body could be stored and never sent back.
+MAX_JSON_DEPTH = 32
+
+#: The ids of `genwire.ids.new_id`: a prefix, then 26 characters of lower-case
+#: Crockford base32.
+_ID_BODY = re.compile(r"[0-9a-hjkmnp-tv-z]{26}")
+#: Names of pipelines and projects: what fits their columns, with no control characters.
+_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+MAX_PIPELINE_NAME_LENGTH = 200
+MAX_PROJECT_ID_LENGTH = 40
 
 
 def settings_of(request: Request) -> Settings:
@@ -16,8 +35,14 @@ def settings_of(request: Request) -> Settings:
     return settings
 
 
+def service_of(request: Request) -> JobService:
+    service: JobService = request.app.state.service
+    return service
+
+
 async def read_json_object(request: Request) -> dict[str, Any]:
-    """The body as a JSON object; 413 past the size limit, 400 when unreadable."""
+    """The body as a JSON object; 413 past the size limit, 400 when unreadable or
+    nested deeper than MAX_JSON_DEPTH."""
     limit = settings_of(request).max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -33,7 +58,30 @@ async def read_json_object(request: Request) -> dict[str, Any]:
         raise BadRequest(f"the body is not valid JSON: {error}", code="malformed-json") from None
     if not isinstance(parsed, dict):
         raise BadRequest("the body must be a JSON object", code="malformed-json")
+    if _nested_deeper_than(parsed, MAX_JSON_DEPTH):
+        raise BadRequest(
+            f"the body nests objects and arrays deeper than {MAX_JSON_DEPTH} levels",
+            code="too-deeply-nested",
+        )
     return parsed
+
+
+def _nested_deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest more than `limit` levels (the outermost is 1)."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children: Iterable[Any]
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _too_large(limit: int) -> BadRequest:
@@ -48,10 +96,40 @@ def tenant_of(request: Request) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     tenant = keys.get(token.strip()) if scheme.lower() == "bearer" else None
     if tenant is None:
-        raise BadRequest(
-            "a valid API key is required (Authorization: Bearer …)", 401, "unauthorized"
-        )
+        raise Unauthorized("a valid API key is required (Authorization: Bearer …)")
     return tenant
+
+
+def is_id(text: str, prefix: str) -> bool:
+    """Whether `text` has the shape of an id made by `genwire.ids.new_id(prefix)`."""
+    head, underscore, body = text.partition("_")
+    return head == prefix and underscore == "_" and _ID_BODY.fullmatch(body) is not None
+
+
+def path_id(request: Request, name: str, prefix: str) -> str:
+    """The path parameter `name` (e.g. "job_id"), an id made by `new_id(prefix)`.
+
+    Any other text names nothing: a 404 without asking the database."""
+    value: str = request.path_params[name]
+    if not is_id(value, prefix):
+        raise NotFound(f"no {name.removesuffix('_id')} {value!r}")
+    return value
+
+
+def is_name(text: str, max_length: int) -> bool:
+    return len(text) <= max_length and _NAME.fullmatch(text) is not None
+
+
+def name_param(request: Request, name: str, max_length: int) -> str | None:
+    """An optional query parameter naming a pipeline or project; empty means absent."""
+    value = request.query_params.get(name) or None
+    if value is not None and not is_name(value, max_length):
+        raise BadRequest(
+            f"query parameter {name!r} must be 1–{max_length} characters of "
+            "letters, digits and _.:-",
+            code="bad-query",
+        )
+    return value
 
 
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:

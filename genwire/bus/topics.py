@@ -19,3 +19,8 @@ def tenant(name: str) -> str:
 def cancel(job_id: str) -> str:
     """Cancel was requested for a running job: its worker stops it."""
     return f"cancel:{job_id}"
+
+
+def ended(job_id: str) -> str:
+    """The terminal event of one job (what `Prefer: wait` and long waits need)."""
+    return f"ended:{job_id}"

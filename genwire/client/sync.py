@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -89,7 +90,7 @@ class Client:
         return job
 
     def get(self, job_id: str) -> dict[str, Any]:
-        job: dict[str, Any] = self._call("GET", f"/api/jobs/{job_id}")
+        job: dict[str, Any] = self._call("GET", f"/api/jobs/{quote(job_id, safe='')}")
         return job
 
     def list(self, **filters: Any) -> dict[str, Any]:
@@ -98,7 +99,7 @@ class Client:
         return page
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        job: dict[str, Any] = self._call("POST", f"/api/jobs/{job_id}/cancel")
+        job: dict[str, Any] = self._call("POST", f"/api/jobs/{quote(job_id, safe='')}/cancel")
         return job
 
     def health(self) -> dict[str, Any]:

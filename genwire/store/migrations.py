@@ -66,6 +66,7 @@ def _v1_initial(op: Operations) -> None:
         sa.Column(
             "job_id", sa.String(40), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
         ),
+        sa.Column("attempt", sa.Integer, nullable=False),
         sa.Column("tenant", sa.String(100), nullable=False),
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("type", sa.String(200), nullable=False),
@@ -74,7 +75,7 @@ def _v1_initial(op: Operations) -> None:
         sa.Column("path", sa.Text, nullable=False),
         sa.Column("created_at", UtcDateTime, nullable=False),
     )
-    op.create_index("ix_artifacts_job_id", "artifacts", ["job_id"])
+    op.create_index("ix_artifacts_job_id_attempt", "artifacts", ["job_id", "attempt"])
     op.create_table(
         "idempotency_keys",
         sa.Column("tenant", sa.String(100), primary_key=True),

@@ -41,7 +41,9 @@ JOBS_AHEAD = (
 )
 ARTIFACTS_OF = (
     sa.select(artifacts)
-    .where(artifacts.c.job_id == sa.bindparam("job_id"))
+    .where(
+        artifacts.c.job_id == sa.bindparam("job_id"), artifacts.c.attempt == sa.bindparam("attempt")
+    )
     .order_by(artifacts.c.created_at, artifacts.c.id)
 )
 

@@ -103,6 +103,8 @@ artifacts = Table(
     metadata,
     Column("id", String(40), primary_key=True),
     Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    # The run that made it: a job run again shows only its last run's files.
+    Column("attempt", Integer, nullable=False),
     Column("tenant", String(100), nullable=False),
     Column("name", String(255), nullable=False),
     Column("type", String(200), nullable=False),
@@ -110,7 +112,7 @@ artifacts = Table(
     Column("sha256", String(64), nullable=False),
     Column("path", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
-    Index("ix_artifacts_job_id", "job_id"),
+    Index("ix_artifacts_job_id_attempt", "job_id", "attempt"),
 )
 
 idempotency_keys = Table(

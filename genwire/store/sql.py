@@ -127,7 +127,9 @@ class _PostgresRunner:
             return await connection.run_sync(fn)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
+        # One snapshot for every statement of a read (a job and its artifacts).
         async with self._engine.connect() as connection:
+            await connection.execution_options(isolation_level="REPEATABLE READ")
             return await connection.run_sync(fn)
 
     async def close(self) -> None:
@@ -143,7 +145,7 @@ def _driver_url(url: str) -> str:
 class Store:
     """Jobs, the event log and artifacts in one SQL database."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.is_postgres = url.startswith(("postgresql", "postgres://"))
@@ -291,10 +293,11 @@ def _attach_details(connection: Connection, jobs: list[Job]) -> None:
         .where(schema.artifacts.c.job_id.in_([job.id for job in jobs]))
         .order_by(schema.artifacts.c.created_at, schema.artifacts.c.id)
     ).mappings()
+    attempts = {job.id: job.attempt for job in jobs}
     by_job: dict[str, list[Artifact]] = {}
     for row in found:
-        artifact = rows.artifact_from_row(row)
-        by_job.setdefault(artifact.job_id, []).append(artifact)
+        if row["attempt"] == attempts[row["job_id"]]:
+            by_job.setdefault(row["job_id"], []).append(rows.artifact_from_row(row))
     for job in jobs:
         job.artifacts = by_job.get(job.id, [])
         if job.status is JobStatus.QUEUED:

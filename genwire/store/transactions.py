@@ -7,8 +7,7 @@ greenlet over asyncpg — so a transaction costs one hand-off, not one per state
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
+from collections.abc import Collection
 from datetime import datetime
 
 import orjson
@@ -27,17 +26,23 @@ from genwire.models import (
 )
 from genwire.store import rows, schema
 
-#: Keys of PostgreSQL advisory locks (any constants; two-key locks live in their own space).
-APPEND_LOCK_KEY = 0x67656E77
+#: Keys of PostgreSQL advisory locks (any constants).
+WRITE_LOCK_KEY = 0x67656E77
 MIGRATE_LOCK_KEY = 0x67656E78
-IDEMPOTENCY_LOCK_SPACE = 0x67656E79
 
 
 class WriteTx:
     def __init__(self, connection: Connection, is_postgres: bool) -> None:
         self._connection = connection
-        self._is_postgres = is_postgres
-        self._append_locked = False
+        if is_postgres:
+            # First thing, before any row lock: every writer takes this one lock in
+            # the same order, so no two can deadlock, and ids are allocated and
+            # committed in one order, so no reader's cursor can pass an id whose
+            # transaction has not committed yet (SPEC §4.8). It also serialises
+            # check-then-insert of idempotency keys.
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
+            )
         self.appended: list[Event] = []
         #: bus topics to wake after commit, besides those of the appended events
         self.extra_topics: list[str] = []
@@ -55,17 +60,22 @@ class WriteTx:
         row = result.mappings().first()
         return rows.job_from_row(row) if row else None
 
-    def claim_queued(self, exclude: Sequence[str] = ()) -> Job | None:
-        """Lock the oldest queued job no other transaction holds."""
+    def claim_queued(self, pipelines: Collection[str]) -> Job | None:
+        """Lock the oldest queued job of one of `pipelines` that no other transaction holds.
+
+        A worker claims only what it can run: during a rolling deploy an older worker
+        leaves a newer pipeline's jobs to the workers that have it.
+        """
         query = (
             sa.select(schema.jobs)
-            .where(schema.jobs.c.status == JobStatus.QUEUED.value)
+            .where(
+                schema.jobs.c.status == JobStatus.QUEUED.value,
+                schema.jobs.c.pipeline.in_(pipelines),
+            )
             .order_by(schema.jobs.c.id)
             .limit(1)
             .with_for_update(skip_locked=True)
         )
-        if exclude:
-            query = query.where(schema.jobs.c.id.not_in(exclude))
         row = self._connection.execute(query).mappings().first()
         return rows.job_from_row(row) if row else None
 
@@ -86,13 +96,6 @@ class WriteTx:
 
     def append_event(self, job: Job, event_type: EventType, fields: JsonObject) -> Event:
         """Append one event of `job` to the log and advance `job.last_event_seq`."""
-        if self._is_postgres and not self._append_locked:
-            # Serialise appends from id allocation to commit, so no reader can pass
-            # an id whose transaction has not committed yet (SPEC §4.8).
-            self._connection.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK_KEY}
-            )
-            self._append_locked = True
         payload = {
             "type": event_type.value,
             "job_id": job.id,
@@ -120,20 +123,24 @@ class WriteTx:
         """Write back every mutable field of a locked job."""
         self._connection.execute(rows.SAVE_JOB, rows.save_job_params(job))
 
-    def artifacts_of(self, job_id: str) -> list[Artifact]:
-        result = self._connection.execute(rows.ARTIFACTS_OF, {"job_id": job_id})
+    def artifacts_of(self, job: Job) -> list[Artifact]:
+        """The files of the job's current attempt."""
+        result = self._connection.execute(
+            rows.ARTIFACTS_OF, {"job_id": job.id, "attempt": job.attempt}
+        )
         return [rows.artifact_from_row(row) for row in result.mappings()]
 
     def queue_position(self, job: Job) -> int:
         """How many queued jobs will be claimed before this one."""
         return int(self._connection.execute(rows.JOBS_AHEAD, {"job_id": job.id}).scalar_one())
 
-    def insert_artifact(self, artifact: Artifact, tenant: str) -> None:
+    def insert_artifact(self, artifact: Artifact, job: Job) -> None:
         self._connection.execute(
             sa.insert(schema.artifacts).values(
                 id=artifact.id,
                 job_id=artifact.job_id,
-                tenant=tenant,
+                attempt=job.attempt,
+                tenant=job.tenant,
                 name=artifact.name,
                 type=artifact.type,
                 size_bytes=artifact.size_bytes,
@@ -146,19 +153,9 @@ class WriteTx:
     def find_idempotent(self, tenant: str, key: str) -> tuple[str, str] | None:
         """(request_hash, job_id) stored under an idempotency key, if any.
 
-        On PostgreSQL it first locks the key until commit, so a concurrent create
-        with the same key waits and then finds this one's job instead of failing
-        on the primary key (SQLite writers are serialized already).
+        Write transactions are serialised (see `__init__`), so no concurrent create
+        can insert the same key between this look-up and the insert.
         """
-        if self._is_postgres:
-            digest = hashlib.sha256(f"{tenant}\0{key}".encode()).digest()
-            self._connection.execute(
-                sa.text("SELECT pg_advisory_xact_lock(:space, :key)"),
-                {
-                    "space": IDEMPOTENCY_LOCK_SPACE,
-                    "key": int.from_bytes(digest[:4], "big", signed=True),
-                },
-            )
         table = schema.idempotency_keys
         row = self._connection.execute(
             sa.select(table.c.request_hash, table.c.job_id).where(

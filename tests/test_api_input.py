@@ -1,0 +1,395 @@
+"""What the API reads from a request, checked before it reaches the database: bodies,
+headers, path ids and query parameters. Against a real uvicorn, on SQLite and on
+PostgreSQL where PostgreSQL refuses what SQLite stores (a NUL, an over-long value)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+
+from genwire import __version__
+from genwire.api import create_app
+from genwire.config import Settings
+from genwire.errors import Conflict, NotFound
+from genwire.models import JsonObject
+from tests.conftest import POSTGRES_URL, ThreadedServer
+from tests.test_api_jobs import (
+    FAST_SYNTHETIC,
+    LiveServer,
+    assert_problem,
+    client_of,
+    create,
+    failing_fields,
+)
+
+WELL_FORMED_UNKNOWN_JOB = "job_0000000000zzzzzzzzzzzzzz"
+
+
+@pytest.fixture
+def backend_http(live_server: LiveServer, database_url: str) -> Iterator[httpx.Client]:
+    """A client of a live server with no workers, on SQLite and on PostgreSQL."""
+    with client_of(live_server(workers=0, database_url=database_url)) as client:
+        yield client
+
+
+@pytest.fixture
+def idle_http(live_server: LiveServer) -> Iterator[httpx.Client]:
+    """A client of a live server with no workers: jobs stay queued."""
+    with client_of(live_server(workers=0)) as client:
+        yield client
+
+
+def nested(depth: int) -> Any:
+    """Arrays nested `depth` levels deep: [[[…]]]."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+# -- the body -------------------------------------------------------------------------
+
+
+def test_a_body_nested_deeper_than_32_levels_is_a_400_problem(
+    backend_http: httpx.Client,
+) -> None:
+    """Bug: JSON nested deeper than orjson can write (255 levels) was read and stored,
+    then failed to encode: a 500."""
+    body = {**FAST_SYNTHETIC, "metadata": {"deep": nested(300)}}
+
+    response = backend_http.post("/api/jobs", json=body)
+
+    assert_problem(response, 400, "too-deeply-nested")
+    assert backend_http.get("/api/jobs").json()["items"] == []
+
+
+def test_a_body_nested_exactly_32_levels_is_accepted(idle_http: httpx.Client) -> None:
+    """The limit is 32 levels: the body object, `metadata`, and 30 arrays in it."""
+    deepest = {**FAST_SYNTHETIC, "metadata": {"deep": nested(30)}}
+    too_deep = {**FAST_SYNTHETIC, "metadata": {"deep": nested(31)}}
+
+    job = create(idle_http, deepest)
+
+    assert job["metadata"] == {"deep": nested(30)}
+    assert_problem(idle_http.post("/api/jobs", json=too_deep), 400, "too-deeply-nested")
+
+
+@pytest.mark.parametrize(
+    "project_id",
+    ["p" * 41, "a\u0000b", "a b", "", 7],
+    ids=["41-chars", "nul", "space", "empty", "number"],
+)
+def test_a_bad_project_id_is_a_422_problem_naming_it(
+    backend_http: httpx.Client, project_id: Any
+) -> None:
+    """Bug: on PostgreSQL a project_id of 41+ characters or with a NUL was a 500."""
+    response = backend_http.post("/api/jobs", json={**FAST_SYNTHETIC, "project_id": project_id})
+
+    assert failing_fields(assert_problem(response, 422, "validation-error")) == {"project_id"}
+
+
+def test_a_project_id_of_40_name_characters_is_accepted(backend_http: httpx.Client) -> None:
+    project_id = "Project_1.2:3-" + "x" * 26
+
+    job = create(backend_http, {**FAST_SYNTHETIC, "project_id": project_id})
+
+    assert job["project_id"] == project_id
+    listed = backend_http.get("/api/jobs", params={"project_id": project_id}).json()
+    assert [item["id"] for item in listed["items"]] == [job["id"]]
+
+
+@pytest.mark.parametrize(
+    ("webhook", "fields"),
+    [
+        ("https://example.com/hook", {"webhook"}),
+        ({}, {"webhook.url"}),
+        ({"url": 42}, {"webhook.url"}),
+        ({"url": "/relative/hook"}, {"webhook.url"}),
+        ({"url": "ftp://example.com/hook"}, {"webhook.url"}),
+        ({"url": "https://"}, {"webhook.url"}),
+        ({"url": "https://example.com:99999/"}, {"webhook.url"}),
+        ({"url": "https://example.com/a b"}, {"webhook.url"}),
+        ({"url": "https://example.com/\u0000"}, {"webhook.url"}),
+        ({"url": "https://example.com/" + "x" * 2029}, {"webhook.url"}),
+        ({"url": "https://example.com/", "events": "job-completed"}, {"webhook.events"}),
+        ({"url": "https://example.com/", "events": ["job-exploded"]}, {"webhook.events"}),
+        ({"url": "https://example.com/", "events": [1]}, {"webhook.events"}),
+        ({"url": "https://example.com/", "secret": "s"}, {"webhook.secret"}),
+    ],
+    ids=[
+        "not-an-object",
+        "no-url",
+        "url-not-a-string",
+        "relative-url",
+        "ftp-url",
+        "no-host",
+        "port-out-of-range",
+        "space",
+        "nul",
+        "over-2048-chars",
+        "events-not-a-list",
+        "unknown-event",
+        "event-not-a-string",
+        "unknown-key",
+    ],
+)
+def test_a_bad_webhook_is_a_422_problem_naming_the_failing_part(
+    backend_http: httpx.Client, webhook: Any, fields: set[str]
+) -> None:
+    """Bug: `webhook` was stored unchecked, whatever its shape."""
+    response = backend_http.post("/api/jobs", json={**FAST_SYNTHETIC, "webhook": webhook})
+
+    assert failing_fields(assert_problem(response, 422, "validation-error")) == fields
+    assert backend_http.get("/api/jobs").json()["items"] == []
+
+
+def test_a_webhook_with_an_url_of_2048_chars_and_known_events_is_accepted(
+    idle_http: httpx.Client,
+) -> None:
+    url = "https://example.com/" + "x" * 2028
+    webhook = {"url": url, "events": ["job-completed", "job-failed"]}
+
+    create(idle_http, {**FAST_SYNTHETIC, "webhook": webhook})
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [{f"k{index}": index for index in range(65)}, {"blob": "x" * (16 * 1024)}],
+    ids=["65-keys", "over-16-kib"],
+)
+def test_metadata_over_its_limits_is_a_422_problem(
+    idle_http: httpx.Client, metadata: JsonObject
+) -> None:
+    """Bug: metadata had no limit but the 1 MiB body, and came back in every snapshot."""
+    response = idle_http.post("/api/jobs", json={**FAST_SYNTHETIC, "metadata": metadata})
+
+    assert failing_fields(assert_problem(response, 422, "validation-error")) == {"metadata"}
+
+
+def test_metadata_of_64_keys_is_accepted(idle_http: httpx.Client) -> None:
+    metadata = {f"k{index}": index for index in range(64)}
+
+    assert create(idle_http, {**FAST_SYNTHETIC, "metadata": metadata})["metadata"] == metadata
+
+
+# -- headers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [b"a\tb", b"a b", b"caf\xe9", b"k" * 256],
+    ids=["tab", "space", "not-ascii", "256-chars"],
+)
+def test_an_idempotency_key_that_is_not_1_to_255_visible_ascii_chars_is_a_400_problem(
+    backend_http: httpx.Client, key: bytes
+) -> None:
+    """Bug: any header value was stored as the key; on PostgreSQL some were a 500."""
+    response = backend_http.post("/api/jobs", json=FAST_SYNTHETIC, headers={"Idempotency-Key": key})
+
+    assert_problem(response, 400, "bad-idempotency-key")
+    assert backend_http.get("/api/jobs").json()["items"] == []
+
+
+def test_an_idempotency_key_of_255_visible_ascii_chars_is_accepted(
+    backend_http: httpx.Client,
+) -> None:
+    key = ("".join(chr(code) for code in range(0x21, 0x7F)) * 3)[:255]
+
+    first = create(backend_http, FAST_SYNTHETIC, **{"Idempotency-Key": key})
+    again = backend_http.post("/api/jobs", json=FAST_SYNTHETIC, headers={"Idempotency-Key": key})
+
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"]
+
+
+@pytest.mark.parametrize(
+    "prefer",
+    ["wait=" + "9" * 5000, "wait=1000", "wait=0", "wait=-1", "wait=abc", 'foo="x wait=3"'],
+    ids=["5000-digits", "4-digits", "zero", "negative", "not-a-number", "inside-a-quote"],
+)
+def test_a_malformed_prefer_wait_is_ignored(idle_http: httpx.Client, prefer: str) -> None:
+    """Bug: `Prefer: wait=<4300+ digits>` was a 500, and `wait=` was found inside the
+    quoted value of another preference."""
+    response = idle_http.post("/api/jobs", json=FAST_SYNTHETIC, headers={"Prefer": prefer})
+
+    assert response.status_code == 201, response.text
+    assert "preference-applied" not in response.headers
+    assert response.json()["status"] == "queued"
+
+
+@pytest.mark.parametrize(
+    ("prefer", "applied"),
+    [
+        ("wait=999", "wait=60"),
+        ("respond-async, wait=5", "wait=5"),
+        ('foo="a, wait=3";x=1, WAIT = "7"; p=q', "wait=7"),
+    ],
+    ids=["clamped-to-60", "among-others", "quoted-commas-and-params"],
+)
+def test_prefer_wait_is_read_as_an_rfc_7240_preference(
+    http: httpx.Client, prefer: str, applied: str
+) -> None:
+    response = http.post("/api/jobs", json=FAST_SYNTHETIC, headers={"Prefer": prefer})
+
+    assert response.status_code == 201, response.text
+    assert response.headers["preference-applied"] == applied
+    assert response.json()["status"] == "succeeded"
+
+
+# -- ids in the path ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/jobs/%00"),
+        ("POST", "/api/jobs/%00/cancel"),
+        ("GET", "/api/files/%00"),
+        ("GET", "/api/jobs/job_" + "0" * 100),
+        ("GET", "/api/jobs/art_0000000000zzzzzzzzzzzzzz"),
+        ("GET", "/api/files/job_0000000000zzzzzzzzzzzzzz"),
+        ("GET", f"/api/jobs/{WELL_FORMED_UNKNOWN_JOB}"),
+        ("POST", f"/api/jobs/{WELL_FORMED_UNKNOWN_JOB}/cancel"),
+        ("GET", "/api/files/art_0000000000zzzzzzzzzzzzzz"),
+    ],
+    ids=[
+        "job-nul",
+        "cancel-nul",
+        "file-nul",
+        "job-over-long",
+        "job-with-an-artifact-prefix",
+        "file-with-a-job-prefix",
+        "unknown-job",
+        "cancel-unknown-job",
+        "unknown-file",
+    ],
+)
+def test_an_id_that_names_nothing_is_a_404_problem(
+    backend_http: httpx.Client, method: str, path: str
+) -> None:
+    """Bug: on PostgreSQL a NUL or an over-long id in the path was a 500."""
+    assert_problem(backend_http.request(method, path), 404, "not-found")
+
+
+# -- query parameters -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "cursor=a%00b",
+        "cursor=job_doesnotexist",
+        "pipeline=%00",
+        "pipeline=" + "p" * 201,
+        "pipeline=demo%20video",
+        "project_id=%00",
+        "project_id=" + "p" * 41,
+    ],
+    ids=[
+        "cursor-nul",
+        "cursor-not-a-job-id",
+        "pipeline-nul",
+        "pipeline-over-200-chars",
+        "pipeline-space",
+        "project-nul",
+        "project-over-40-chars",
+    ],
+)
+def test_a_bad_list_filter_is_a_400_problem(backend_http: httpx.Client, query: str) -> None:
+    """Bug: on PostgreSQL a NUL in `cursor` or `pipeline` was a 500."""
+    assert_problem(backend_http.get(f"/api/jobs?{query}"), 400, "bad-query")
+
+
+def test_a_list_filtered_by_a_200_char_pipeline_name_is_empty(backend_http: httpx.Client) -> None:
+    response = backend_http.get("/api/jobs", params={"pipeline": "p" * 200})
+
+    assert response.status_code == 200
+    assert response.json() == {"items": [], "next_cursor": None}
+
+
+# -- problems -------------------------------------------------------------------------
+
+
+class ProjectNotFound(NotFound):
+    """A kind of NotFound that the problem mapping has never heard of."""
+
+
+class AlreadyArchived(Conflict):
+    pass
+
+
+def test_a_subclass_of_a_genwire_error_answers_with_its_parents_status(tmp_path: Path) -> None:
+    """Bug: the status was looked up by the exact class, so a subclass of NotFound was a 500."""
+    app = create_app(Settings(data_dir=tmp_path / "data", workers=0))
+
+    async def missing(request: Request) -> Response:
+        raise ProjectNotFound("no project 'p1'")
+
+    async def archived(request: Request) -> Response:
+        raise AlreadyArchived("project p1 is archived")
+
+    app.add_route("/missing", missing)
+    app.add_route("/archived", archived)
+    with ThreadedServer(app) as server, client_of(server) as client:
+        problem = assert_problem(client.get("/missing"), 404, "not-found")
+        assert problem["detail"] == "no project 'p1'"
+        assert_problem(client.get("/archived"), 409, "conflict")
+
+
+def test_a_401_answer_says_how_to_authenticate(live_server: LiveServer) -> None:
+    """Bug: 401 problems carried no `WWW-Authenticate` challenge (RFC 9110 §11.6.1)."""
+    server = live_server(workers=0, api_keys={"k1": "alice"})
+    with client_of(server) as anonymous, client_of(server, "wrong") as wrong:
+        for response in (
+            anonymous.get("/api/jobs"),
+            anonymous.post("/api/jobs", json=FAST_SYNTHETIC),
+            wrong.get(f"/api/jobs/{WELL_FORMED_UNKNOWN_JOB}"),
+            wrong.get("/api/files/art_0000000000zzzzzzzzzzzzzz"),
+        ):
+            assert_problem(response, 401, "unauthorized")
+            assert response.headers["www-authenticate"] == "Bearer"
+
+
+# -- health ---------------------------------------------------------------------------
+
+
+def test_healthz_answers_liveness_and_the_version_only(backend_http: httpx.Client) -> None:
+    """Bug: /healthz counted every job by status on each probe and showed the counts
+    to anyone."""
+    response = backend_http.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "version": __version__}
+
+
+async def _drop_database(url: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def test_healthz_answers_503_without_the_database_error_when_the_database_is_gone(
+    live_server: LiveServer, postgres_url: str
+) -> None:
+    """Bug: the 503 body carried the raw database error to an unauthenticated caller."""
+    database_name = postgres_url.rsplit("/", 1)[1]
+    with client_of(live_server(workers=0, database_url=postgres_url)) as client:
+        assert client.get("/healthz").status_code == 200
+        asyncio.run(_drop_database(postgres_url))
+
+        response = client.get("/healthz")
+
+    problem = assert_problem(response, 503, "database-unavailable")
+    assert problem["detail"] == "the database does not answer"
+    assert database_name not in response.text
