@@ -25,7 +25,7 @@ from genwire import __version__
 from genwire.client import ApiError, Client
 from genwire.client.sync import DEFAULT_URL
 from genwire.config import DEFAULT_DATA_DIR, Settings
-from genwire.locks import DataDirInUse
+from genwire.locks import DataDirInUse, acquire_server_lock
 
 console = Console(stderr=True)
 out = Console()
@@ -159,21 +159,40 @@ def serve(
         sock.bind((host, port))
     except OSError as error:
         raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}") from None
-    bound_port = sock.getsockname()[1]
-    app = create_app(settings)
-    config = uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5)
-    server = uvicorn.Server(config)
+    server_lock = None
+    if settings.uses_embedded_database:
+        try:
+            server_lock = acquire_server_lock(settings.data_dir)
+        except DataDirInUse as error:
+            raise click.ClickException(str(error)) from None
     shown_host = f"[{host}]" if ":" in host else host
-    console.print(
-        f"genwire {__version__} serving on [bold]http://{shown_host}:{bound_port}[/] "
-        f"(data: {settings.data_dir}, workers: {workers})"
+    url = f"http://{shown_host}:{sock.getsockname()[1]}"
+    server = _AnnouncingServer(
+        uvicorn.Config(
+            create_app(settings, server_lock=server_lock),
+            log_level=log_level,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        ),
+        f"genwire {__version__} serving on [bold]{url}[/] "
+        f"(data: {settings.data_dir}, workers: {workers})",
     )
-    try:
-        server.run(sockets=[sock])
-    except DataDirInUse as error:
-        raise click.ClickException(str(error)) from None
+    server.run(sockets=[sock])
     if not server.started and not server.should_exit:
         sys.exit(1)
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """Says where it serves once the app has started, not before it may fail."""
+
+    def __init__(self, config: uvicorn.Config, announcement: str) -> None:
+        super().__init__(config)
+        self.announcement = announcement
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            console.print(self.announcement)
 
 
 @main.command()

@@ -37,6 +37,7 @@ class Runtime:
         registry: PipelineRegistry | None = None,
         *,
         own_data_dir: bool = True,
+        server_lock: ProcessLock | None = None,
     ) -> Runtime:
         """`own_data_dir`: this process is the one server of an embedded data dir
         (`genwire serve`), so it locks it and recovers what a dead predecessor left."""
@@ -61,7 +62,7 @@ class Runtime:
                 ),
             )
         owns = own_data_dir and settings.uses_embedded_database
-        return cls(settings, store, service, pool, owns)
+        return cls(settings, store, service, pool, owns, [server_lock] if server_lock else [])
 
     @property
     def _sqlite_path(self) -> Path | None:
@@ -71,7 +72,8 @@ class Runtime:
     async def start(self) -> None:
         database = self._sqlite_path
         if self.owns_data_dir:
-            self.locks.append(acquire_server_lock(self.settings.data_dir))
+            if not self.locks:
+                self.locks.append(acquire_server_lock(self.settings.data_dir))
         elif database is not None and self.pool is not None:
             shared = workers_lock(database)
             shared.try_acquire(shared=True)

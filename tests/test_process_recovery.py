@@ -15,7 +15,7 @@ import pytest
 
 from genwire.models import TERMINAL_EVENT_TYPES, EventType
 from genwire.store import Store
-from tests.conftest import ServerProcess, start_server_process
+from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.slow
 
@@ -100,8 +100,27 @@ def test_a_second_server_on_the_same_data_dir_refuses_to_start(
     serve_process: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
     first = serve_process("--workers", "0")
-    with pytest.raises(RuntimeError, match="in use by genwire pid"):
-        start_server_process(first.data_dir, "--workers", "0", timeout=15)
+
+    second = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "genwire",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(first.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert second.returncode == 1
+    assert f"in use by genwire pid {first.process.pid}" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert "serving on" not in second.stderr
     with first.client() as client:
         assert client.get("/healthz").status_code == 200
 

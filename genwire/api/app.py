@@ -16,6 +16,7 @@ from genwire.api import files, health, jobs
 from genwire.api.problems import ProblemResponse, handle_genwire_error
 from genwire.config import Settings
 from genwire.errors import GenwireError
+from genwire.locks import ProcessLock
 from genwire.pipelines.base import PipelineRegistry
 from genwire.runtime import Runtime
 
@@ -33,8 +34,15 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
     return ProblemResponse(500, "internal-error", "Internal server error")
 
 
-def create_app(settings: Settings, registry: PipelineRegistry | None = None) -> Starlette:
-    runtime = Runtime.build(settings, registry)
+def create_app(
+    settings: Settings,
+    registry: PipelineRegistry | None = None,
+    *,
+    server_lock: ProcessLock | None = None,
+) -> Starlette:
+    """The app; its lifespan starts and stops the runtime. `server_lock`: the data
+    dir's lock, when the caller took it already (to refuse early, with a message)."""
+    runtime = Runtime.build(settings, registry, server_lock=server_lock)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
