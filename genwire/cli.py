@@ -24,7 +24,14 @@ from rich.table import Table
 from genwire import __version__
 from genwire.client import ApiError, Client
 from genwire.client.sync import DEFAULT_URL
-from genwire.config import DEFAULT_DATA_DIR, Settings
+from genwire.config import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_LEASE_TTL_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_SHUTDOWN_GRACE_S,
+    DEFAULT_WORKERS,
+    Settings,
+)
 from genwire.locks import DataDirInUse, acquire_server_lock
 
 console = Console(stderr=True)
@@ -63,21 +70,21 @@ def worker_options(command: Callable[..., None]) -> Callable[..., None]:
         click.option(
             "--lease-ttl",
             type=click.FloatRange(min=0.5),
-            default=30.0,
+            default=DEFAULT_LEASE_TTL_S,
             show_default=True,
             help="Seconds after which a silent worker's job is taken back.",
         ),
         click.option(
             "--max-attempts",
             type=click.IntRange(1, 100),
-            default=3,
+            default=DEFAULT_MAX_ATTEMPTS,
             show_default=True,
             help="Runs of a job before a lost worker fails it.",
         ),
         click.option(
             "--shutdown-grace",
             type=click.FloatRange(min=0),
-            default=10.0,
+            default=DEFAULT_SHUTDOWN_GRACE_S,
             show_default=True,
             help="On SIGTERM, seconds running jobs get to finish before going back to the queue.",
         ),
@@ -114,7 +121,7 @@ def main() -> None:
 )
 @click.option(
     "--workers",
-    default=2,
+    default=DEFAULT_WORKERS,
     show_default=True,
     type=click.IntRange(0, 256),
     help="In-process worker slots (0: API only).",
@@ -202,7 +209,9 @@ class _AnnouncingServer(uvicorn.Server):
     required=True,
     help="The database the API nodes use (sqlite:///… or postgresql://…).",
 )
-@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 256))
+@click.option(
+    "--concurrency", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 256)
+)
 @worker_options
 def worker(database: str, concurrency: int, **options: Any) -> None:
     """Run workers only, beside API nodes that share the database.

@@ -9,6 +9,10 @@ from pathlib import Path
 
 DEFAULT_DATA_DIR = Path("./genwire-data")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_WORKERS = 2  #: in-process worker slots
+DEFAULT_MAX_ATTEMPTS = 3  #: runs of a job before a lost worker fails it
+DEFAULT_LEASE_TTL_S = 30.0  #: a silent worker's job is taken back after this
+DEFAULT_SHUTDOWN_GRACE_S = 10.0  #: running jobs get this long to finish on SIGTERM
 
 
 def parse_api_keys(text: str | None) -> dict[str, str]:
@@ -38,14 +42,14 @@ class Settings:
     database_url: str | None = None  #: None: SQLite under data_dir
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 2
+    workers: int = DEFAULT_WORKERS
     api_keys: dict[str, str] = field(default_factory=dict)
     insecure: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    max_attempts: int = 3
-    lease_ttl_s: float = 30.0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    lease_ttl_s: float = DEFAULT_LEASE_TTL_S
     job_timeout_s: float | None = None
-    shutdown_grace_s: float = 10.0
+    shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from genwire import transitions
 from genwire.bus import Bus, topics
+from genwire.config import DEFAULT_MAX_ATTEMPTS
 from genwire.errors import Conflict, FieldError, IdempotencyMismatch, InvalidInput, NotFound
 from genwire.ids import new_id
 from genwire.models import (
@@ -36,7 +37,6 @@ from genwire.store import JobPage, Store, WriteTx, request_fingerprint
 
 log = logging.getLogger("genwire.service")
 
-DEFAULT_MAX_ATTEMPTS = 3
 T = TypeVar("T")
 
 

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 
 from genwire.bus import topics
+from genwire.config import DEFAULT_LEASE_TTL_S, DEFAULT_SHUTDOWN_GRACE_S, DEFAULT_WORKERS
 from genwire.errors import LeaseLost
 from genwire.ids import new_id
 from genwire.models import ErrorCode, Job, JobError
@@ -39,11 +40,13 @@ END_WRITE_BACKOFF_S = (0.2, 1.0, 3.0, 10.0)
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    concurrency: int = 2  #: jobs run at once by this pool
-    lease_ttl_s: float = 30.0  #: a job whose lease is older is taken from its worker
+    concurrency: int = DEFAULT_WORKERS  #: jobs run at once by this pool
+    lease_ttl_s: float = DEFAULT_LEASE_TTL_S  #: a job whose lease is older is taken from its worker
     poll_interval_s: float = 2.0  #: an idle pool looks for work at least this often
     job_timeout_s: float | None = None  #: caps every pipeline's own time limit
-    shutdown_grace_s: float = 10.0  #: running jobs get this long to finish on stop
+    shutdown_grace_s: float = (
+        DEFAULT_SHUTDOWN_GRACE_S  #: running jobs get this long to finish on stop
+    )
     cancel_grace_s: float = 10.0  #: a stopped pipeline gets this long to clean up
 
 
