@@ -131,6 +131,7 @@ class Event:
     job_id: str | None
     type: EventType
     payload: JsonObject
+    project_id: str | None = None
 
     @property
     def id(self) -> str:
@@ -138,6 +139,19 @@ class Event:
 
     def to_json(self) -> JsonObject:
         return {"id": self.id, **self.payload}
+
+
+@dataclass
+class Project:
+    """A batch of clips (jobs); its own events are project-status and project-completed."""
+
+    id: str
+    tenant: str
+    name: str | None
+    webhook: JsonObject | None
+    created_at: datetime
+    completed_at: datetime | None
+    last_event_seq: int
 
 
 @dataclass

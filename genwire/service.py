@@ -34,6 +34,7 @@ from genwire.models import (
 from genwire.pipelines.base import PipelineRegistry
 from genwire.storage import LocalStorage
 from genwire.store import JobPage, Store, WriteTx, request_fingerprint
+from genwire.webhooks.outbox import queue_deliveries
 
 log = logging.getLogger("genwire.service")
 
@@ -68,15 +69,25 @@ class JobService:
         self.max_attempts = max_attempts
 
     async def change(self, fn: Callable[[WriteTx], T]) -> T:
-        """Run `fn` in a write transaction; announce what it appended once committed."""
-        value, tx = await self.store.write(fn)
+        """Run `fn` in a write transaction; announce what it appended once committed.
+
+        Webhook deliveries of the appended events join the same transaction (an
+        outbox): an event is never committed without the deliveries it owes.
+        """
+
+        def with_deliveries(tx: WriteTx) -> T:
+            value = fn(tx)
+            queue_deliveries(tx)
+            return value
+
+        value, tx = await self.store.write(with_deliveries)
         topics_to_wake = _topics_for(tx.appended) + tx.extra_topics
         if topics_to_wake:
             try:
                 await self.bus.publish(topics_to_wake)
             except Exception:
-                # Committed is committed: the log is the truth, and every reader
-                # also looks again on its own timer, so a lost wake-up only delays.
+                # Committed is committed: the log is the truth; a lost wake-up only
+                # delays delivery until the next event of the same job.
                 log.exception("announcing %d event(s) failed", len(tx.appended))
         return value
 
@@ -399,6 +410,8 @@ class AttemptReporter:
 def _topics_for(appended: list[Event]) -> list[str]:
     announced: list[str] = []
     for event in appended:
+        if event.project_id is not None:
+            announced.append(topics.project(event.project_id))
         if event.job_id is not None:
             announced.append(topics.job(event.job_id))
             if event.type.is_terminal:

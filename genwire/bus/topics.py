@@ -16,6 +16,11 @@ def tenant(name: str) -> str:
     return f"tenant:{name}"
 
 
+def project(project_id: str) -> str:
+    """Any event of a project or of one of its clips."""
+    return f"project:{project_id}"
+
+
 def cancel(job_id: str) -> str:
     """Cancel was requested for a running job: its worker stops it."""
     return f"cancel:{job_id}"

@@ -60,6 +60,7 @@ def _v1_initial(op: Operations) -> None:
     )
     op.create_index("ix_events_job_id_seq", "events", ["job_id", "seq"])
     op.create_index("ix_events_tenant_seq", "events", ["tenant", "seq"])
+    op.create_index("ix_events_project_id_seq", "events", ["project_id", "seq"])
     op.create_table(
         "artifacts",
         sa.Column("id", sa.String(40), primary_key=True),
@@ -86,6 +87,54 @@ def _v1_initial(op: Operations) -> None:
         ),
         sa.Column("created_at", UtcDateTime, nullable=False),
     )
+
+    op.create_table(
+        "projects",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("tenant", sa.String(100), nullable=False),
+        sa.Column("name", sa.String(200)),
+        sa.Column("webhook", sa.JSON),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("completed_at", UtcDateTime),
+        sa.Column("last_event_seq", sa.BigInteger, nullable=False),
+    )
+    op.create_index("ix_projects_tenant_id", "projects", ["tenant", "id"])
+    op.create_table(
+        "webhook_deliveries",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("tenant", sa.String(100), nullable=False),
+        sa.Column("job_id", sa.String(40)),
+        sa.Column("project_id", sa.String(40)),
+        sa.Column("event_seq", sa.BigInteger, nullable=False),
+        sa.Column("event_type", sa.String(40), nullable=False),
+        sa.Column("url", sa.Text, nullable=False),
+        sa.Column("payload", sa.Text, nullable=False),
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_attempt_at", UtcDateTime),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("finished_at", UtcDateTime),
+    )
+    op.create_index(
+        "ix_webhook_deliveries_status_next", "webhook_deliveries", ["status", "next_attempt_at"]
+    )
+    op.create_index("ix_webhook_deliveries_job_id", "webhook_deliveries", ["job_id"])
+    op.create_index("ix_webhook_deliveries_project_id", "webhook_deliveries", ["project_id"])
+    op.create_table(
+        "webhook_attempts",
+        sa.Column("id", EventSeq, primary_key=True, autoincrement=True),
+        sa.Column(
+            "delivery_id",
+            sa.String(40),
+            sa.ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
+        sa.Column("attempted_at", UtcDateTime, nullable=False),
+        sa.Column("status_code", sa.Integer),
+        sa.Column("error", sa.Text),
+        sa.Column("duration_ms", sa.Float, nullable=False),
+    )
+    op.create_index("ix_webhook_attempts_delivery_id", "webhook_attempts", ["delivery_id"])
 
 
 MIGRATIONS: list[Callable[[Operations], None]] = [_v1_initial]

@@ -94,6 +94,7 @@ events = Table(
     Column("payload", Text, nullable=False),
     Index("ix_events_job_id_seq", "job_id", "seq"),
     Index("ix_events_tenant_seq", "tenant", "seq"),
+    Index("ix_events_project_id_seq", "project_id", "seq"),
     # Never reuse the id of a deleted last row: a cursor must not see it twice.
     sqlite_autoincrement=True,
 )
@@ -123,4 +124,58 @@ idempotency_keys = Table(
     Column("request_hash", String(64), nullable=False),
     Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("tenant", String(100), nullable=False),
+    Column("name", String(200)),
+    Column("webhook", JSON(none_as_null=True)),
+    Column("created_at", UtcDateTime, nullable=False),
+    #: set once, with the project-completed event, when every clip has ended
+    Column("completed_at", UtcDateTime),
+    Column("last_event_seq", BigInteger, nullable=False),
+    Index("ix_projects_tenant_id", "tenant", "id"),
+)
+
+# The webhook outbox: a delivery is written in the transaction of the event it
+# carries, so no event that should be delivered can be lost between commit and send.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),  #: the stable `webhook-id`
+    Column("tenant", String(100), nullable=False),
+    Column("job_id", String(40)),
+    Column("project_id", String(40)),
+    Column("event_seq", BigInteger, nullable=False),
+    Column("event_type", String(40), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime),
+    Index("ix_webhook_deliveries_status_next", "status", "next_attempt_at"),
+    Index("ix_webhook_deliveries_job_id", "job_id"),
+    Index("ix_webhook_deliveries_project_id", "project_id"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", EventSeq, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        String(40),
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attempted_at", UtcDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("duration_ms", Float, nullable=False),
+    Index("ix_webhook_attempts_delivery_id", "delivery_id"),
 )

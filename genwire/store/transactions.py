@@ -21,6 +21,7 @@ from genwire.models import (
     Job,
     JobStatus,
     JsonObject,
+    Project,
     format_time,
     utc_now,
 )
@@ -44,6 +45,8 @@ class WriteTx:
                 sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
             )
         self.appended: list[Event] = []
+        #: appended events whose job or project has a webhook, with that webhook
+        self.webhook_targets: list[tuple[Event, JsonObject]] = []
         #: bus topics to wake after commit, besides those of the appended events
         self.extra_topics: list[str] = []
 
@@ -96,27 +99,55 @@ class WriteTx:
 
     def append_event(self, job: Job, event_type: EventType, fields: JsonObject) -> Event:
         """Append one event of `job` to the log and advance `job.last_event_seq`."""
-        payload = {
-            "type": event_type.value,
-            "job_id": job.id,
-            "ts": format_time(utc_now()),
-            **fields,
-        }
+        event = self._append(job.tenant, job.id, job.project_id, event_type, fields, job.webhook)
+        job.last_event_seq = event.seq
+        return event
+
+    def append_project_event(
+        self, project: Project, event_type: EventType, fields: JsonObject
+    ) -> Event:
+        """Append one event of a project itself (no job) and advance its last_event_seq."""
+        event = self._append(project.tenant, None, project.id, event_type, fields, project.webhook)
+        project.last_event_seq = event.seq
+        return event
+
+    def _append(
+        self,
+        tenant: str,
+        job_id: str | None,
+        project_id: str | None,
+        event_type: EventType,
+        fields: JsonObject,
+        webhook: JsonObject | None,
+    ) -> Event:
+        payload: JsonObject = {"type": event_type.value}
+        if job_id is not None:
+            payload["job_id"] = job_id
+        if project_id is not None and job_id is None:
+            payload["project_id"] = project_id
+        payload["ts"] = format_time(utc_now())
+        payload.update(fields)
         seq = self._connection.execute(
             rows.INSERT_EVENT,
             {
-                "tenant": job.tenant,
-                "job_id": job.id,
-                "project_id": job.project_id,
+                "tenant": tenant,
+                "job_id": job_id,
+                "project_id": project_id,
                 "type": event_type.value,
                 "payload": orjson.dumps(payload).decode(),
             },
         ).scalar_one()
-        job.last_event_seq = int(seq)
         event = Event(
-            seq=int(seq), tenant=job.tenant, job_id=job.id, type=event_type, payload=payload
+            seq=int(seq),
+            tenant=tenant,
+            job_id=job_id,
+            type=event_type,
+            payload=payload,
+            project_id=project_id,
         )
         self.appended.append(event)
+        if webhook:
+            self.webhook_targets.append((event, webhook))
         return event
 
     def save_job(self, job: Job) -> None:
