@@ -50,6 +50,12 @@ class Settings:
     lease_ttl_s: float = DEFAULT_LEASE_TTL_S
     job_timeout_s: float | None = None
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
+    keepalive_s: float = 10.0  #: a comment on every idle stream this often (SPEC §4.5)
+    stream_lifetime_s: float = 3600.0  #: a stream then ends; its client resumes
+    #: a stream whose client has not taken a write for this long is dropped (it
+    #: resumes from its cursor); a slow reader never holds anyone else back
+    stream_send_timeout_s: float = 15.0
+    retry_ms: int = 2000  #: the `retry:` an EventSource waits before reconnecting
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from genwire.bus import LocalBus
 from genwire.config import Settings
+from genwire.delivery.feeds import FeedHub
 from genwire.locks import ProcessLock, acquire_server_lock, lock_out_workers, workers_lock
 from genwire.pipelines import default_registry
 from genwire.pipelines.base import PipelineRegistry
@@ -26,6 +27,7 @@ class Runtime:
     store: Store
     service: JobService
     pool: WorkerPool | None
+    hub: FeedHub
     owns_data_dir: bool
     locks: list[ProcessLock] = field(default_factory=list)
     reaper: LeaseReaper | None = None
@@ -62,7 +64,9 @@ class Runtime:
                 ),
             )
         owns = own_data_dir and settings.uses_embedded_database
-        return cls(settings, store, service, pool, owns, [server_lock] if server_lock else [])
+        hub = FeedHub(store, service.bus)
+        locks = [server_lock] if server_lock else []
+        return cls(settings, store, service, pool, hub, owns, locks)
 
     @property
     def _sqlite_path(self) -> Path | None:
@@ -107,6 +111,7 @@ class Runtime:
             await self.pool.stop()
         if self.reaper is not None:
             await self.reaper.stop()
+        await self.hub.close()
         await self.service.bus.close()
         await self.store.close()
         for lock in self.locks:

@@ -97,39 +97,17 @@ class JobService:
         self, tenant: str, request: CreateJob, idempotency_key: str | None = None
     ) -> tuple[Job, bool]:
         """Queue a job; returns it and whether it was created (False: an idempotent replay)."""
-        normalized = self._validate_input(request.pipeline, request.input)
+        job = self.queued_job(tenant, request)
         # Of the request as it will run, so `1` and `1.0`, or metadata absent and {},
         # replay the same job rather than conflict.
         fingerprint = request_fingerprint(
             {
                 "pipeline": request.pipeline,
-                "input": normalized,
+                "input": job.input,
                 "project_id": request.project_id,
                 "webhook": request.webhook,
-                "metadata": request.metadata or {},
+                "metadata": job.metadata,
             }
-        )
-        job = Job(
-            id=new_id("job"),
-            tenant=tenant,
-            pipeline=request.pipeline,
-            status=JobStatus.QUEUED,
-            phase=None,
-            progress=0.0,
-            message="queued",
-            attempt=1,
-            max_attempts=self.max_attempts,
-            cancel_requested=False,
-            created_at=utc_now(),
-            started_at=None,
-            finished_at=None,
-            input=normalized,
-            metadata=request.metadata or {},
-            project_id=request.project_id,
-            error=None,
-            output=None,
-            last_event_seq=0,
-            webhook=request.webhook,
         )
 
         def create(tx: WriteTx) -> str | None:
@@ -153,6 +131,31 @@ class JobService:
         if replayed is not None:
             return await self.get_job(replayed, tenant), False
         return job, True
+
+    def queued_job(self, tenant: str, request: CreateJob) -> Job:
+        """A new queued job of `request`, its input checked and normalized; not yet written."""
+        return Job(
+            id=new_id("job"),
+            tenant=tenant,
+            pipeline=request.pipeline,
+            status=JobStatus.QUEUED,
+            phase=None,
+            progress=0.0,
+            message="queued",
+            attempt=1,
+            max_attempts=self.max_attempts,
+            cancel_requested=False,
+            created_at=utc_now(),
+            started_at=None,
+            finished_at=None,
+            input=self._validate_input(request.pipeline, request.input),
+            metadata=request.metadata or {},
+            project_id=request.project_id,
+            error=None,
+            output=None,
+            last_event_seq=0,
+            webhook=request.webhook,
+        )
 
     def _validate_input(self, pipeline_name: str, raw: JsonObject) -> JsonObject:
         pipeline = self.registry.get(pipeline_name)

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 
-from genwire.api import files, health, jobs
+from genwire.api import files, health, jobs, streams
 from genwire.api.problems import ProblemResponse, handle_genwire_error
 from genwire.config import Settings
 from genwire.errors import GenwireError
@@ -53,7 +53,10 @@ def create_app(
             await runtime.stop()
 
     app = Starlette(
-        routes=[*health.routes, Mount("/api", routes=[*jobs.routes, *files.routes])],
+        routes=[
+            *health.routes,
+            Mount("/api", routes=[*jobs.routes, *streams.routes, *files.routes]),
+        ],
         exception_handlers={
             GenwireError: handle_genwire_error,  # its subclasses too: Starlette walks the MRO
             HTTPException: _http_error,
@@ -64,5 +67,6 @@ def create_app(
     app.state.settings = settings
     app.state.service = runtime.service
     app.state.pool = runtime.pool
+    app.state.hub = runtime.hub
     app.state.runtime = runtime
     return app

@@ -204,7 +204,7 @@ class Pipeline:
 
 
 def _phases_from(spec: Mapping[str, tuple[float, float]]) -> tuple[Phase, ...]:
-    phases = tuple(Phase(name, start, end) for name, (start, end) in spec.items())
+    phases = tuple(Phase(name, float(start), float(end)) for name, (start, end) in spec.items())
     previous_end = 0.0
     for phase in phases:
         if not (previous_end <= phase.start <= phase.end <= 100.0):

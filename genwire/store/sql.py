@@ -23,6 +23,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from genwire.delivery.entries import LogEntry, Scope, ScopeKind
 from genwire.models import Artifact, Event, EventType, Job, JobStatus, JsonObject
 from genwire.store import rows, schema
 from genwire.store.migrations import migrate
@@ -256,6 +257,43 @@ class Store:
                 )
                 for seq, tenant, kind, payload in connection.execute(query)
             ]
+
+        return await self._runner.read(run)
+
+    async def entries_after(self, scope: Scope, after_seq: int, limit: int = 500) -> list[LogEntry]:
+        """The events of `scope` after `after_seq`, oldest first, as stored (not decoded)."""
+        events = schema.events
+        column = {
+            ScopeKind.JOB: events.c.job_id,
+            ScopeKind.TENANT: events.c.tenant,
+            ScopeKind.PROJECT: events.c.project_id,
+        }[scope.kind]
+        query = (
+            sa.select(events.c.seq, events.c.type, events.c.job_id, events.c.payload)
+            .where(column == scope.key, events.c.seq > after_seq)
+            .order_by(events.c.seq)
+            .limit(limit)
+        )
+
+        def run(connection: Connection) -> list[LogEntry]:
+            return [
+                LogEntry(int(seq), EventType(kind), job_id, payload)
+                for seq, kind, job_id, payload in connection.execute(query)
+            ]
+
+        return await self._runner.read(run)
+
+    async def last_seq(self) -> int:
+        """The newest committed event id (0 for an empty log).
+
+        Ids are committed in order (see `WriteTx`), so every event committed later
+        has a larger id: a reader that starts here misses nothing that follows.
+        """
+
+        def run(connection: Connection) -> int:
+            return int(
+                connection.execute(sa.select(sa.func.max(schema.events.c.seq))).scalar() or 0
+            )
 
         return await self._runner.read(run)
 

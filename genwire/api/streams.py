@@ -1,0 +1,95 @@
+"""The delivery routes of SPEC §3/§4: job and tenant SSE streams, long-poll."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from genwire.api.requests import path_id, service_of, settings_of, tenant_of
+from genwire.api.sse import event_stream, hub_of, parse_cursor, resume_cursor, stream_frames
+from genwire.delivery.entries import LogEntry, Scope, ScopeKind
+from genwire.errors import BadRequest
+from genwire.models import format_event_id
+
+MAX_POLL_WAIT_S = 60.0
+DEFAULT_POLL_WAIT_S = 30.0
+
+
+async def job_events(request: Request) -> Response:
+    """`GET /api/jobs/{id}/events`: the job's stream; it ends after the terminal event."""
+    job_id = path_id(request, "job_id", "job")
+    job = await service_of(request).get_job(job_id, tenant_of(request))
+    cursor = resume_cursor(request)
+    if job.status.is_terminal and cursor >= job.last_event_seq:
+        # Nothing will ever follow: 204 tells an EventSource to stop reconnecting.
+        return Response(status_code=204)
+    frames = stream_frames(
+        hub_of(request),
+        settings_of(request),
+        Scope(ScopeKind.JOB, job_id),
+        cursor,
+        ends_after=lambda terminal: terminal,
+    )
+    return event_stream(request, frames)
+
+
+async def tenant_events(request: Request) -> Response:
+    """`GET /api/events`: every event of every job the caller can see, one cursor."""
+    scope = Scope(ScopeKind.TENANT, tenant_of(request))
+    frames = stream_frames(hub_of(request), settings_of(request), scope, resume_cursor(request))
+    return event_stream(request, frames)
+
+
+async def poll_job(request: Request) -> Response:
+    """`GET /api/jobs/{id}/poll?after=ID&wait=S`: the events after ID, at once if there
+    are any, else as soon as one comes or after S seconds (SPEC §3, §4.7)."""
+    job_id = path_id(request, "job_id", "job")
+    service = service_of(request)
+    tenant = tenant_of(request)
+    job = await service.get_job(job_id, tenant)
+    cursor = parse_cursor(request.query_params.get("after", "").strip(), "after")
+    wait = _wait_param(request)
+    entries: list[LogEntry] = []
+    if not (job.status.is_terminal and cursor >= job.last_event_seq):
+        async with hub_of(request).follow(Scope(ScopeKind.JOB, job_id)) as follower:
+            entries = await follower.next(cursor, wait)
+        if entries:
+            job = await service.get_job(job_id, tenant)
+    last = entries[-1].seq if entries else cursor
+    tail = orjson.dumps(
+        {
+            "last_event_id": format_event_id(last) if last else None,
+            "status": job.status.value,
+            "done": job.status.is_terminal and last >= job.last_event_seq,
+        }
+    )
+    # The events go out as stored, encoded once; only the envelope is built here.
+    events = ",".join(entry.json for entry in entries).encode()
+    body = b'{"events":[' + events + b"]," + tail[1:]
+    return Response(body, media_type="application/json", headers={"cache-control": "no-store"})
+
+
+def _wait_param(request: Request) -> float:
+    raw = request.query_params.get("wait")
+    if raw is None or raw == "":
+        return DEFAULT_POLL_WAIT_S
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise BadRequest(
+            "query parameter 'wait' must be a number of seconds", code="bad-query"
+        ) from None
+    if not 0 <= wait <= MAX_POLL_WAIT_S:
+        raise BadRequest(
+            f"query parameter 'wait' must be within 0–{MAX_POLL_WAIT_S:g}", code="bad-query"
+        )
+    return wait
+
+
+routes = [
+    Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
+    Route("/jobs/{job_id}/poll", poll_job, methods=["GET"]),
+    Route("/events", tenant_events, methods=["GET"]),
+]

@@ -1,0 +1,1 @@
+"""Delivery of the event log to readers: scopes, shared feeds, SSE frames."""

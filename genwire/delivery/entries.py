@@ -1,0 +1,56 @@
+"""Events as delivered: read once from the log, encoded once for every reader."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from genwire.models import EventType, format_event_id
+
+
+class ScopeKind(enum.StrEnum):
+    JOB = "job"  #: one job's events
+    TENANT = "tenant"  #: every event of one tenant (`/api/events`)
+    PROJECT = "project"  #: a project's own events and its clips'
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which events a stream carries; one cursor space (the global event seq) for all."""
+
+    kind: ScopeKind
+    key: str
+
+
+@dataclass(eq=False)
+class LogEntry:
+    """One stored event: its seq, type and its JSON text minus the id, as stored."""
+
+    seq: int
+    type: EventType
+    job_id: str | None
+    stored: str  #: the payload JSON object as appended (without "id")
+    _cache: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    @property
+    def id(self) -> str:
+        return format_event_id(self.seq)
+
+    @cached_property
+    def json(self) -> str:
+        """The event object of SPEC §4, `{"id": …, "type": …, …}`, built once."""
+        return (
+            f'{{"id":"{self.id}",{self.stored[1:]}'
+            if len(self.stored) > 2
+            else f'{{"id":"{self.id}"}}'
+        )
+
+    @cached_property
+    def frame(self) -> bytes:
+        """The SSE frame, built once and sent as is to every subscriber."""
+        return f"id: {self.id}\nevent: {self.type.value}\ndata: {self.json}\n\n".encode()
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.type.is_terminal

@@ -1,0 +1,202 @@
+"""Shared feeds: one reader of the log per scope per process, however many streams.
+
+A feed tails one scope (a job, a tenant, a project): woken by the bus, it reads the
+new events once and keeps the latest of them in memory, encoded once. Every stream
+and long-poll of that scope reads from the feed at its own cursor; a cursor older
+than the feed's window reads the store instead, so a slow or late reader never
+holds anything back and nothing is ever dropped for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from genwire.bus import Bus, topics
+from genwire.delivery.entries import LogEntry, Scope, ScopeKind
+from genwire.store import Store
+
+log = logging.getLogger("genwire.delivery")
+
+WINDOW = 2048  #: events a feed keeps in memory
+READ_LIMIT = 500  #: events read from the store at once
+LINGER_S = 10.0  #: an unused feed stays this long, for readers that reconnect
+RETRY_S = 1.0  #: pause after a failed read of the store
+
+
+def topic_of(scope: Scope) -> str:
+    if scope.kind is ScopeKind.JOB:
+        return topics.job(scope.key)
+    if scope.kind is ScopeKind.PROJECT:
+        return topics.project(scope.key)
+    return topics.tenant(scope.key)
+
+
+class Feed:
+    """The tail of one scope's log.
+
+    Invariant: every event of the scope with seq > `floor` is in `_entries` or not
+    read yet, and every event with seq <= `floor` was committed before the feed read
+    past it — so a reader at or past `floor` can be served from memory alone.
+    """
+
+    def __init__(self, scope: Scope, store: Store, bus: Bus) -> None:
+        self.scope = scope
+        self._store = store
+        self._bus = bus
+        self._entries: list[LogEntry] = []
+        self._seqs: list[int] = []
+        self.floor: int | None = None  #: None until the feed has found where it starts
+        self.head = 0
+        self._changed = asyncio.Event()
+        self.readers = 0
+        self._task: asyncio.Task[None] | None = None
+        self.idle_since: float | None = None
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set when the feed moves on; take it *before* looking, then wait on it."""
+        return self._changed
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._tail(), name=f"genwire-feed-{self.scope.key}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def since(self, cursor: int) -> list[LogEntry] | None:
+        """The events after `cursor`; None when the cursor is older than the window."""
+        if self.floor is None or cursor < self.floor:
+            return None
+        return self._entries[bisect.bisect_right(self._seqs, cursor) :]
+
+    async def _tail(self) -> None:
+        with self._bus.subscribe(topic_of(self.scope)) as woken:
+            while self.floor is None:
+                try:
+                    self.floor = self.head = await self._store.last_seq()
+                except Exception:
+                    log.exception("starting the feed of %s failed; retrying", self.scope)
+                    await asyncio.sleep(RETRY_S)
+            self._signal()
+            while True:
+                try:
+                    batch = await self._store.entries_after(self.scope, self.head, READ_LIMIT)
+                except Exception:
+                    log.exception("reading the feed of %s failed; retrying", self.scope)
+                    await asyncio.sleep(RETRY_S)
+                    continue
+                if batch:
+                    self._keep(batch)
+                    self._signal()
+                    if len(batch) == READ_LIMIT:
+                        continue
+                await woken.wait(None)
+
+    def _keep(self, batch: list[LogEntry]) -> None:
+        self._entries.extend(batch)
+        self._seqs.extend(entry.seq for entry in batch)
+        self.head = batch[-1].seq
+        excess = len(self._entries) - WINDOW
+        if excess > WINDOW // 4:  # trim in chunks: slicing a list is O(n)
+            self.floor = self._seqs[excess - 1]
+            del self._entries[:excess]
+            del self._seqs[:excess]
+
+    def _signal(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+
+class Follower:
+    """One reader's position in a scope: what is new since its cursor."""
+
+    def __init__(self, feed: Feed, store: Store) -> None:
+        self._feed = feed
+        self._store = store
+        #: where to look in the feed; it can run ahead of the caller's cursor when
+        #: the store proved that the scope has no event in between
+        self._search_from: int | None = None
+
+    async def next(self, cursor: int, timeout: float) -> list[LogEntry]:
+        """The events after `cursor`, waiting up to `timeout` for one; [] on time-out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        search_from = max(cursor, self._search_from or 0)
+        while True:
+            changed = self._feed.changed
+            batch = self._feed.since(search_from)
+            if batch is None:
+                floor = self._feed.floor
+                batch = await self._store.entries_after(self._feed.scope, search_from, READ_LIMIT)
+                if not batch and floor is not None:
+                    # Nothing of this scope up to `floor`: the feed has the rest.
+                    search_from = max(search_from, floor)
+            if batch:
+                self._search_from = None
+                return batch
+            self._search_from = search_from
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return []
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+
+
+class FeedHub:
+    """The feeds of this process, by scope, shared by every reader of a scope."""
+
+    def __init__(self, store: Store, bus: Bus, linger_s: float = LINGER_S) -> None:
+        self._store = store
+        self._bus = bus
+        self._linger_s = linger_s
+        self._feeds: dict[Scope, Feed] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def readers(self) -> int:
+        return sum(feed.readers for feed in self._feeds.values())
+
+    @contextlib.asynccontextmanager
+    async def follow(self, scope: Scope) -> AsyncIterator[Follower]:
+        feed = self._feeds.get(scope)
+        if feed is None:
+            feed = self._feeds[scope] = Feed(scope, self._store, self._bus)
+            feed.start()
+            self._ensure_sweeper()
+        feed.readers += 1
+        feed.idle_since = None
+        try:
+            yield Follower(feed, self._store)
+        finally:
+            feed.readers -= 1
+            if feed.readers == 0:
+                feed.idle_since = asyncio.get_running_loop().time()
+
+    def _ensure_sweeper(self) -> None:
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="genwire-feed-sweeper")
+
+    async def _sweep(self) -> None:
+        """Stop feeds nobody has read for a while."""
+        while self._feeds:
+            await asyncio.sleep(self._linger_s / 2)
+            now = asyncio.get_running_loop().time()
+            for scope, feed in list(self._feeds.items()):
+                if feed.idle_since is not None and now - feed.idle_since >= self._linger_s:
+                    del self._feeds[scope]
+                    await feed.stop()
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        feeds, self._feeds = list(self._feeds.values()), {}
+        for feed in feeds:
+            await feed.stop()
