@@ -9,16 +9,22 @@ import logging
 import signal
 import socket
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import httpx
 import uvicorn
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from genwire import __version__
@@ -34,12 +40,12 @@ from genwire.config import (
 )
 from genwire.locks import DataDirInUse, acquire_server_lock
 
+T = TypeVar("T")
 console = Console(stderr=True)
 out = Console()
 
 #: Exit codes of `submit --wait` (and later `watch`): one per terminal status.
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 2}
-POLL_INTERVAL_S = 0.5
 
 server_option = click.option(
     "--server",
@@ -296,7 +302,7 @@ def coerce_to_schema(
 @click.argument("pipeline")
 @click.argument("pairs", nargs=-1)
 @click.option("--input", "raw_json", help="The input as a JSON object (pairs override it).")
-@click.option("--wait", is_flag=True, help="Follow the job to its end with a progress bar.")
+@click.option("--wait", "--watch", "wait", is_flag=True, help="Follow the job live to its end.")
 @click.option("--idempotency-key", help="Resending with the same key returns the same job.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job snapshot as JSON.")
 @server_option
@@ -329,27 +335,52 @@ def submit(
 
 
 def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
-    """Poll the job until it ends, drawing its progress (streaming comes with `watch`)."""
+    """Follow the job's event stream to its end, drawing phases, progress, messages,
+    warnings and ETA; returns the final snapshot."""
     columns = (
         TextColumn("{task.fields[phase]:<10}"),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
+        TextColumn("{task.fields[eta]:>9}"),
         TextColumn("{task.fields[message]}"),
     )
     with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task(job["id"], total=100, phase="queued", message="")
-        while True:
-            progress.update(
-                bar,
-                completed=job["progress"],
-                phase=job["phase"] or job["status"],
-                message=(job["message"] or "")[:60],
-            )
-            if job["status"] in EXIT_CODES:
-                return job
-            time.sleep(POLL_INTERVAL_S)
-            job = _api(lambda job_id=job["id"]: client.get(job_id))
+        bar = progress.add_task(
+            job["id"], total=100, phase=job["phase"] or job["status"], message="", eta=""
+        )
+        with _api_errors():
+            for event in client.events(job["id"]):
+                _show(progress, bar, event)
+    return _api(lambda: client.get(job["id"]))
+
+
+def _show(progress: Progress, bar: TaskID, event: dict[str, Any]) -> None:
+    kind = event.get("type")
+    fields: dict[str, Any] = {}
+    if "progress" in event:
+        fields["completed"] = event["progress"]
+    if kind == "job-status":
+        fields["phase"] = event.get("phase") or event["status"]
+        fields["message"] = (event.get("message") or "")[:60]
+    elif kind == "step-status":
+        fields["phase"] = event["phase"]
+        if event["state"] in ("completed", "skipped"):
+            mark = "[green]✓[/]" if event["state"] == "completed" else "[dim]–[/]"
+            progress.console.print(f"{mark} {event['phase']} {event['state']}")
+    elif kind == "step-progress":
+        fields["phase"] = event["phase"]
+        fields["message"] = (event.get("message") or "")[:60]
+        eta = event.get("eta_s")
+        fields["eta"] = f"ETA {eta:.0f}s" if isinstance(eta, int | float) else ""
+    elif kind == "warning":
+        progress.console.print(f"[yellow]warning[/] {event['message']}")
+    elif kind == "artifact":
+        artifact = event["artifact"]
+        progress.console.print(f"[cyan]artifact[/] {artifact['name']} ({artifact['type']})")
+    elif kind == "job-completed":
+        fields.update(completed=100, phase="done", eta="", message="")
+    progress.update(bar, **fields)
 
 
 def _print_result(client: Client, job: dict[str, Any], as_json: bool) -> None:
@@ -393,6 +424,21 @@ def status(job_id: str, as_json: bool, server: str) -> None:
         if job["status"] == "queued" and job.get("queue_position") is not None:
             out.print(f"  {job['queue_position']} job(s) ahead in the queue")
         _print_result(client, job, as_json=False)
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the final snapshot as JSON.")
+@server_option
+def watch(job_id: str, as_json: bool, server: str) -> None:
+    """Follow a job live: phases, progress, messages, warnings, ETA, then its result.
+
+    Exits 0 when it succeeded, 1 when it failed, 2 when it was cancelled."""
+    with _client(server) as client:
+        job = _api(lambda: client.get(job_id))
+        final = _follow(client, job)
+        _print_result(client, final, as_json)
+        sys.exit(EXIT_CODES.get(final["status"], 1))
 
 
 @main.command()
@@ -450,13 +496,20 @@ def _client(server: str) -> Client:
     return Client(server)
 
 
-def _api(call: Any) -> Any:
-    """Run a client call; turn its failures into one clear line and exit code 3."""
+@contextlib.contextmanager
+def _api_errors() -> Iterator[None]:
+    """Turn a client call's failures into one clear line and exit code 3."""
     try:
-        return call()
+        yield
     except ApiError as error:
         console.print(f"[red]error[/] ({error.status} {error.code}): {error}")
         sys.exit(3)
     except httpx.TransportError as error:
         console.print(f"[red]error[/]: cannot reach the server: {error}")
         sys.exit(3)
+
+
+def _api(call: Callable[[], T]) -> T:
+    with _api_errors():
+        return call()
+    raise AssertionError("unreachable: _api_errors exits on failure")

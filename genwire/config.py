@@ -13,6 +13,10 @@ DEFAULT_WORKERS = 2  #: in-process worker slots
 DEFAULT_MAX_ATTEMPTS = 3  #: runs of a job before a lost worker fails it
 DEFAULT_LEASE_TTL_S = 30.0  #: a silent worker's job is taken back after this
 DEFAULT_SHUTDOWN_GRACE_S = 10.0  #: running jobs get this long to finish on SIGTERM
+DEFAULT_WEBHOOK_TIMEOUT_S = 10.0  #: one webhook request, connect to answer
+#: Pauses before the 2nd…8th attempt of a webhook: the Standard Webhooks schedule,
+#: over 27 h in all, so a receiver down for a day still gets its events (SPEC §5).
+WEBHOOK_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
 def parse_api_keys(text: str | None) -> dict[str, str]:
@@ -56,6 +60,10 @@ class Settings:
     #: resumes from its cursor); a slow reader never holds anyone else back
     stream_send_timeout_s: float = 15.0
     retry_ms: int = 2000  #: the `retry:` an EventSource waits before reconnecting
+    webhook_secret: str | None = None  #: `whsec_…`; None: generated once in the data dir
+    allow_private_webhooks: bool = False  #: allow targets in private address ranges
+    webhook_timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT_S
+    webhook_retry_schedule_s: tuple[float, ...] = WEBHOOK_RETRY_SCHEDULE_S
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,6 +71,8 @@ class Settings:
             data_dir=Path(os.environ.get("GENWIRE_DATA_DIR", str(DEFAULT_DATA_DIR))),
             database_url=os.environ.get("GENWIRE_DATABASE_URL") or None,
             api_keys=parse_api_keys(os.environ.get("GENWIRE_API_KEYS")),
+            webhook_secret=os.environ.get("GENWIRE_WEBHOOK_SECRET") or None,
+            allow_private_webhooks=os.environ.get("GENWIRE_ALLOW_PRIVATE_WEBHOOKS") == "1",
         )
 
     @property

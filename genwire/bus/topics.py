@@ -5,6 +5,9 @@ from __future__ import annotations
 #: New work was queued: idle workers wake and try to claim.
 QUEUE = "queue"
 
+#: Webhook deliveries were queued: webhook senders wake and look for due ones.
+WEBHOOKS = "webhooks"
+
 
 def job(job_id: str) -> str:
     """Any event of one job."""

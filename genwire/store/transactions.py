@@ -25,7 +25,7 @@ from genwire.models import (
     format_time,
     utc_now,
 )
-from genwire.store import rows, schema
+from genwire.store import projects, rows, schema
 
 #: Keys of PostgreSQL advisory locks (any constants).
 WRITE_LOCK_KEY = 0x67656E77
@@ -205,3 +205,20 @@ class WriteTx:
                 created_at=utc_now(),
             )
         )
+
+    # -- projects: a clip is a job whose project_id names the project ---------------
+
+    def insert_project(self, project: Project) -> None:
+        projects.insert_project(self._connection, project)
+
+    def lock_project(self, project_id: str, tenant: str) -> Project | None:
+        return projects.find_project(self._connection, project_id, tenant, lock=True)
+
+    def save_project(self, project: Project) -> None:
+        projects.save_project(self._connection, project)
+
+    def clip_counts(self, project: Project) -> dict[JobStatus, int]:
+        return projects.clip_counts(self._connection, project)
+
+    def clips_of(self, project: Project) -> list[Job]:
+        return projects.clips_of(self._connection, project)

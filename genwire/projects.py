@@ -1,0 +1,260 @@
+"""Projects (SPEC §3): a batch of clips, each clip a job of its own.
+
+A project is created with all its clips in one transaction. After that it changes
+only when a clip ends: `clip_ended` runs in the transaction of the clip's terminal
+event (called by `transitions.end`), so each `project-status` follows the event
+that changed the counts, and `project-completed` is appended exactly once, right
+after the terminal event of the last clip to end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+# A module, not its names: `transitions` calls back into `clip_ended`.
+from genwire import transitions
+from genwire.errors import Conflict, FieldError, IdempotencyMismatch, InvalidInput, NotFound
+from genwire.ids import new_id
+from genwire.models import (
+    EventType,
+    Job,
+    JobStatus,
+    JsonObject,
+    Project,
+    format_event_id,
+    format_time,
+    utc_now,
+)
+from genwire.store import WriteTx, request_fingerprint
+from genwire.store.projects import ProjectView, read_project
+
+if TYPE_CHECKING:  # the service imports `transitions`, which imports this module
+    from genwire.service import CreateJob, JobService
+
+MAX_CLIPS = 100
+#: A clip's result until it succeeds (SPEC §3 `clips`).
+PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class CreateProject:
+    """A validated-shape create request (SPEC §3 `POST /projects`)."""
+
+    clips: Sequence[CreateJob]
+    name: str | None = None
+    webhook: JsonObject | None = None
+
+
+@dataclass(frozen=True)
+class ClipCounts:
+    """The counts of a project, in its snapshot and in its events."""
+
+    total_clips: int
+    completed: int  #: succeeded
+    pending: int  #: queued or running
+    failed: int
+    cancelled: int
+
+    @classmethod
+    def of(cls, by_status: Mapping[JobStatus, int]) -> ClipCounts:
+        return cls(
+            total_clips=sum(by_status.values()),
+            completed=by_status.get(JobStatus.SUCCEEDED, 0),
+            pending=by_status.get(JobStatus.QUEUED, 0) + by_status.get(JobStatus.RUNNING, 0),
+            failed=by_status.get(JobStatus.FAILED, 0),
+            cancelled=by_status.get(JobStatus.CANCELLED, 0),
+        )
+
+    @classmethod
+    def of_clips(cls, clips: Sequence[Job]) -> ClipCounts:
+        return cls.of(Counter(clip.status for clip in clips))
+
+    @property
+    def all_complete(self) -> bool:
+        return self.pending == 0
+
+    def to_json(self) -> JsonObject:
+        return {
+            "total_clips": self.total_clips,
+            "completed": self.completed,
+            "pending": self.pending,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "all_complete": self.all_complete,
+        }
+
+
+def main_file_url(clip: Job) -> str:
+    """The URL of a succeeded clip's result: its first video or image, else its first
+    file, else the clip itself (a pipeline whose result is its output JSON)."""
+    media = [item for item in clip.artifacts if item.type.startswith(("video/", "image/"))]
+    chosen = media or clip.artifacts
+    return chosen[0].url if chosen else f"/api/jobs/{clip.id}"
+
+
+def clip_result(clip: Job) -> str:
+    """A clip in a project's `clips` map: its file's URL, or "pending" | "failed" | "cancelled"."""
+    if clip.status is JobStatus.SUCCEEDED:
+        return main_file_url(clip)
+    return clip.status.value if clip.status.is_terminal else PENDING
+
+
+def project_snapshot(view: ProjectView) -> JsonObject:
+    """The project as `GET /api/projects/{id}` shows it.
+
+    `last_event_id` is the newest event of the project stream (its own events and
+    its clips'), read in the same snapshot, so streaming from it misses nothing.
+    """
+    project = view.project
+    last_seq = max([project.last_event_seq, *(clip.last_event_seq for clip in view.clips)])
+    base = f"/api/projects/{project.id}"
+    return {
+        "id": project.id,
+        "name": project.name,
+        **ClipCounts.of_clips(view.clips).to_json(),
+        "clips": {clip.id: clip_result(clip) for clip in view.clips},
+        "jobs": [clip.to_json() for clip in view.clips],
+        "created_at": format_time(project.created_at),
+        "completed_at": format_time(project.completed_at),
+        "last_event_id": format_event_id(last_seq),
+        "urls": {"self": base, "events": f"{base}/events", "cancel": f"{base}/cancel"},
+    }
+
+
+def clip_ended(tx: WriteTx, clip: Job, now: datetime) -> None:
+    """Tell the clip's project, if it has one, that the clip reached a terminal status.
+
+    Runs after the clip's terminal event is appended and its snapshot saved, so the
+    counts include it.
+    """
+    if clip.project_id is None:
+        return
+    project = tx.lock_project(clip.project_id, clip.tenant)
+    if project is None:  # a free-form project_id given to POST /jobs
+        return
+    counts = ClipCounts.of(tx.clip_counts(project))
+    tx.append_project_event(project, EventType.PROJECT_STATUS, counts.to_json())
+    if counts.all_complete and project.completed_at is None:
+        project.completed_at = now
+        results = {item.id: clip_result(item) for item in tx.clips_of(project)}
+        tx.append_project_event(
+            project, EventType.PROJECT_COMPLETED, {**counts.to_json(), "clips": results}
+        )
+    tx.save_project(project)
+
+
+class ProjectService:
+    """Create, read and cancel projects; every change of a clip goes through `jobs`."""
+
+    def __init__(self, jobs: JobService) -> None:
+        self.jobs = jobs
+
+    async def create_project(
+        self, tenant: str, request: CreateProject, idempotency_key: str | None = None
+    ) -> tuple[ProjectView, bool]:
+        """Queue every clip and the project in one transaction; returns the project and
+        whether it was created (False: an idempotent replay).
+
+        Every clip is checked before anything is written: one bad clip refuses the
+        whole project, and the errors name it (`clips[3].input.prompt`).
+        """
+        if not 1 <= len(request.clips) <= MAX_CLIPS:
+            raise InvalidInput(
+                f"a project has 1–{MAX_CLIPS} clips",
+                [FieldError("clips", f"must hold 1–{MAX_CLIPS} clips")],
+            )
+        project = Project(
+            id=new_id("prj"),
+            tenant=tenant,
+            name=request.name,
+            webhook=request.webhook,
+            created_at=utc_now(),
+            completed_at=None,
+            last_event_seq=0,
+        )
+        clips = self._queued_clips(tenant, project.id, request.clips)
+        fingerprint = request_fingerprint(
+            {
+                "project": {
+                    "name": project.name,
+                    "webhook": project.webhook,
+                    "clips": [
+                        {"pipeline": clip.pipeline, "input": clip.input, "metadata": clip.metadata}
+                        for clip in clips
+                    ],
+                }
+            }
+        )
+
+        def create(tx: WriteTx) -> str | None:
+            """None when created; for a replayed key, the first clip of the earlier project."""
+            if idempotency_key is not None:
+                existing = tx.find_idempotent(tenant, idempotency_key)
+                if existing is not None:
+                    stored_fingerprint, first_clip_id = existing
+                    if stored_fingerprint != fingerprint:
+                        raise IdempotencyMismatch(
+                            "this Idempotency-Key was used with a different request body"
+                        )
+                    return first_clip_id
+            for clip in clips:
+                tx.insert_job(clip)
+                clip.queue_position = transitions.append_status(tx, clip)
+            counts = ClipCounts.of_clips(clips)
+            tx.append_project_event(project, EventType.PROJECT_STATUS, counts.to_json())
+            tx.insert_project(project)
+            if idempotency_key is not None:
+                # The key table refers to jobs: a project's key names its first clip.
+                tx.remember_idempotent(tenant, idempotency_key, fingerprint, clips[0].id)
+            return None
+
+        replayed = await self.jobs.change(create)
+        if replayed is None:
+            return ProjectView(project, clips), True
+        first_clip = await self.jobs.get_job(replayed, tenant)
+        # A job's fingerprint never equals a project's, so the key was a project's.
+        assert first_clip.project_id is not None
+        return await self.get_project(first_clip.project_id, tenant), False
+
+    def _queued_clips(
+        self, tenant: str, project_id: str, requests: Sequence[CreateJob]
+    ) -> list[Job]:
+        clips: list[Job] = []
+        problems: list[FieldError] = []
+        for index, request in enumerate(requests):
+            try:
+                clips.append(self.jobs.queued_job(tenant, replace(request, project_id=project_id)))
+            except InvalidInput as error:
+                problems.extend(
+                    FieldError(f"clips[{index}].{item.field}", item.message)
+                    for item in error.errors
+                )
+        if problems:
+            raise InvalidInput("a clip does not match its pipeline", problems)
+        return clips
+
+    async def get_project(self, project_id: str, tenant: str) -> ProjectView:
+        view = await self.jobs.store.read(
+            lambda connection: read_project(connection, project_id, tenant)
+        )
+        if view is None:
+            raise NotFound(f"no project {project_id!r}")
+        return view
+
+    async def cancel_project(self, project_id: str, tenant: str) -> ProjectView:
+        """Cancel every clip not yet ended, each as `JobService.request_cancel` does
+        (queued: at once; running: its worker stops it). Idempotent while a clip is
+        still pending; a project with no clip pending is a Conflict."""
+        view = await self.get_project(project_id, tenant)
+        pending = [clip for clip in view.clips if not clip.status.is_terminal]
+        if not pending:
+            raise Conflict(f"project {project_id} already complete")
+        for clip in pending:
+            with contextlib.suppress(Conflict):  # it ended meanwhile
+                await self.jobs.request_cancel(clip.id, tenant)
+        return await self.get_project(project_id, tenant)

@@ -1,0 +1,110 @@
+"""Which webhook targets may be called (SPEC §8): none in private address ranges,
+unless the server allows them (`--allow-private-webhooks`).
+
+Checked twice: at create time on what the URL says literally (an IP, `localhost`),
+so a mistake is a 422 at once; and at send time on what the host resolves to, the
+address then being the one connected to, so a name that resolves differently
+later (DNS rebinding) cannot reach inside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import httpx
+
+from genwire.errors import FieldError, InvalidInput
+from genwire.models import JsonObject
+
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class RefusedTarget(Exception):
+    """The target is in a private address range: never called, not retried."""
+
+
+def is_public(address: IpAddress) -> bool:
+    """False for loopback, private, link-local, multicast, reserved and unspecified
+    addresses, also when wrapped in IPv6 (::ffff:10.0.0.1)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_global and not address.is_multicast
+
+
+def literal_address(host: str) -> IpAddress | None:
+    """The address a host names by itself, in any form a resolver accepts
+    (`127.0.0.1`, `::1`, and the legacy `127.1`, `2130706433`, `0x7f.1`)."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def refuse_private_webhook(webhook: JsonObject | None, allow_private: bool) -> None:
+    """Raise InvalidInput (field `webhook.url`) when the URL names a private target."""
+    if webhook is None or allow_private:
+        return
+    host = (urlsplit(str(webhook.get("url"))).hostname or "").rstrip(".")
+    address = literal_address(host)
+    if host == "localhost" or host.endswith(".localhost") or not (address is None or is_public(address)):
+        raise InvalidInput(
+            "the webhook target is in a private address range",
+            [
+                FieldError(
+                    "webhook.url",
+                    "must not name a loopback, private, link-local, multicast or reserved "
+                    "address (the server refuses them unless started with "
+                    "--allow-private-webhooks)",
+                )
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to send: the URL with the checked address in place of the host, and
+    what keeps the request addressed to the host (Host header, TLS name)."""
+
+    url: httpx.URL
+    headers: dict[str, str] = field(default_factory=dict)
+    extensions: dict[str, str] = field(default_factory=dict)
+
+
+async def resolve_addresses(host: str, port: int) -> list[IpAddress]:
+    """Every address `host` resolves to; OSError when it resolves to none."""
+    found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = [ipaddress.ip_address(str(item[4][0]).partition("%")[0]) for item in found]
+    if not addresses:
+        raise OSError(f"{host} resolves to no address")
+    return list(dict.fromkeys(addresses))
+
+
+async def pinned_target(url: str, allow_private: bool) -> Target:
+    """The target of `url`, pinned to an address checked to be public.
+
+    RefusedTarget when any address of the host is private (unless allowed): a name
+    that resolves both ways is not to be trusted with either.
+    """
+    parsed = httpx.URL(url)
+    if allow_private:
+        return Target(parsed)
+    host = parsed.host
+    address = literal_address(host)
+    addresses = [address] if address is not None else await resolve_addresses(
+        host, parsed.port or (443 if parsed.scheme == "https" else 80)
+    )
+    if not all(is_public(item) for item in addresses):
+        raise RefusedTarget("private address")
+    if address is not None:
+        return Target(parsed)
+    headers = {"host": parsed.netloc.decode("ascii")}
+    extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
+    return Target(parsed.copy_with(host=str(addresses[0])), headers, extensions)
