@@ -218,3 +218,28 @@ def test_the_quick_demo_makes_a_playable_mp4_through_the_server(
     assert info.audio_codecs == ["aac"]
     assert info.size == (640, 360)
     assert abs(info.duration_s - 4.0) < 0.1
+
+
+def test_watch_follows_a_job_live_and_exits_by_its_outcome(server: ServerProcess) -> None:
+    submitted = genwire(
+        server, "submit", "demo.synthetic", "steps:=20", "step_ms:=20", "warn_at:=2", "--json"
+    )
+    job_id = json.loads(submitted.stdout)["id"]
+
+    watched = genwire(server, "watch", job_id)
+
+    assert watched.returncode == 0, watched.stderr
+    assert "warning synthetic warning at step 2" in watched.stderr
+    assert "work completed" in watched.stderr
+    assert f"succeeded  {job_id}" in watched.stdout
+
+
+def test_watch_exits_2_for_a_cancelled_job(server: ServerProcess) -> None:
+    submitted = genwire(server, "submit", "demo.synthetic", "steps:=400", "step_ms:=50", "--json")
+    job_id = json.loads(submitted.stdout)["id"]
+    assert genwire(server, "cancel", job_id).returncode == 0
+
+    watched = genwire(server, "watch", job_id)
+
+    assert watched.returncode == 2
+    assert "cancelled" in watched.stdout
