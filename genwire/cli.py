@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -35,6 +36,7 @@ from genwire.config import (
     DEFAULT_LEASE_TTL_S,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_SHUTDOWN_GRACE_S,
+    DEFAULT_WEBHOOK_TIMEOUT_S,
     DEFAULT_WORKERS,
     Settings,
 )
@@ -94,6 +96,21 @@ def worker_options(command: Callable[..., None]) -> Callable[..., None]:
             show_default=True,
             help="On SIGTERM, seconds running jobs get to finish before going back to the queue.",
         ),
+        click.option(
+            "--allow-private-webhooks",
+            is_flag=True,
+            envvar="GENWIRE_ALLOW_PRIVATE_WEBHOOKS",
+            help="Allow webhook targets in private address ranges "
+            "(env GENWIRE_ALLOW_PRIVATE_WEBHOOKS=1).",
+        ),
+        click.option(
+            "--webhook-timeout",
+            type=click.FloatRange(min=0.1),
+            default=DEFAULT_WEBHOOK_TIMEOUT_S,
+            show_default=True,
+            help="Seconds one webhook request may take. Webhooks are signed with "
+            "GENWIRE_WEBHOOK_SECRET (whsec_…), else a secret kept in the data dir.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -107,7 +124,23 @@ def _worker_settings(options: dict[str, Any]) -> dict[str, Any]:
         "lease_ttl_s": options["lease_ttl"],
         "max_attempts": options["max_attempts"],
         "shutdown_grace_s": options["shutdown_grace"],
+        "allow_private_webhooks": options["allow_private_webhooks"],
+        "webhook_timeout_s": options["webhook_timeout"],
+        "webhook_secret": _webhook_secret(),
     }
+
+
+def _webhook_secret() -> str | None:
+    """GENWIRE_WEBHOOK_SECRET, checked; None when unset (the data dir's own is used)."""
+    from genwire.webhooks.signing import secret_key
+
+    secret = os.environ.get("GENWIRE_WEBHOOK_SECRET") or None
+    if secret is not None:
+        try:
+            secret_key(secret)
+        except ValueError as error:
+            raise click.UsageError(f"GENWIRE_WEBHOOK_SECRET: {error}") from None
+    return secret
 
 
 @click.group()
@@ -132,6 +165,13 @@ def main() -> None:
     type=click.IntRange(0, 256),
     help="In-process worker slots (0: API only).",
 )
+@click.option(
+    "--keepalive",
+    type=click.FloatRange(min=0.1),
+    default=Settings.keepalive_s,
+    show_default=True,
+    help="Seconds between keepalive comments on an idle stream.",
+)
 @click.option("--insecure", is_flag=True, help="Allow listening beyond loopback with no API key.")
 @click.option(
     "--log-level",
@@ -145,6 +185,7 @@ def serve(
     port: int,
     database: str | None,
     workers: int,
+    keepalive: float,
     insecure: bool,
     log_level: str,
     **options: Any,
@@ -157,6 +198,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
+        keepalive_s=keepalive,
         api_keys=Settings.from_env().api_keys,
         insecure=insecure,
         **_worker_settings(options),
