@@ -532,6 +532,8 @@ def _configure_logging(level: str) -> None:
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # One line per webhook sent would drown the log; failures are logged by genwire.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def _client(server: str) -> Client:

@@ -16,6 +16,7 @@ from genwire.pipelines.base import PipelineRegistry
 from genwire.service import JobService
 from genwire.storage import LocalStorage
 from genwire.store import Store
+from genwire.webhooks import WebhookSender
 from genwire.worker import LeaseReaper, WorkerPool, WorkerSettings
 
 log = logging.getLogger("genwire")
@@ -31,6 +32,7 @@ class Runtime:
     owns_data_dir: bool
     locks: list[ProcessLock] = field(default_factory=list)
     reaper: LeaseReaper | None = None
+    webhooks: WebhookSender | None = None
 
     @classmethod
     def build(
@@ -84,6 +86,9 @@ class Runtime:
             self.locks.append(shared)
         await self.store.migrate()
         await self.service.bus.start()
+        # Every node sends: deliveries queued anywhere go out while any node runs.
+        self.webhooks = WebhookSender.from_settings(self.store, self.service.bus, self.settings)
+        self.webhooks.start()
         if self.owns_data_dir and database is not None:
             await self._recover_orphans(database)
         if self.pool is not None:
@@ -111,6 +116,8 @@ class Runtime:
             await self.pool.stop()
         if self.reaper is not None:
             await self.reaper.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         await self.hub.close()
         await self.service.bus.close()
         await self.store.close()

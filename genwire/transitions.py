@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from genwire import projects
 from genwire.errors import LeaseLost
 from genwire.models import ErrorCode, EventType, Job, JobError, JobStatus, JsonObject
 from genwire.store import WriteTx
@@ -108,3 +109,4 @@ def end(tx: WriteTx, job: Job, status: JobStatus, message: str, now: datetime) -
     else:
         tx.append_event(job, EventType.JOB_CANCELLED, {"status": status.value})
     tx.save_job(job)
+    projects.clip_ended(tx, job, now)

@@ -12,12 +12,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 
-from genwire.api import files, health, jobs, streams
+from genwire.api import files, health, jobs, projects, streams, webhooks
 from genwire.api.problems import ProblemResponse, handle_genwire_error
 from genwire.config import Settings
 from genwire.errors import GenwireError
 from genwire.locks import ProcessLock
 from genwire.pipelines.base import PipelineRegistry
+from genwire.projects import ProjectService
 from genwire.runtime import Runtime
 
 log = logging.getLogger("genwire.api")
@@ -55,7 +56,16 @@ def create_app(
     app = Starlette(
         routes=[
             *health.routes,
-            Mount("/api", routes=[*jobs.routes, *streams.routes, *files.routes]),
+            Mount(
+                "/api",
+                routes=[
+                    *jobs.routes,
+                    *webhooks.routes,
+                    *projects.routes,
+                    *streams.routes,
+                    *files.routes,
+                ],
+            ),
         ],
         exception_handlers={
             GenwireError: handle_genwire_error,  # its subclasses too: Starlette walks the MRO
@@ -66,6 +76,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.service = runtime.service
+    app.state.projects = ProjectService(runtime.service)
     app.state.pool = runtime.pool
     app.state.hub = runtime.hub
     app.state.runtime = runtime

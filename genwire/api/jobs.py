@@ -21,12 +21,14 @@ from genwire.api.requests import (
     path_id,
     read_json_object,
     service_of,
+    settings_of,
     tenant_of,
 )
 from genwire.api.responses import JsonResponse
 from genwire.errors import BadRequest, FieldError, InvalidInput
 from genwire.models import EventType, JobStatus
 from genwire.service import CreateJob
+from genwire.webhooks import refuse_private_webhook
 
 MAX_WAIT_S = 60
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
@@ -173,6 +175,7 @@ async def create_job(request: Request) -> Response:
     tenant = tenant_of(request)
     key = idempotency_key_of(request)
     create = parse_create(await read_json_object(request))
+    refuse_private_webhook(create.webhook, settings_of(request).allow_private_webhooks)
     service = service_of(request)
     job, created = await service.create_job(tenant, create, key)
     headers = {"Location": f"/api/jobs/{job.id}"}

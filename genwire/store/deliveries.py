@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -124,6 +124,7 @@ def record_attempt(
 ) -> None:
     """Log an attempt and move the delivery on: delivered, failed, or due again."""
     connection = _connection_of(tx)
+    finished_at = attempt.attempted_at + timedelta(milliseconds=attempt.duration_ms)
     connection.execute(
         sa.insert(webhook_attempts).values(
             delivery_id=delivery_id,
@@ -141,7 +142,7 @@ def record_attempt(
             attempts=table.c.attempts + 1,
             status=status.value,
             next_attempt_at=next_attempt_at,
-            finished_at=None if status is DeliveryStatus.PENDING else attempt.attempted_at,
+            finished_at=None if status is DeliveryStatus.PENDING else finished_at,
         )
     )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -21,6 +22,8 @@ from genwire.errors import FieldError, InvalidInput
 from genwire.models import JsonObject
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: Resolves (host, port) to its addresses; tests pass a fake DNS.
+AddressLookup = Callable[[str, int], Awaitable[list[IpAddress]]]
 
 
 class RefusedTarget(Exception):
@@ -54,7 +57,8 @@ def refuse_private_webhook(webhook: JsonObject | None, allow_private: bool) -> N
         return
     host = (urlsplit(str(webhook.get("url"))).hostname or "").rstrip(".")
     address = literal_address(host)
-    if host == "localhost" or host.endswith(".localhost") or not (address is None or is_public(address)):
+    names_loopback = host == "localhost" or host.endswith(".localhost")
+    if names_loopback or (address is not None and not is_public(address)):
         raise InvalidInput(
             "the webhook target is in a private address range",
             [
@@ -87,7 +91,9 @@ async def resolve_addresses(host: str, port: int) -> list[IpAddress]:
     return list(dict.fromkeys(addresses))
 
 
-async def pinned_target(url: str, allow_private: bool) -> Target:
+async def pinned_target(
+    url: str, allow_private: bool, lookup: AddressLookup = resolve_addresses
+) -> Target:
     """The target of `url`, pinned to an address checked to be public.
 
     RefusedTarget when any address of the host is private (unless allowed): a name
@@ -98,9 +104,10 @@ async def pinned_target(url: str, allow_private: bool) -> Target:
         return Target(parsed)
     host = parsed.host
     address = literal_address(host)
-    addresses = [address] if address is not None else await resolve_addresses(
-        host, parsed.port or (443 if parsed.scheme == "https" else 80)
-    )
+    if address is not None:
+        addresses = [address]
+    else:
+        addresses = await lookup(host, parsed.port or (443 if parsed.scheme == "https" else 80))
     if not all(is_public(item) for item in addresses):
         raise RefusedTarget("private address")
     if address is not None:
