@@ -121,6 +121,8 @@ class JobService:
                             "this Idempotency-Key was used with a different request body"
                         )
                     return job_id
+            if request.project_id is not None:
+                _check_joinable(tx, request.project_id, tenant)
             tx.insert_job(job)
             if idempotency_key is not None:
                 tx.remember_idempotent(tenant, idempotency_key, fingerprint, job.id)
@@ -408,6 +410,21 @@ class AttemptReporter:
             self._service.storage.remove(stored.path)
             raise
         return artifact
+
+
+def _check_joinable(tx: WriteTx, project_id: str, tenant: str) -> None:
+    """A job may join only a project of its own tenant that has not completed: its
+    events go to the project's stream, which must carry nobody else's."""
+    project = tx.lock_project(project_id, tenant)
+    if project is None:
+        raise InvalidInput(
+            f"no project {project_id!r}", [FieldError("project_id", "no such project")]
+        )
+    if project.completed_at is not None:
+        raise InvalidInput(
+            f"project {project_id} has completed",
+            [FieldError("project_id", "the project has completed; it takes no more clips")],
+        )
 
 
 def _topics_for(appended: list[Event]) -> list[str]:

@@ -95,14 +95,25 @@ def test_a_bad_project_id_is_a_422_problem_naming_it(
     assert failing_fields(assert_problem(response, 422, "validation-error")) == {"project_id"}
 
 
-def test_a_project_id_of_40_name_characters_is_accepted(backend_http: httpx.Client) -> None:
-    project_id = "Project_1.2:3-" + "x" * 26
+def test_a_job_joins_a_project_of_its_tenant_by_id(backend_http: httpx.Client) -> None:
+    project = backend_http.post(
+        "/api/projects", json={"clips": [{"pipeline": "demo.synthetic", "input": {}}]}
+    ).json()
 
-    job = create(backend_http, {**FAST_SYNTHETIC, "project_id": project_id})
+    job = create(backend_http, {**FAST_SYNTHETIC, "project_id": project["id"]})
 
-    assert job["project_id"] == project_id
-    listed = backend_http.get("/api/jobs", params={"project_id": project_id}).json()
-    assert [item["id"] for item in listed["items"]] == [job["id"]]
+    assert job["project_id"] == project["id"]
+    listed = backend_http.get("/api/jobs", params={"project_id": project["id"]}).json()
+    assert job["id"] in [item["id"] for item in listed["items"]]
+
+
+def test_a_project_id_that_names_no_project_is_a_422(backend_http: httpx.Client) -> None:
+    response = backend_http.post(
+        "/api/jobs", json={**FAST_SYNTHETIC, "project_id": "Project_1.2:3-" + "x" * 26}
+    )
+
+    assert response.status_code == 422
+    assert [error["field"] for error in response.json()["errors"]] == ["project_id"]
 
 
 @pytest.mark.parametrize(

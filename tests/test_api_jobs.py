@@ -139,11 +139,14 @@ def slow_to_stop(release: threading.Event) -> Pipeline:
 
 
 def test_create_answers_201_with_location_and_the_full_snapshot(idle_http: httpx.Client) -> None:
+    project = idle_http.post(
+        "/api/projects", json={"clips": [{"pipeline": "demo.synthetic", "input": {}}]}
+    ).json()
     body = {
         "pipeline": "demo.synthetic",
         "input": {"steps": 3},
         "metadata": {"user": "u1"},
-        "project_id": "p1",
+        "project_id": project["id"],
     }
     response = idle_http.post("/api/jobs", json=body)
 
@@ -157,14 +160,14 @@ def test_create_answers_201_with_location_and_the_full_snapshot(idle_http: httpx
     assert job["phase"] is None
     assert job["progress"] == 0
     assert isinstance(job["message"], str)
-    assert job["queue_position"] == 0
+    assert job["queue_position"] == 1, "the project's clip is ahead"
     assert job["attempt"] == 1
     assert job["cancel_requested"] is False
     assert_rfc3339_utc(job["created_at"])
     assert job["started_at"] is None
     assert job["finished_at"] is None
     assert job["metadata"] == {"user": "u1"}
-    assert job["project_id"] == "p1"
+    assert job["project_id"] == project["id"]
     assert job["error"] is None
     assert job["artifacts"] == []
     assert job["output"] is None

@@ -10,10 +10,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from genwire.api.jobs import _webhook_problems, idempotency_key_of, parse_create
-from genwire.api.requests import path_id, read_json_object, settings_of, tenant_of
+from genwire.api.requests import path_id, projects_of, read_json_object, settings_of, tenant_of
 from genwire.api.responses import JsonResponse
 from genwire.errors import FieldError, InvalidInput
-from genwire.projects import MAX_CLIPS, CreateProject, ProjectService, project_snapshot
+from genwire.projects import MAX_CLIPS, CreateProject, project_snapshot
 from genwire.service import CreateJob
 from genwire.webhooks import refuse_private_webhook
 
@@ -22,11 +22,6 @@ MAX_PROJECT_NAME_LENGTH = 200
 _PROJECT_NAME = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_PROJECT_NAME_LENGTH}}}")
 #: A clip is a job without its own project or webhook: those are the project's.
 _CLIP_FIELDS = frozenset({"pipeline", "input", "metadata"})
-
-
-def projects_of(request: Request) -> ProjectService:
-    projects: ProjectService = request.app.state.projects
-    return projects
 
 
 def parse_create_project(body: dict[str, Any]) -> CreateProject:

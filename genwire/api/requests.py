@@ -15,6 +15,7 @@ from starlette.requests import Request
 
 from genwire.config import Settings
 from genwire.errors import BadRequest, NotFound, Unauthorized
+from genwire.projects import ProjectService
 from genwire.service import JobService
 
 #: Deepest nesting of objects and arrays a body may have. orjson reads up to 1024
@@ -33,6 +34,11 @@ MAX_PROJECT_ID_LENGTH = 40
 def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
+
+
+def projects_of(request: Request) -> ProjectService:
+    projects: ProjectService = request.app.state.projects
+    return projects
 
 
 def service_of(request: Request) -> JobService:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime
 
 from starlette.requests import Request
@@ -28,6 +28,7 @@ from genwire.config import Settings
 from genwire.delivery.entries import Scope as EventScope
 from genwire.delivery.feeds import FeedHub
 from genwire.errors import BadRequest
+from genwire.models import EventType
 
 log = logging.getLogger("genwire.sse")
 
@@ -117,12 +118,10 @@ async def stream_frames(
     scope: EventScope,
     cursor: int,
     *,
-    ends_after: Callable[[bool], bool] = lambda terminal: False,
+    ends_with: Collection[EventType] = (),
 ) -> AsyncIterator[bytes]:
-    """The frames of one stream from `cursor`: replay, live tail, keepalives.
-
-    `ends_after(batch_had_terminal)` says whether the stream is over after a batch.
-    """
+    """The frames of one stream from `cursor`: replay, live tail, keepalives; it
+    ends after an event of a type in `ends_with` (the last of its scope)."""
     yield f"retry: {settings.retry_ms}\n\n".encode()
     loop = asyncio.get_running_loop()
     closes_at = loop.time() + settings.stream_lifetime_s
@@ -135,7 +134,7 @@ async def stream_frames(
                 continue
             yield b"".join(entry.frame for entry in batch)
             cursor = batch[-1].seq
-            if ends_after(any(entry.is_terminal for entry in batch)):
+            if any(entry.type in ends_with for entry in batch):
                 return
 
 

@@ -7,11 +7,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from genwire.api.requests import path_id, service_of, settings_of, tenant_of
+from genwire.api.requests import path_id, projects_of, service_of, settings_of, tenant_of
 from genwire.api.sse import event_stream, hub_of, parse_cursor, resume_cursor, stream_frames
 from genwire.delivery.entries import LogEntry, Scope, ScopeKind
 from genwire.errors import BadRequest
-from genwire.models import format_event_id
+from genwire.models import TERMINAL_EVENT_TYPES, EventType, format_event_id
 
 MAX_POLL_WAIT_S = 60.0
 DEFAULT_POLL_WAIT_S = 30.0
@@ -30,7 +30,26 @@ async def job_events(request: Request) -> Response:
         settings_of(request),
         Scope(ScopeKind.JOB, job_id),
         cursor,
-        ends_after=lambda terminal: terminal,
+        ends_with=TERMINAL_EVENT_TYPES,
+    )
+    return event_stream(request, frames)
+
+
+async def project_events(request: Request) -> Response:
+    """`GET /api/projects/{id}/events`: every clip's events and the project's own; it
+    ends after `project-completed`."""
+    project_id = path_id(request, "project_id", "prj")
+    view = await projects_of(request).get_project(project_id, tenant_of(request))
+    cursor = resume_cursor(request)
+    last_seq = max([view.project.last_event_seq, *(clip.last_event_seq for clip in view.clips)])
+    if view.project.completed_at is not None and cursor >= last_seq:
+        return Response(status_code=204)
+    frames = stream_frames(
+        hub_of(request),
+        settings_of(request),
+        Scope(ScopeKind.PROJECT, project_id),
+        cursor,
+        ends_with={EventType.PROJECT_COMPLETED},
     )
     return event_stream(request, frames)
 
@@ -91,5 +110,6 @@ def _wait_param(request: Request) -> float:
 routes = [
     Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
     Route("/jobs/{job_id}/poll", poll_job, methods=["GET"]),
+    Route("/projects/{project_id}/events", project_events, methods=["GET"]),
     Route("/events", tenant_events, methods=["GET"]),
 ]
