@@ -5,6 +5,7 @@ HTTP against a real uvicorn."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -13,6 +14,7 @@ import httpx
 import orjson
 import pytest
 import sqlalchemy as sa
+from httpx_sse import connect_sse
 from sqlalchemy.engine import Connection
 
 from genwire.bus import topics
@@ -566,3 +568,31 @@ def test_a_project_webhook_in_a_private_range_is_refused(idle_http: httpx.Client
 
     assert [error["field"] for error in problem["errors"]] == ["webhook.url"]
     assert idle_http.get("/api/jobs").json()["items"] == []
+
+
+def test_the_project_stream_carries_every_clip_and_ends_after_project_completed(
+    http: httpx.Client,
+) -> None:
+    project = create_project(http)
+    clip_ids = {job["id"] for job in project["jobs"]}
+
+    with connect_sse(http, "GET", project["urls"]["events"]) as source:
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(message.data) for message in source.iter_sse() if message.data]
+
+    ids = [event["id"] for event in events]
+    assert ids == sorted(set(ids))
+    assert events[-1]["type"] == "project-completed"
+    assert events[-1]["all_complete"] is True
+    assert [event["type"] for event in events].count("project-completed") == 1
+    ended = {event["job_id"] for event in events if event["type"] == "job-completed"}
+    assert ended == clip_ids
+    # Resumed mid-way it yields exactly the rest; at the end it says 204.
+    middle = ids[len(ids) // 2]
+    with connect_sse(
+        http, "GET", project["urls"]["events"], headers={"Last-Event-ID": middle}
+    ) as source:
+        rest = [json.loads(message.data)["id"] for message in source.iter_sse() if message.data]
+    assert rest == ids[ids.index(middle) + 1 :]
+    after_end = http.get(project["urls"]["events"], headers={"Last-Event-ID": ids[-1]})
+    assert after_end.status_code == 204
