@@ -29,6 +29,7 @@ from rich.progress import (
 from rich.table import Table
 
 from genwire import __version__
+from genwire.api.sockets import listening_socket
 from genwire.client import ApiError, Client
 from genwire.client.sync import DEFAULT_URL
 from genwire.config import (
@@ -208,10 +209,8 @@ def serve(
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     _configure_logging(log_level)
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        sock = listening_socket(host, port, settings.stream_send_timeout_s)
     except OSError as error:
         raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}") from None
     server_lock = None

@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 
 from genwire.api import create_app
+from genwire.api.sockets import listening_socket
 from genwire.bus import LocalBus
 from genwire.config import Settings
 from genwire.pipelines import PipelineRegistry
@@ -120,9 +121,8 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 class ThreadedServer:
     """uvicorn serving an app on a free port, in a thread with its own event loop."""
 
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, app: Any, send_timeout_s: float = Settings.stream_send_timeout_s) -> None:
+        self.sock = listening_socket("127.0.0.1", 0, send_timeout_s)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.app = app
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
@@ -150,7 +150,8 @@ def live_server(tmp_path: Path) -> Iterator[Callable[..., ThreadedServer]]:
 
     def start(registry: PipelineRegistry | None = None, **overrides: Any) -> ThreadedServer:
         settings = Settings(data_dir=tmp_path / f"data{len(servers)}", **overrides)
-        server = ThreadedServer(create_app(settings, registry or test_registry())).__enter__()
+        app = create_app(settings, registry or test_registry())
+        server = ThreadedServer(app, settings.stream_send_timeout_s).__enter__()
         servers.append(server)
         return server
 

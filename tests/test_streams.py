@@ -1,0 +1,832 @@
+"""The stream guarantees of SPEC §4 on the wire: job streams, `/api/events` and long-poll
+against real uvicorn servers, read with a parser genwire did not write (httpx-sse)
+and with hand-written HTTP/1.1 on plain sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpx_sse import aconnect_sse
+
+from genwire.api import create_app
+from genwire.config import Settings
+from genwire.delivery.feeds import WINDOW
+from genwire.ids import new_id
+from tests import pipelines as test_pipelines
+from tests.conftest import ThreadedServer
+
+LiveServer = Callable[..., ThreadedServer]
+
+TERMINAL_TYPES = frozenset({"job-completed", "job-failed", "job-cancelled"})
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+RFC3339_MICROSECONDS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}(Z|\+00:00)$")
+KEEPALIVE = re.compile(r"^: keepalive (\S+)$")
+#: Bytes of kernel buffer on each side of a stalled connection (the kernel doubles it).
+SMALL_BUFFER = 4096
+#: Events enough to overflow every buffer between a stalled reader and the server
+#: (the kernel's on both sides, the transport's 64 KiB): about 700 KB of frames; and
+#: more than a feed keeps in memory, so that early cursors are served from the store.
+FLOOD_STEPS = 3 * WINDOW // 2
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    type: str
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Event:
+        return cls(data["id"], data["type"], data)
+
+
+def event_from_block(block: str) -> Event:
+    """An SSE block of exactly one `id:`, `event:` and `data:` line, whose JSON
+    carries the same id and type."""
+    fields: dict[str, str] = {}
+    for line in block.split("\n"):
+        name, separator, value = line.partition(": ")
+        assert separator, f"not a field line: {line!r} in {block!r}"
+        assert name not in fields, f"{name} twice in {block!r}"
+        fields[name] = value
+    assert fields.keys() == {"id", "event", "data"}, block
+    data = json.loads(fields["data"])
+    assert data["id"] == fields["id"], block
+    assert data["type"] == fields["event"], block
+    return Event.of(data)
+
+
+def request_bytes(url: str, path: str, headers: Mapping[str, str] | None = None) -> bytes:
+    target = httpx.URL(url)
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {target.host}:{target.port}",
+        "Accept: text/event-stream",
+        *(f"{name}: {value}" for name, value in (headers or {}).items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+class RawStream:
+    """One hand-written HTTP/1.1 GET on a plain connection: the status line and
+    headers, then the body as its bytes arrive, de-chunked and cut into SSE blocks."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        status: int,
+        headers: dict[str, str],
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.status = status
+        self.headers = headers
+        self.body = bytearray()  #: every body byte received so far, de-chunked
+        self._unsplit = b""
+        self._ended = False
+
+    @classmethod
+    async def open(cls, url: str, path: str, headers: Mapping[str, str] | None = None) -> RawStream:
+        target = httpx.URL(url)
+        reader, writer = await asyncio.open_connection(target.host, target.port)
+        writer.write(request_bytes(url, path, headers))
+        return await cls.start(reader, writer)
+
+    @classmethod
+    async def start(cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> RawStream:
+        """Read the response head of a request already sent."""
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        except BaseException:
+            await close_writer(writer)
+            raise
+        status_line, *header_lines = head.removesuffix("\r\n\r\n").split("\r\n")
+        headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return cls(reader, writer, int(status_line.split()[1]), headers)
+
+    async def next_chunk(self) -> bytes | None:
+        """The next piece of the body as the server sent it; None at its end."""
+        if self._ended:
+            return None
+        if self.headers.get("transfer-encoding") == "chunked":
+            size = int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                await self._reader.readuntil(b"\r\n")
+                self._ended = True
+                return None
+            piece = (await self._reader.readexactly(size + 2))[:-2]
+        else:
+            self._ended = True
+            length = int(self.headers.get("content-length", "0"))
+            if not length:
+                return None
+            piece = await self._reader.readexactly(length)
+        self.body += piece
+        return piece
+
+    async def next_block(self) -> str | None:
+        """The next SSE block (an event, a comment, the retry), or None at the end."""
+        while b"\n\n" not in self._unsplit:
+            piece = await self.next_chunk()
+            if piece is None:
+                assert self._unsplit == b"", f"the body ended inside a block: {self._unsplit!r}"
+                return None
+            self._unsplit += piece
+        block, self._unsplit = self._unsplit.split(b"\n\n", 1)
+        return block.decode()
+
+    async def next_event(self) -> Event | None:
+        """The next event, past comments and `retry:`; None at the end of the body."""
+        while (block := await self.next_block()) is not None:
+            if not block.startswith((":", "retry:")):
+                return event_from_block(block)
+        return None
+
+    async def read_events(self, count: int | None = None) -> list[Event]:
+        """`count` events, or every event up to the end of the body."""
+        events: list[Event] = []
+        while count is None or len(events) < count:
+            event = await self.next_event()
+            if event is None:
+                break
+            events.append(event)
+        return events
+
+    async def close(self) -> None:
+        await close_writer(self._writer)
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def raw_stream(
+    url: str, path: str, headers: Mapping[str, str] | None = None
+) -> AsyncIterator[RawStream]:
+    stream = await RawStream.open(url, path, headers)
+    try:
+        yield stream
+    finally:
+        await stream.close()
+
+
+def client_of(server: ThreadedServer, api_key: str | None = None) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return httpx.AsyncClient(base_url=server.url, timeout=30, headers=headers)
+
+
+def hub_readers(server: ThreadedServer) -> int:
+    """The streams and long-polls the server is serving (its thread may be resizing
+    the dict of feeds while this one sums it: then look again)."""
+    while True:
+        with contextlib.suppress(RuntimeError):
+            readers: int = server.app.state.hub.readers
+            return readers
+
+
+async def eventually(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Return once `condition()` holds; fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        if condition():
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: still false after {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+async def create_job(client: httpx.AsyncClient, pipeline: str, **inputs: Any) -> str:
+    response = await client.post("/api/jobs", json={"pipeline": pipeline, "input": inputs})
+    assert response.status_code == 201, response.text
+    job_id: str = response.json()["id"]
+    return job_id
+
+
+async def finished_job(client: httpx.AsyncClient, pipeline: str, **inputs: Any) -> str:
+    """Create a job and return its id once it has ended."""
+    response = await client.post(
+        "/api/jobs", json={"pipeline": pipeline, "input": inputs}, headers={"Prefer": "wait=60"}
+    )
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["status"] in TERMINAL_STATUSES, job
+    job_id: str = job["id"]
+    return job_id
+
+
+async def job_snapshot(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    response = await client.get(f"/api/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    snapshot: dict[str, Any] = response.json()
+    return snapshot
+
+
+async def wait_for(
+    client: httpx.AsyncClient,
+    job_id: str,
+    accept: Callable[[dict[str, Any]], bool],
+    timeout: float = 30.0,
+) -> dict[str, Any]:
+    """The job's snapshot, once `accept` takes it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        job = await job_snapshot(client, job_id)
+        if accept(job):
+            return job
+        if loop.time() > deadline:
+            raise AssertionError(f"job {job_id} never reached the expected state: {job}")
+        await asyncio.sleep(0.02)
+
+
+async def idle_running_job(client: httpx.AsyncClient) -> tuple[str, str]:
+    """A `test.sleeps` job inside its phase, appending nothing for 30 s; and its cursor."""
+    job_id = await create_job(client, "test.sleeps", seconds=30)
+    job = await wait_for(
+        client, job_id, lambda j: j["status"] == "running" and j["phase"] == "work"
+    )
+    return job_id, job["last_event_id"]
+
+
+async def cancel(client: httpx.AsyncClient, job_id: str) -> None:
+    response = await client.post(f"/api/jobs/{job_id}/cancel")
+    assert response.status_code in (202, 409), response.text
+
+
+async def read_events(
+    client: httpx.AsyncClient,
+    path: str,
+    *,
+    last_event_id: str | None = None,
+    params: Mapping[str, str] | None = None,
+    until: Callable[[list[Event]], bool] | None = None,
+) -> list[Event]:
+    """The events of one SSE response, read with httpx-sse, until the server ends it
+    or `until(events so far)` holds."""
+    headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+    events: list[Event] = []
+    async with aconnect_sse(client, "GET", path, headers=headers, params=params) as source:
+        assert source.response.status_code == 200, await source.response.aread()
+        async for sse in source.aiter_sse():
+            if sse.data == "":
+                # httpx-sse hands out the opening `retry:` as an event; an EventSource
+                # dispatches no event without data (HTML, "dispatch the event").
+                assert sse.retry is not None, sse
+                continue
+            data = sse.json()
+            assert (sse.id, sse.event) == (data["id"], data["type"]), sse
+            events.append(Event.of(data))
+            if until is not None and until(events):
+                break
+    return events
+
+
+async def all_events(client: httpx.AsyncClient, job_id: str) -> list[Event]:
+    """The whole stream of a finished job, from the beginning to the server's end."""
+    return await read_events(client, f"/api/jobs/{job_id}/events")
+
+
+def seen_terminals(count: int) -> Callable[[list[Event]], bool]:
+    return lambda events: sum(event.type in TERMINAL_TYPES for event in events) == count
+
+
+def assert_increasing_ids(events: list[Event]) -> None:
+    ids = [event.id for event in events]
+    assert all(isinstance(event_id, str) and event_id.isdigit() for event_id in ids), ids
+    assert all(a < b for a, b in pairwise(ids)), ids
+    assert all(int(a) < int(b) for a, b in pairwise(ids)), ids
+
+
+def assert_problem(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, (response.request.url, response.text)
+    assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["status"] == status
+    assert problem["type"]
+    assert problem["code"]
+
+
+# Job streams: cursors, resumption, the end
+
+
+async def test_resuming_a_finished_job_at_every_cursor_delivers_exactly_the_rest(
+    live_server: LiveServer,
+) -> None:
+    async with asyncio.timeout(60), client_of(live_server()) as client:
+        job_id = await finished_job(client, "demo.synthetic", steps=5, step_ms=1, warn_at=3)
+        path = f"/api/jobs/{job_id}/events"
+        events = await all_events(client, job_id)
+
+        assert_increasing_ids(events)
+        assert [event.type in TERMINAL_TYPES for event in events].count(True) == 1
+        assert events[-1].type == "job-completed"
+        assert all(event.data["job_id"] == job_id for event in events)
+        assert (await job_snapshot(client, job_id))["last_event_id"] == events[-1].id
+        for position, event in enumerate(events[:-1]):
+            rest = events[position + 1 :]
+            assert await read_events(client, path, last_event_id=event.id) == rest
+            assert await read_events(client, path, params={"last_event_id": event.id}) == rest
+
+
+async def test_a_cursor_at_or_past_the_terminal_event_gets_204(live_server: LiveServer) -> None:
+    async with asyncio.timeout(30), client_of(live_server()) as client:
+        job_id = await finished_job(client, "demo.synthetic", steps=2, step_ms=1)
+        path = f"/api/jobs/{job_id}/events"
+        terminal = (await all_events(client, job_id))[-1].id
+        for cursor in (terminal, str(int(terminal) + 1), "9" * 18):
+            for response in (
+                await client.get(path, headers={"Last-Event-ID": cursor}),
+                await client.get(path, params={"last_event_id": cursor}),
+            ):
+                assert response.status_code == 204, (cursor, response.text)
+                assert response.content == b""
+
+
+async def test_the_last_event_id_header_wins_over_the_query(live_server: LiveServer) -> None:
+    async with asyncio.timeout(30), client_of(live_server()) as client:
+        job_id = await finished_job(client, "demo.synthetic", steps=3, step_ms=1)
+        path = f"/api/jobs/{job_id}/events"
+        events = await all_events(client, job_id)
+        terminal = events[-1].id
+
+        ended = await client.get(
+            path, headers={"Last-Event-ID": terminal}, params={"last_event_id": "0"}
+        )
+        assert ended.status_code == 204
+        after_first = {"last_event_id": terminal}
+        rest = await read_events(client, path, last_event_id=events[0].id, params=after_first)
+        assert rest == events[1:]
+        assert await read_events(client, path, last_event_id="0", params=after_first) == events
+
+
+async def test_resuming_a_long_job_from_anywhere_delivers_exactly_the_rest(
+    live_server: LiveServer,
+) -> None:
+    """Past the events a feed keeps in memory, an early cursor is served from the
+    store and then from the feed, with no seam between them."""
+    server = live_server()
+    async with asyncio.timeout(90), client_of(server) as client:
+        job_id = await create_job(client, "demo.synthetic", steps=FLOOD_STEPS, step_ms=0)
+        path = f"/api/jobs/{job_id}/events"
+        full = await read_events(client, path)  # live, so the feed moves its window on
+        assert full[-1].type == "job-completed"
+        assert len(full) > FLOOD_STEPS
+        for position in [*range(0, len(full) - 1, 397), len(full) - 2]:
+            resumed = await read_events(client, path, last_event_id=full[position].id)
+            assert resumed == full[position + 1 :], f"resumed after event {position}"
+
+
+# Framing, on the raw bytes
+
+
+async def test_the_raw_stream_opens_with_retry_and_frames_each_event(
+    live_server: LiveServer,
+) -> None:
+    server = live_server()
+    async with asyncio.timeout(30), client_of(server) as client:
+        job_id = await finished_job(client, "demo.synthetic", steps=3, step_ms=1, warn_at=2)
+        expected = await all_events(client, job_id)
+        async with raw_stream(server.url, f"/api/jobs/{job_id}/events") as stream:
+            assert stream.status == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            assert stream.headers["cache-control"] == "no-cache"
+            assert stream.headers["x-accel-buffering"] == "no"
+            events = await stream.read_events()
+        body = bytes(stream.body)
+
+    assert re.match(rb"retry: \d+\n\n", body), body[:40]
+    blocks = body.split(b"\n\n")
+    assert blocks[-1] == b"", "the body ends with the blank line of its last event"
+    assert sum(block.startswith(b"retry:") for block in blocks) == 1
+    assert event_from_block(blocks[-2].decode()) == expected[-1], "the terminal event is last"
+    assert events == expected
+    for event in events:
+        assert event.data["job_id"] == job_id
+        assert RFC3339_MICROSECONDS.match(event.data["ts"]), event.data["ts"]
+
+
+async def test_keepalive_comments_flow_while_a_job_is_idle(live_server: LiveServer) -> None:
+    server = live_server(keepalive_s=0.3)
+    async with asyncio.timeout(30), client_of(server) as client:
+        job_id, cursor = await idle_running_job(client)
+        path = f"/api/jobs/{job_id}/events"
+        async with raw_stream(server.url, path, {"Last-Event-ID": cursor}) as stream:
+            assert stream.status == 200
+            assert (await stream.next_block() or "").startswith("retry: ")
+            keepalives: list[str] = []
+            async with asyncio.timeout(1.5):
+                while len(keepalives) < 2:
+                    block = await stream.next_block()
+                    assert block is not None
+                    assert block.startswith(":"), f"the job is idle, yet it sent {block!r}"
+                    keepalives.append(block)
+            await cancel(client, job_id)
+            rest = await stream.read_events()
+
+    for keepalive in keepalives:
+        match = KEEPALIVE.match(keepalive)
+        assert match, keepalive
+        sent_at = datetime.fromisoformat(match[1].replace("Z", "+00:00"))
+        assert abs((datetime.now(UTC) - sent_at).total_seconds()) < 60
+    assert rest[-1].type == "job-cancelled"
+
+
+# A cut connection
+
+
+async def test_a_stream_cut_mid_job_resumes_without_loss_or_duplicate(
+    live_server: LiveServer,
+) -> None:
+    server = live_server()
+    async with asyncio.timeout(60), client_of(server) as client:
+        job_id = await create_job(client, "demo.synthetic", steps=40, step_ms=20)
+        path = f"/api/jobs/{job_id}/events"
+        async with raw_stream(server.url, path) as stream:
+            before_cut = await stream.read_events(10)
+            assert (await job_snapshot(client, job_id))["status"] == "running"
+        after_cut = await read_events(client, path, last_event_id=before_cut[-1].id)
+        full = await all_events(client, job_id)
+
+    assert all(event.type not in TERMINAL_TYPES for event in before_cut)
+    assert before_cut + after_cut == full
+    assert [event.type for event in full].count("step-progress") == 40
+    assert full[-1].type == "job-completed"
+
+
+# Slow subscribers
+
+
+@pytest.fixture
+def small_buffer_server(tmp_path: Path) -> Iterator[ThreadedServer]:
+    """A live server whose connections have a small send buffer (accepted sockets
+    inherit SO_SNDBUF on Linux) and drop a client after 1 s without progress."""
+    settings = Settings(data_dir=tmp_path / "small-buffers", stream_send_timeout_s=1.0)
+    server = ThreadedServer(
+        create_app(settings, test_pipelines.test_registry()), settings.stream_send_timeout_s
+    )
+    server.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+    with server:
+        yield server
+
+
+def stalled_subscriber(server: ThreadedServer, path: str) -> socket.socket:
+    """A connection that asks for `path` with a small receive buffer, then reads nothing."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER)
+    sock.settimeout(10)
+    sock.connect(server.sock.getsockname())
+    sock.sendall(request_bytes(server.url, path))
+    return sock
+
+
+async def read_until_cut(sock: socket.socket, into: list[Event]) -> None:
+    """Read the response on `sock`, keeping each whole event, until the connection breaks."""
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    stream = await RawStream.start(reader, writer)
+    try:
+        assert stream.status == 200
+        while (event := await stream.next_event()) is not None:
+            into.append(event)
+    finally:
+        await stream.close()
+
+
+async def test_a_subscriber_that_stops_reading_is_dropped_without_holding_back_others(
+    small_buffer_server: ThreadedServer,
+) -> None:
+    server = small_buffer_server
+    async with asyncio.timeout(90), client_of(server) as client:
+        job_id = await create_job(client, "demo.synthetic", steps=FLOOD_STEPS, step_ms=0)
+        path = f"/api/jobs/{job_id}/events"
+        stalled = stalled_subscriber(server, path)
+        try:
+            follower = await read_events(client, path)
+            await wait_for(client, job_id, lambda job: job["status"] == "succeeded")
+            await eventually(lambda: hub_readers(server) == 0, "the stalled stream is released")
+
+            prefix: list[Event] = []
+            with pytest.raises((asyncio.IncompleteReadError, ConnectionResetError)):
+                await read_until_cut(stalled, prefix)
+        finally:
+            stalled.close()
+        resumed = await read_events(client, path, last_event_id=prefix[-1].id if prefix else None)
+        full = await all_events(client, job_id)
+
+    assert follower == full
+    assert [event.type for event in full].count("step-progress") == FLOOD_STEPS
+    assert all(event.type not in TERMINAL_TYPES for event in prefix)
+    assert prefix + resumed == full
+
+
+def server_end_established(server: ThreadedServer, client: socket.socket) -> bool:
+    """Whether the server still holds its end of `client`'s connection open (Linux:
+    the kernel's table of IPv4 TCP sockets, addresses and states in hex)."""
+    server_port = server.sock.getsockname()[1]
+    client_port = client.getsockname()[1]
+    for row in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state = row.split()[1:4]
+        if (int(local.split(":")[1], 16), int(remote.split(":")[1], 16)) == (
+            server_port,
+            client_port,
+        ):
+            return state == "01"  # TCP_ESTABLISHED
+    return False
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the kernel's table of TCP sockets")
+async def test_a_dropped_subscriber_is_disconnected_even_if_it_never_reads(
+    small_buffer_server: ThreadedServer,
+) -> None:
+    """Bug: a stream dropped for not reading kept its connection open, with the
+    unsent frames queued behind a zero window, for as long as the client never read
+    — the server asked its transport to close, which waits for the buffer to drain."""
+    server = small_buffer_server
+    async with asyncio.timeout(90), client_of(server) as client:
+        job_id = await create_job(client, "demo.synthetic", steps=FLOOD_STEPS, step_ms=0)
+        stalled = stalled_subscriber(server, f"/api/jobs/{job_id}/events")
+        try:
+            assert server_end_established(server, stalled)
+            await wait_for(client, job_id, lambda job: job["status"] == "succeeded")
+            await eventually(lambda: hub_readers(server) == 0, "the stalled stream is released")
+            await eventually(
+                lambda: not server_end_established(server, stalled),
+                "the server lets go of the dropped subscriber's connection",
+            )
+        finally:
+            stalled.close()
+
+
+# Disconnects
+
+
+async def test_closed_streams_are_noticed_and_released_promptly(live_server: LiveServer) -> None:
+    server = live_server()
+    async with asyncio.timeout(30), client_of(server) as client:
+        job_id, _ = await idle_running_job(client)
+        streams = [
+            await RawStream.open(server.url, f"/api/jobs/{job_id}/events") for _ in range(20)
+        ]
+        try:
+            assert all(stream.status == 200 for stream in streams)
+            await eventually(lambda: hub_readers(server) == 20, "20 streams follow the job")
+        finally:
+            for stream in streams:
+                await stream.close()
+        await eventually(lambda: hub_readers(server) == 0, "closed streams released", timeout=2)
+        await cancel(client, job_id)
+
+
+# Maximum lifetime
+
+
+async def test_a_stream_ends_after_its_lifetime_and_resumes_where_it_ended(
+    live_server: LiveServer,
+) -> None:
+    server = live_server(stream_lifetime_s=1.0)
+    async with asyncio.timeout(30), client_of(server) as client:
+        job_id, _ = await idle_running_job(client)
+        path = f"/api/jobs/{job_id}/events"
+        loop = asyncio.get_running_loop()
+        opened = loop.time()
+        first = await read_events(client, path)
+        lifetime = loop.time() - opened
+        assert 0.9 <= lifetime < 3, lifetime
+        assert first, "the replay came before the end"
+        assert all(event.type not in TERMINAL_TYPES for event in first)
+
+        resumed = asyncio.create_task(read_events(client, path, last_event_id=first[-1].id))
+        await eventually(lambda: hub_readers(server) == 1, "the resumed stream follows the job")
+        await cancel(client, job_id)
+        rest = await resumed
+        while not rest or rest[-1].type not in TERMINAL_TYPES:  # as an EventSource would
+            rest += await read_events(client, path, last_event_id=(rest or first)[-1].id)
+        full = await all_events(client, job_id)
+
+    assert first + rest == full
+    assert full[-1].type == "job-cancelled"
+
+
+# Fan-out
+
+
+async def test_five_hundred_subscribers_of_one_job_each_receive_every_event(
+    live_server: LiveServer,
+) -> None:
+    server = live_server(workers=1)
+    async with asyncio.timeout(100), client_of(server) as client:
+        blocker, _ = await idle_running_job(client)  # holds the only worker
+        job_id = await create_job(client, "demo.synthetic", steps=20, step_ms=50)
+        path = f"/api/jobs/{job_id}/events"
+        limits = httpx.Limits(max_connections=600, max_keepalive_connections=600)
+        async with httpx.AsyncClient(base_url=server.url, timeout=60, limits=limits) as fan:
+            subscribers = [asyncio.create_task(read_events(fan, path)) for _ in range(500)]
+            await eventually(
+                lambda: hub_readers(server) == 500, "500 subscribers follow the job", timeout=60
+            )
+            await cancel(client, blocker)  # the job starts now, with everyone listening
+            received = await asyncio.gather(*subscribers)
+        full = await all_events(client, job_id)
+
+    assert full[0].data["status"] == "queued"
+    assert [event.type for event in full].count("step-progress") == 20
+    assert full[-1].type == "job-completed"
+    assert all(events == full for events in received)
+
+
+# Long-poll
+
+
+async def poll(
+    client: httpx.AsyncClient, job_id: str, after: str | None, wait: float
+) -> dict[str, Any]:
+    response = await client.get(
+        f"/api/jobs/{job_id}/poll", params={"after": after or "", "wait": str(wait)}
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_a_long_poll_answers_at_once_when_events_exist(live_server: LiveServer) -> None:
+    async with asyncio.timeout(30), client_of(live_server()) as client:
+        job_id = await finished_job(client, "demo.synthetic", steps=4, step_ms=1)
+        full = await all_events(client, job_id)
+        terminal = full[-1].id
+        loop = asyncio.get_running_loop()
+        for position in range(-1, len(full)):
+            after = full[position].id if position >= 0 else None
+            asked = loop.time()
+            answer = await poll(client, job_id, after, wait=20)
+            assert loop.time() - asked < 5, "a long-poll with events to give does not wait"
+            assert [Event.of(data) for data in answer["events"]] == full[position + 1 :]
+            assert answer["last_event_id"] == terminal
+            assert answer["done"] is True
+            assert answer["status"] == "succeeded"
+
+
+async def test_a_long_poll_with_nothing_new_answers_empty_after_its_wait(
+    live_server: LiveServer,
+) -> None:
+    async with asyncio.timeout(30), client_of(live_server()) as client:
+        job_id, cursor = await idle_running_job(client)
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        answer = await poll(client, job_id, cursor, wait=1)
+        waited = loop.time() - asked
+        await cancel(client, job_id)
+
+    assert 0.9 <= waited < 3, waited
+    assert answer == {"events": [], "last_event_id": cursor, "status": "running", "done": False}
+
+
+async def test_a_long_poll_returns_as_soon_as_an_event_arrives(live_server: LiveServer) -> None:
+    server = live_server()
+    async with asyncio.timeout(60), client_of(server) as client:
+        job_id, cursor = await idle_running_job(client)
+        waiting = asyncio.create_task(poll(client, job_id, cursor, wait=20))
+        await eventually(lambda: hub_readers(server) == 1, "the long-poll is waiting")
+        loop = asyncio.get_running_loop()
+        cancelled_at = loop.time()
+        await cancel(client, job_id)
+        answer = await waiting
+        assert loop.time() - cancelled_at < 5, "the long-poll answered when the event came"
+
+        polled = [Event.of(data) for data in answer["events"]]
+        assert polled
+        while not answer["done"]:
+            answer = await poll(client, job_id, answer["last_event_id"], wait=20)
+            polled += [Event.of(data) for data in answer["events"]]
+        full = await all_events(client, job_id)
+
+    assert polled == full[[event.id for event in full].index(cursor) + 1 :]
+    assert polled[-1].type == "job-cancelled"
+    assert answer["last_event_id"] == polled[-1].id
+    assert answer["status"] == "cancelled"
+
+
+async def test_one_cursor_carries_across_sse_and_long_poll(live_server: LiveServer) -> None:
+    async with asyncio.timeout(60), client_of(live_server()) as client:
+        job_id = await create_job(client, "demo.synthetic", steps=30, step_ms=20)
+        path = f"/api/jobs/{job_id}/events"
+        over_sse = await read_events(client, path, until=lambda events: len(events) == 8)
+        answer = await poll(client, job_id, over_sse[-1].id, wait=20)
+        over_poll = [Event.of(data) for data in answer["events"]]
+        assert answer["last_event_id"] == over_poll[-1].id
+        back_on_sse = await read_events(client, path, last_event_id=answer["last_event_id"])
+        full = await all_events(client, job_id)
+
+    assert over_poll
+    assert back_on_sse
+    assert over_sse + over_poll + back_on_sse == full
+
+
+# The tenant stream
+
+
+async def test_the_tenant_stream_carries_every_job_and_resumes_with_one_cursor(
+    live_server: LiveServer,
+) -> None:
+    async with asyncio.timeout(60), client_of(live_server()) as client:
+        job_ids = [
+            await create_job(client, "demo.synthetic", steps=10, step_ms=10) for _ in range(3)
+        ]
+        before_cut = await read_events(client, "/api/events", until=lambda e: len(e) == 10)
+        after_cut = await read_events(
+            client, "/api/events", last_event_id=before_cut[-1].id, until=seen_terminals(3)
+        )
+        per_job = [await all_events(client, job_id) for job_id in job_ids]
+
+    merged = sorted((event for events in per_job for event in events), key=lambda e: int(e.id))
+    tenant_stream = before_cut + after_cut
+    assert_increasing_ids(tenant_stream)
+    assert tenant_stream == merged
+    assert {event.data["job_id"] for event in tenant_stream} == set(job_ids)
+
+
+async def test_a_tenant_never_sees_another_tenants_events(live_server: LiveServer) -> None:
+    server = live_server(api_keys={"k1": "alice", "k2": "bob"})
+    async with (
+        asyncio.timeout(60),
+        client_of(server, "k1") as alice,
+        client_of(server, "k2") as bob,
+    ):
+        alice_first = await finished_job(alice, "demo.synthetic", steps=2, step_ms=1)
+        bob_first = await finished_job(bob, "demo.synthetic", steps=2, step_ms=1)
+        alice_second = await finished_job(alice, "demo.synthetic", steps=2, step_ms=1)
+        bob_second = await finished_job(bob, "demo.synthetic", steps=2, step_ms=1)
+
+        # Each read ends past the other tenant's jobs' events, which ids interleave.
+        seen_by_alice = await read_events(alice, "/api/events", until=seen_terminals(2))
+        seen_by_bob = await read_events(bob, "/api/events", until=seen_terminals(2))
+        alice_jobs = await all_events(alice, alice_first) + await all_events(alice, alice_second)
+        bob_jobs = await all_events(bob, bob_first) + await all_events(bob, bob_second)
+
+        for job_id in (bob_first, bob_second):
+            assert_problem(await alice.get(f"/api/jobs/{job_id}/events"), 404)
+            assert_problem(await alice.get(f"/api/jobs/{job_id}/poll?wait=0"), 404)
+        assert_problem(await bob.get(f"/api/jobs/{alice_first}/events"), 404)
+        async with client_of(server) as anonymous:
+            assert_problem(await anonymous.get("/api/events"), 401)
+
+    assert seen_by_alice == alice_jobs
+    assert seen_by_bob == bob_jobs
+
+
+# Bad cursors
+
+
+async def test_bad_cursors_and_waits_are_400_problems(live_server: LiveServer) -> None:
+    async with asyncio.timeout(30), client_of(live_server()) as client:
+        job_id = await finished_job(client, "demo.synthetic", steps=1, step_ms=1)
+        events = f"/api/jobs/{job_id}/events"
+        poll_path = f"/api/jobs/{job_id}/poll"
+        forty_digits = "1" * 40
+        requests: list[tuple[str, dict[str, str], dict[str, str]]] = [
+            (events, {"Last-Event-ID": "abc"}, {}),
+            (events, {"Last-Event-ID": forty_digits}, {}),
+            (events, {"Last-Event-ID": "-1"}, {}),
+            (events, {}, {"last_event_id": "abc"}),
+            (events, {}, {"last_event_id": forty_digits}),
+            ("/api/events", {"Last-Event-ID": "abc"}, {}),
+            ("/api/events", {}, {"last_event_id": forty_digits}),
+            (poll_path, {}, {"after": "-1"}),
+            (poll_path, {}, {"after": "abc"}),
+            (poll_path, {}, {"after": forty_digits}),
+            (poll_path, {}, {"wait": "61"}),
+            (poll_path, {}, {"wait": "x"}),
+            (poll_path, {}, {"wait": "-1"}),
+            (poll_path, {}, {"wait": "nan"}),
+        ]
+        for path, headers, params in requests:
+            assert_problem(await client.get(path, headers=headers, params=params), 400)
+
+
+async def test_streams_and_polls_of_unknown_jobs_are_404_problems(
+    live_server: LiveServer,
+) -> None:
+    async with asyncio.timeout(30), client_of(live_server()) as client:
+        for job_id in (new_id("job"), "nope"):
+            assert_problem(await client.get(f"/api/jobs/{job_id}/events"), 404)
+            assert_problem(await client.get(f"/api/jobs/{job_id}/poll?wait=0"), 404)
