@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 # A module, not its names: `transitions` calls back into `clip_ended`.
 from genwire import transitions
-from genwire.errors import Conflict, FieldError, IdempotencyMismatch, InvalidInput, NotFound
+from genwire.errors import Conflict, FieldError, InvalidInput, NotFound
 from genwire.ids import new_id
 from genwire.models import (
     EventType,
@@ -193,15 +193,9 @@ class ProjectService:
 
         def create(tx: WriteTx) -> str | None:
             """None when created; for a replayed key, the first clip of the earlier project."""
-            if idempotency_key is not None:
-                existing = tx.find_idempotent(tenant, idempotency_key)
-                if existing is not None:
-                    stored_fingerprint, first_clip_id = existing
-                    if stored_fingerprint != fingerprint:
-                        raise IdempotencyMismatch(
-                            "this Idempotency-Key was used with a different request body"
-                        )
-                    return first_clip_id
+            replayed = transitions.replay_of(tx, tenant, idempotency_key, fingerprint)
+            if replayed is not None:
+                return replayed
             for clip in clips:
                 tx.insert_job(clip)
                 clip.queue_position = transitions.append_status(tx, clip)

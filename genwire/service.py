@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from genwire import transitions
 from genwire.bus import Bus, topics
 from genwire.config import DEFAULT_MAX_ATTEMPTS
-from genwire.errors import Conflict, FieldError, IdempotencyMismatch, InvalidInput, NotFound
+from genwire.errors import Conflict, FieldError, InvalidInput, NotFound
 from genwire.ids import new_id
 from genwire.models import (
     Artifact,
@@ -112,15 +112,9 @@ class JobService:
 
         def create(tx: WriteTx) -> str | None:
             """None when created; the earlier job's id for a replayed key."""
-            if idempotency_key is not None:
-                existing = tx.find_idempotent(tenant, idempotency_key)
-                if existing is not None:
-                    stored_fingerprint, job_id = existing
-                    if stored_fingerprint != fingerprint:
-                        raise IdempotencyMismatch(
-                            "this Idempotency-Key was used with a different request body"
-                        )
-                    return job_id
+            replayed = transitions.replay_of(tx, tenant, idempotency_key, fingerprint)
+            if replayed is not None:
+                return replayed
             if request.project_id is not None:
                 _check_joinable(tx, request.project_id, tenant)
             tx.insert_job(job)

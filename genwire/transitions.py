@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from genwire import projects
-from genwire.errors import LeaseLost
+from genwire.errors import IdempotencyMismatch, LeaseLost
 from genwire.models import ErrorCode, EventType, Job, JobError, JobStatus, JsonObject
 from genwire.store import WriteTx
 
@@ -26,6 +26,20 @@ def owned(tx: WriteTx, job_id: str, lease: str) -> Job:
     if job is None or job.status is not JobStatus.RUNNING or job.lease_owner != lease:
         raise LeaseLost(f"lease {lease} no longer holds job {job_id}")
     return job
+
+
+def replay_of(tx: WriteTx, tenant: str, key: str | None, fingerprint: str) -> str | None:
+    """The job an Idempotency-Key already made, if any; a mismatch if the key came
+    with another request."""
+    if key is None:
+        return None
+    existing = tx.find_idempotent(tenant, key)
+    if existing is None:
+        return None
+    stored_fingerprint, job_id = existing
+    if stored_fingerprint != fingerprint:
+        raise IdempotencyMismatch("this Idempotency-Key was used with a different request body")
+    return job_id
 
 
 def append_status(tx: WriteTx, job: Job) -> int | None:
