@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-import httpx
 import uvicorn
 from rich.console import Console
 from rich.progress import (
@@ -30,7 +29,7 @@ from rich.table import Table
 
 from genwire import __version__
 from genwire.api.sockets import listening_socket
-from genwire.client import ApiError, Client
+from genwire.client import ApiError, Client, GenwireError, Job, TransportFailed
 from genwire.client.sync import DEFAULT_URL
 from genwire.config import (
     DEFAULT_DATA_DIR,
@@ -360,22 +359,22 @@ def submit(
     values, plain = parse_input(pairs, raw_json)
     with _client(server) as client:
         if plain:
-            schemas = {item["name"]: item["input_schema"] for item in _api(client.pipelines)}
+            schemas = {item.name: item.input_schema for item in _api(client.pipelines)}
             values = coerce_to_schema(values, plain, schemas.get(pipeline, {}))
         job = _api(lambda: client.submit(pipeline, values, idempotency_key=idempotency_key))
         if not wait:
             if as_json:
-                out.print_json(data=job)
+                out.print_json(data=job.raw)
             else:
-                out.print(f"{job['id']}  {job['status']}  (genwire status {job['id']})")
+                out.print(f"{job.id}  {job.status}  (genwire status {job.id})")
             return
-        console.print(f"job [bold]{job['id']}[/] queued")
+        console.print(f"job [bold]{job.id}[/] queued")
         final = _follow(client, job)
         _print_result(client, final, as_json)
-        sys.exit(EXIT_CODES.get(final["status"], 1))
+        sys.exit(EXIT_CODES.get(final.status, 1))
 
 
-def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
+def _follow(client: Client, job: Job) -> Job:
     """Follow the job's event stream to its end, drawing phases, progress, messages,
     warnings and ETA; returns the final snapshot."""
     columns = (
@@ -388,12 +387,12 @@ def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
     )
     with Progress(*columns, console=console, transient=False) as progress:
         bar = progress.add_task(
-            job["id"], total=100, phase=job["phase"] or job["status"], message="", eta=""
+            job.id, total=100, phase=job.phase or job.status, message="", eta=""
         )
         with _api_errors():
-            for event in client.events(job["id"]):
+            for event in client.events(job.id):
                 _show(progress, bar, event)
-    return _api(lambda: client.get(job["id"]))
+    return _api(lambda: client.get(job.id))
 
 
 def _show(progress: Progress, bar: TaskID, event: dict[str, Any]) -> None:
@@ -424,18 +423,17 @@ def _show(progress: Progress, bar: TaskID, event: dict[str, Any]) -> None:
     progress.update(bar, **fields)
 
 
-def _print_result(client: Client, job: dict[str, Any], as_json: bool) -> None:
+def _print_result(client: Client, job: Job, as_json: bool) -> None:
     if as_json:
-        out.print_json(data=job)
+        out.print_json(data=job.raw)
         return
-    color = {"succeeded": "green", "failed": "red"}.get(job["status"], "yellow")
-    out.print(f"[{color}]{job['status']}[/]  {job['id']}")
-    if job.get("error"):
-        error = job["error"]
-        out.print(f"  error {error['code']}: {error['message']}")
-    for artifact in job.get("artifacts", []):
-        out.print(f"  {artifact['name']}  ({artifact['type']}, {_size(artifact['size_bytes'])})")
-        out.print(f"    {client.absolute(artifact['url'])}", soft_wrap=True)
+    color = {"succeeded": "green", "failed": "red"}.get(job.status, "yellow")
+    out.print(f"[{color}]{job.status}[/]  {job.id}")
+    if job.error:
+        out.print(f"  error {job.error.code}: {job.error.message}")
+    for artifact in job.artifacts:
+        out.print(f"  {artifact.name}  ({artifact.type}, {_size(artifact.size_bytes)})")
+        out.print(f"    {client.absolute(artifact.url)}", soft_wrap=True)
 
 
 def _size(size_bytes: int) -> str:
@@ -456,14 +454,14 @@ def status(job_id: str, as_json: bool, server: str) -> None:
     with _client(server) as client:
         job = _api(lambda: client.get(job_id))
         if as_json:
-            out.print_json(data=job)
+            out.print_json(data=job.raw)
             return
         out.print(
-            f"{job['id']}  {job['pipeline']}  [bold]{job['status']}[/]  "
-            f"{job['progress']:.0f}%  {job['phase'] or ''}  {job['message'] or ''}"
+            f"{job.id}  {job.pipeline}  [bold]{job.status}[/]  "
+            f"{job.progress:.0f}%  {job.phase or ''}  {job.message or ''}"
         )
-        if job["status"] == "queued" and job.get("queue_position") is not None:
-            out.print(f"  {job['queue_position']} job(s) ahead in the queue")
+        if job.status == "queued" and job.queue_position is not None:
+            out.print(f"  {job.queue_position} job(s) ahead in the queue")
         _print_result(client, job, as_json=False)
 
 
@@ -479,7 +477,7 @@ def watch(job_id: str, as_json: bool, server: str) -> None:
         job = _api(lambda: client.get(job_id))
         final = _follow(client, job)
         _print_result(client, final, as_json)
-        sys.exit(EXIT_CODES.get(final["status"], 1))
+        sys.exit(EXIT_CODES.get(final.status, 1))
 
 
 @main.command()
@@ -489,8 +487,8 @@ def cancel(job_id: str, server: str) -> None:
     """Cancel a job (queued: at once; running: its worker stops it)."""
     with _client(server) as client:
         job = _api(lambda: client.cancel(job_id))
-        state = "cancelling" if job["status"] == "running" else job["status"]
-        out.print(f"{job['id']}  {state}")
+        state = "cancelling" if job.status == "running" else job.status
+        out.print(f"{job.id}  {state}")
 
 
 @main.command()
@@ -510,18 +508,18 @@ def jobs(
     with _client(server) as client:
         page = _api(lambda: client.list(status=status_filter, pipeline=pipeline, limit=limit))
     if as_json:
-        out.print_json(data=page)
+        out.print_json(data=page.raw)
         return
     table = Table("id", "pipeline", "status", "progress", "phase", "created")
     table.columns[0].no_wrap = True
-    for job in page["items"]:
+    for job in page:
         table.add_row(
-            job["id"],
-            job["pipeline"],
-            job["status"],
-            f"{job['progress']:.0f}%",
-            job["phase"] or "",
-            job["created_at"][:19],
+            job.id,
+            job.pipeline,
+            job.status,
+            f"{job.progress:.0f}%",
+            job.phase or "",
+            f"{job.created_at:%Y-%m-%dT%H:%M:%S}",
         )
     out.print(table)
 
@@ -547,8 +545,11 @@ def _api_errors() -> Iterator[None]:
     except ApiError as error:
         console.print(f"[red]error[/] ({error.status} {error.code}): {error}")
         sys.exit(3)
-    except httpx.TransportError as error:
+    except TransportFailed as error:
         console.print(f"[red]error[/]: cannot reach the server: {error}")
+        sys.exit(3)
+    except GenwireError as error:
+        console.print(f"[red]error[/]: {error}")
         sys.exit(3)
 
 

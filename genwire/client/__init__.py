@@ -1,5 +1,51 @@
 """The Python client of the genwire HTTP API (SPEC §6); it never imports the server."""
 
-from genwire.client.sync import ApiError, Client
+from genwire.client.asyncio import AsyncClient
+from genwire.client.errors import (
+    ApiError,
+    Conflict,
+    DownloadFailed,
+    GenwireError,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    ServerError,
+    Timeout,
+    TransportFailed,
+    Unauthorized,
+)
+from genwire.client.sync import Client
+from genwire.client.types import (
+    Artifact,
+    FieldError,
+    Job,
+    JobError,
+    JobPage,
+    Phase,
+    Pipeline,
+    Project,
+)
 
-__all__ = ["ApiError", "Client"]
+__all__ = [
+    "ApiError",
+    "Artifact",
+    "AsyncClient",
+    "Client",
+    "Conflict",
+    "DownloadFailed",
+    "FieldError",
+    "GenwireError",
+    "InvalidInput",
+    "Job",
+    "JobError",
+    "JobPage",
+    "NotFound",
+    "Phase",
+    "Pipeline",
+    "Project",
+    "RateLimited",
+    "ServerError",
+    "Timeout",
+    "TransportFailed",
+    "Unauthorized",
+]

@@ -1,55 +1,28 @@
-"""A synchronous client for the job calls of SPEC §3 and the job stream of §4."""
+"""A synchronous client for the calls of SPEC §3 and the job stream of §4."""
 
 from __future__ import annotations
 
 import os
-import random
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
-import orjson
 from httpx_sse import SSEError, connect_sse
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-#: A stream silent this long is dead (twice the server's default keepalive, SPEC §6).
-STREAM_SILENCE_S = 20.0
-TERMINAL_EVENT_TYPES = frozenset({"job-completed", "job-failed", "job-cancelled"})
+from genwire.client import _protocol as protocol
+from genwire.client._protocol import DEFAULT_URL, Call
+from genwire.client.errors import Timeout, TransportFailed
+from genwire.client.types import Artifact, Job, JobPage, Pipeline, Project
 
-
-class ApiError(Exception):
-    """A problem+json answer (or any non-2xx) from the server."""
-
-    def __init__(self, status: int, problem: dict[str, Any]) -> None:
-        self.status = status
-        self.problem = problem
-        self.code = str(problem.get("code", "http-error"))
-        detail = problem.get("detail") or problem.get("title") or f"HTTP {status}"
-        errors = problem.get("errors") or []
-        lines = [f"{item.get('field')}: {item.get('message')}" for item in errors]
-        super().__init__("\n  ".join([str(detail), *lines]))
-
-
-def _api_error(response: httpx.Response) -> ApiError:
-    try:
-        problem = response.json()
-    except ValueError:
-        problem = {"detail": response.text or response.reason_phrase}
-    return ApiError(response.status_code, problem if isinstance(problem, dict) else {})
-
-
-def _backoff(failures: int) -> float:
-    """1, 2, 4, 8, 16 s (capped), each with ±20 % jitter so clients do not reconnect in step."""
-    if failures == 0:
-        return 0.0
-    base = min(2.0 ** (failures - 1), 16.0)
-    return base * random.uniform(0.8, 1.2)
+__all__ = ["DEFAULT_URL", "Client"]
 
 
 class Client:
+    """The genwire API over HTTP; each call answers a typed result or raises a
+    `GenwireError` (see `genwire.client.errors`)."""
+
     def __init__(
         self,
         server: str | None = None,
@@ -57,12 +30,17 @@ class Client:
         *,
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
+        create_retry_delays: Sequence[float] = protocol.CREATE_RETRY_DELAYS_S,
+        event_hooks: Mapping[str, list[Any]] | None = None,
     ) -> None:
-        self.server = (server or os.environ.get("GENWIRE_URL") or DEFAULT_URL).rstrip("/")
-        key = api_key if api_key is not None else os.environ.get("GENWIRE_API_KEY")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.server = protocol.server_url(server)
+        self.create_retry_delays = tuple(create_retry_delays)
         self._http = httpx.Client(
-            base_url=self.server, headers=headers, timeout=timeout, transport=transport
+            base_url=self.server,
+            headers=protocol.auth_headers(api_key),
+            timeout=timeout,
+            transport=transport,
+            event_hooks=event_hooks,
         )
 
     def __enter__(self) -> Client:
@@ -77,86 +55,156 @@ class Client:
     def absolute(self, url: str) -> str:
         return url if "://" in url else f"{self.server}{url}"
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise _api_error(response)
-        return response.json()
+    def _send(self, call: Call) -> httpx.Response:
+        try:
+            return self._http.request(call.method, call.path, **call.request_kwargs())
+        except httpx.TransportError as error:
+            raise TransportFailed(f"{call.method} {call.path}: {error}") from error
 
-    def pipelines(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = self._call("GET", "/api/pipelines")["items"]
-        return items
+    def _call(self, call: Call) -> Any:
+        return protocol.read_json(self._send(call))
+
+    def _create(self, call: Call) -> Any:
+        """Send a create, resending it after a broken connection or a 502/503/504:
+        its Idempotency-Key makes every resend answer the one job (or project)."""
+        for delay in (*self.create_retry_delays, None):
+            try:
+                response = self._send(call)
+            except TransportFailed:
+                if delay is None:
+                    raise
+            else:
+                if delay is None or not protocol.should_retry_create(response):
+                    return protocol.read_json(response)
+            time.sleep(delay)
+        raise AssertionError("unreachable: the last try returns or raises")
+
+    def pipelines(self) -> list[Pipeline]:
+        answer = self._call(protocol.pipelines_call())
+        return [Pipeline.from_json(item) for item in answer["items"]]
 
     def submit(
         self,
         pipeline: str,
-        input: dict[str, Any],
+        input: Mapping[str, Any],
         *,
         idempotency_key: str | None = None,
         wait: int | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Create a job. It always carries an idempotency key, so resending it is safe."""
-        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
-        if wait is not None:
-            headers["Prefer"] = f"wait={wait}"
-        body: dict[str, Any] = {"pipeline": pipeline, "input": input}
-        if metadata:
-            body["metadata"] = metadata
-        timeout = (wait or 0) + 30.0
-        job: dict[str, Any] = self._call(
-            "POST", "/api/jobs", json=body, headers=headers, timeout=timeout
+        metadata: Mapping[str, Any] | None = None,
+        project_id: str | None = None,
+        webhook: Mapping[str, Any] | None = None,
+    ) -> Job:
+        """Create a job; `wait=N` (1–60) answers when it ends or after N s, whichever
+        is first. Resends on a broken connection or a 502/503/504 reuse one key."""
+        call = protocol.submit_call(
+            pipeline,
+            input,
+            idempotency_key=idempotency_key,
+            wait=wait,
+            metadata=metadata,
+            project_id=project_id,
+            webhook=webhook,
         )
-        return job
+        return Job.from_json(self._create(call))
 
-    def get(self, job_id: str) -> dict[str, Any]:
-        job: dict[str, Any] = self._call("GET", f"/api/jobs/{quote(job_id, safe='')}")
-        return job
+    def get(self, job_id: str) -> Job:
+        return Job.from_json(self._call(protocol.get_call(job_id)))
 
-    def list(self, **filters: Any) -> dict[str, Any]:
-        params = {name: value for name, value in filters.items() if value is not None}
-        page: dict[str, Any] = self._call("GET", "/api/jobs", params=params)
-        return page
+    def list(self, **filters: Any) -> JobPage:
+        """Jobs newest first; filters: status, pipeline, project_id, limit, cursor."""
+        return JobPage.from_json(self._call(protocol.list_call(filters)))
 
-    def events(self, job_id: str, after: str | None = None) -> Iterator[dict[str, Any]]:
+    def cancel(self, job_id: str) -> Job:
+        """Ask for the job to stop; `Conflict` when it has already ended."""
+        return Job.from_json(self._call(protocol.cancel_call(job_id)))
+
+    def events(
+        self, job_id: str, after: str | None = None, *, timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]:
         """The job's events after `after` (all of them by default), each once, in
         order, until its terminal event. A dropped stream is resumed from the last
-        id received, after 1, 2, 4 … 16 s (with jitter), so no event is lost."""
-        cursor = after
-        failures = 0
+        id received, after 1, 2, 4 … 16 s (with jitter), so no event is lost.
+        With `timeout`, raises `Timeout` when the terminal event has not come by then."""
+        cursor = protocol.StreamCursor(job_id, after)
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            headers = {"Last-Event-ID": cursor} if cursor else {}
+            read_s = protocol.read_timeout(deadline, time.monotonic())
             try:
                 with connect_sse(
                     self._http,
                     "GET",
-                    f"/api/jobs/{quote(job_id, safe='')}/events",
-                    headers=headers,
-                    timeout=httpx.Timeout(30.0, read=STREAM_SILENCE_S),
+                    cursor.path,
+                    headers=cursor.headers(),
+                    timeout=httpx.Timeout(30.0, read=read_s),
                 ) as source:
                     response = source.response
                     if response.status_code == 204:
                         return
                     if response.status_code >= 400:
                         response.read()
-                        raise _api_error(response)
+                        raise protocol.api_error(response)
                     for message in source.iter_sse():
-                        if not message.data:
+                        event = cursor.accept(message)
+                        if event is None:
                             continue
-                        event: dict[str, Any] = orjson.loads(message.data)
-                        cursor = message.id or event.get("id") or cursor
-                        failures = 0
                         yield event
-                        if event.get("type") in TERMINAL_EVENT_TYPES:
+                        if cursor.done:
                             return
+                pause = protocol.backoff(cursor.failures)
             except (httpx.TransportError, SSEError):
-                failures += 1
-            time.sleep(_backoff(failures))
+                pause = cursor.connection_failed()
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= pause:
+                    raise Timeout(f"job {job_id}: no terminal event within {timeout} s")
+            time.sleep(pause)
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        job: dict[str, Any] = self._call("POST", f"/api/jobs/{quote(job_id, safe='')}/cancel")
-        return job
+    def wait(self, job_id: str, timeout: float) -> Job:
+        """The job once it has ended, following its events; `Timeout` after `timeout` s."""
+        job = self.get(job_id)
+        if job.is_terminal:
+            return job
+        for _ in self.events(job_id, after=job.last_event_id, timeout=timeout):
+            pass
+        return self.get(job_id)
+
+    def download(self, artifact: Artifact, dest: str | os.PathLike[str]) -> Path:
+        """Save an artifact's bytes to `dest` (a file, or a folder to put it in),
+        resuming a partial download; raises `DownloadFailed` when the bytes do not
+        match the artifact's size and sha256. Returns the file's path."""
+        plan = protocol.DownloadPlan(artifact, dest)
+        try:
+            with self._http.stream(
+                "GET", artifact.url, headers=plan.headers(), timeout=httpx.Timeout(30.0)
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                with plan.partial.open(plan.open_mode(response)) as handle:
+                    for chunk in response.iter_bytes(protocol.DOWNLOAD_CHUNK_BYTES):
+                        handle.write(chunk)
+        except httpx.TransportError as error:
+            raise TransportFailed(f"GET {artifact.url}: {error}") from error
+        return plan.finish()
+
+    def create_project(
+        self,
+        clips: Sequence[Mapping[str, Any]],
+        name: str | None = None,
+        webhook: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> Project:
+        """Create a project of clips, each `{pipeline, input}`; resent like `submit`."""
+        call = protocol.create_project_call(
+            clips, name=name, webhook=webhook, idempotency_key=idempotency_key
+        )
+        return Project.from_json(self._create(call))
+
+    def get_project(self, project_id: str) -> Project:
+        return Project.from_json(self._call(protocol.get_project_call(project_id)))
+
+    def cancel_project(self, project_id: str) -> Project:
+        return Project.from_json(self._call(protocol.cancel_project_call(project_id)))
 
     def health(self) -> dict[str, Any]:
-        health: dict[str, Any] = self._call("GET", "/healthz")
+        health: dict[str, Any] = self._call(protocol.health_call())
         return health

@@ -1,0 +1,259 @@
+"""What the sync and async clients share: requests built, answers read, the SSE
+resume state and the download plan, as pure code with no I/O of its own."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+from httpx_sse import ServerSentEvent
+
+from genwire.client.errors import ApiError, DownloadFailed, error_for
+from genwire.client.types import Artifact
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+#: A stream silent this long is dead (twice the server's default keepalive, SPEC §6).
+STREAM_SILENCE_S = 20.0
+TERMINAL_EVENT_TYPES = frozenset({"job-completed", "job-failed", "job-cancelled"})
+#: Pauses before each resend of a create; resending is safe only under its
+#: Idempotency-Key, which every create carries (SPEC §3).
+CREATE_RETRY_DELAYS_S: tuple[float, ...] = (1.0, 2.0, 4.0)
+#: Answers of a gateway or an overloaded server, after which a create may be resent.
+RETRYABLE_CREATE_STATUSES = frozenset({502, 503, 504})
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
+PARTIAL_SUFFIX = ".part"
+
+
+@dataclass(frozen=True)
+class Call:
+    """One HTTP request, ready for `httpx.Client.request` or its async twin."""
+
+    method: str
+    path: str
+    params: dict[str, Any] | None = None
+    json: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+
+    def request_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"params": self.params, "headers": self.headers}
+        if self.json is not None:
+            kwargs["json"] = self.json
+        if self.timeout is not None:
+            kwargs["timeout"] = self.timeout
+        return kwargs
+
+
+def server_url(server: str | None) -> str:
+    return (server or os.environ.get("GENWIRE_URL") or DEFAULT_URL).rstrip("/")
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    key = api_key if api_key is not None else os.environ.get("GENWIRE_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def segment(identifier: str) -> str:
+    """An id as one path segment: `a/b` or `../x` can never reach another route."""
+    return quote(identifier, safe="")
+
+
+def pipelines_call() -> Call:
+    return Call("GET", "/api/pipelines")
+
+
+def submit_call(
+    pipeline: str,
+    input: Mapping[str, Any],
+    *,
+    idempotency_key: str | None,
+    wait: int | None,
+    metadata: Mapping[str, Any] | None,
+    project_id: str | None,
+    webhook: Mapping[str, Any] | None,
+) -> Call:
+    """The create of a job. It always carries an Idempotency-Key, so resending it is safe."""
+    headers = {"Idempotency-Key": idempotency_key or new_idempotency_key()}
+    if wait is not None:
+        headers["Prefer"] = f"wait={wait}"
+    body: dict[str, Any] = {"pipeline": pipeline, "input": dict(input)}
+    if metadata:
+        body["metadata"] = dict(metadata)
+    if project_id is not None:
+        body["project_id"] = project_id
+    if webhook is not None:
+        body["webhook"] = dict(webhook)
+    # A `Prefer: wait` answer may take the whole wait: the read timeout must outlast it.
+    return Call("POST", "/api/jobs", json=body, headers=headers, timeout=(wait or 0) + 30.0)
+
+
+def get_call(job_id: str) -> Call:
+    return Call("GET", f"/api/jobs/{segment(job_id)}")
+
+
+def list_call(filters: Mapping[str, Any]) -> Call:
+    params = {name: value for name, value in filters.items() if value is not None}
+    return Call("GET", "/api/jobs", params=params)
+
+
+def cancel_call(job_id: str) -> Call:
+    return Call("POST", f"/api/jobs/{segment(job_id)}/cancel")
+
+
+def create_project_call(
+    clips: Sequence[Mapping[str, Any]],
+    *,
+    name: str | None,
+    webhook: Mapping[str, Any] | None,
+    idempotency_key: str | None,
+) -> Call:
+    body: dict[str, Any] = {"clips": [dict(clip) for clip in clips]}
+    if name is not None:
+        body["name"] = name
+    if webhook is not None:
+        body["webhook"] = dict(webhook)
+    headers = {"Idempotency-Key": idempotency_key or new_idempotency_key()}
+    return Call("POST", "/api/projects", json=body, headers=headers)
+
+
+def get_project_call(project_id: str) -> Call:
+    return Call("GET", f"/api/projects/{segment(project_id)}")
+
+
+def cancel_project_call(project_id: str) -> Call:
+    return Call("POST", f"/api/projects/{segment(project_id)}/cancel")
+
+
+def health_call() -> Call:
+    return Call("GET", "/healthz")
+
+
+def new_idempotency_key() -> str:
+    return str(uuid.uuid4())
+
+
+def api_error(response: httpx.Response) -> ApiError:
+    """The exception of an answer of 400 and above; its body must have been read."""
+    try:
+        problem = response.json()
+    except ValueError:
+        problem = {"detail": response.text or response.reason_phrase}
+    return error_for(
+        response.status_code,
+        problem if isinstance(problem, dict) else {},
+        response.headers.get("retry-after"),
+    )
+
+
+def read_json(response: httpx.Response) -> Any:
+    """The JSON of a successful answer; an `ApiError` subclass for any other."""
+    if response.status_code >= 400:
+        raise api_error(response)
+    return response.json()
+
+
+def should_retry_create(response: httpx.Response) -> bool:
+    return response.status_code in RETRYABLE_CREATE_STATUSES
+
+
+def backoff(failures: int) -> float:
+    """1, 2, 4, 8, 16 s (capped), each with ±20 % jitter so clients do not reconnect in step."""
+    if failures == 0:
+        return 0.0
+    base = min(2.0 ** (failures - 1), 16.0)
+    return base * random.uniform(0.8, 1.2)
+
+
+class StreamCursor:
+    """Where a job's event stream stands: the last id seen, so a new connection resumes
+    after it (`Last-Event-ID`, SPEC §4) and no event is yielded twice or lost."""
+
+    def __init__(self, job_id: str, after: str | None) -> None:
+        self.path = f"/api/jobs/{segment(job_id)}/events"
+        self.last_id = after
+        self.failures = 0
+        self.done = False
+
+    def headers(self) -> dict[str, str]:
+        return {"Last-Event-ID": self.last_id} if self.last_id else {}
+
+    def accept(self, message: ServerSentEvent) -> dict[str, Any] | None:
+        """The event of a message, or None for one without data (a keepalive)."""
+        if not message.data:
+            return None
+        event: dict[str, Any] = orjson.loads(message.data)
+        self.last_id = message.id or event.get("id") or self.last_id
+        self.failures = 0
+        if event.get("type") in TERMINAL_EVENT_TYPES:
+            self.done = True
+        return event
+
+    def connection_failed(self) -> float:
+        """Count a dropped connection; the pause before the next one."""
+        self.failures += 1
+        return backoff(self.failures)
+
+
+def read_timeout(deadline: float | None, now: float) -> float:
+    """Seconds a stream read may wait: the silence limit, or less near the deadline."""
+    if deadline is None:
+        return STREAM_SILENCE_S
+    return max(0.001, min(STREAM_SILENCE_S, deadline - now))
+
+
+class DownloadPlan:
+    """Where an artifact's bytes go, and how far an earlier try got.
+
+    The bytes land in `<target>.part`, renamed to `target` once their size and sha256
+    match the artifact's. A partial file left by an earlier try is resumed with
+    `Range` and `If-Range` (RFC 9110 §14.2, §13.1.5): a 206 answer appends to it, a 200
+    (the representation changed, or ranges are not served) starts over.
+    """
+
+    def __init__(self, artifact: Artifact, dest: str | os.PathLike[str]) -> None:
+        self.artifact = artifact
+        dest_path = Path(dest)
+        if dest_path.is_dir():
+            dest_path = dest_path / (Path(artifact.name).name or artifact.id)
+        self.target = dest_path
+        self.partial = dest_path.with_name(dest_path.name + PARTIAL_SUFFIX)
+        size = self.partial.stat().st_size if self.partial.is_file() else 0
+        # A partial as long as the artifact or longer cannot be resumed by a range.
+        self.offset = size if 0 < size < artifact.size_bytes else 0
+
+    def headers(self) -> dict[str, str]:
+        if not self.offset:
+            return {}
+        # The server's strong ETag of an artifact is its sha256, quoted (it never changes).
+        return {"Range": f"bytes={self.offset}-", "If-Range": f'"{self.artifact.sha256}"'}
+
+    def open_mode(self, response: httpx.Response) -> str:
+        """How to open the partial file for this answer: append to it, or start over."""
+        if response.status_code >= 400:
+            raise api_error(response)
+        return "ab" if response.status_code == 206 and self.offset else "wb"
+
+    def finish(self) -> Path:
+        """Check the bytes and move them into place; a mismatch removes them."""
+        size = self.partial.stat().st_size
+        digest = hashlib.sha256()
+        with self.partial.open("rb") as handle:
+            while chunk := handle.read(1024 * 1024):
+                digest.update(chunk)
+        if size != self.artifact.size_bytes or digest.hexdigest() != self.artifact.sha256:
+            self.partial.unlink(missing_ok=True)
+            raise DownloadFailed(
+                f"{self.artifact.name}: got {size} bytes with sha256 {digest.hexdigest()}, "
+                f"expected {self.artifact.size_bytes} bytes with sha256 {self.artifact.sha256}"
+            )
+        self.partial.replace(self.target)
+        return self.target
