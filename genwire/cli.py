@@ -40,6 +40,7 @@ from genwire.config import (
     DEFAULT_WORKERS,
     Settings,
 )
+from genwire.delivery.feeds import FeedHub
 from genwire.locks import DataDirInUse, acquire_server_lock
 
 T = TypeVar("T")
@@ -209,7 +210,7 @@ def serve(
         raise click.UsageError(str(error)) from None
     _configure_logging(log_level)
     try:
-        sock = listening_socket(host, port, settings.stream_send_timeout_s)
+        sock = listening_socket(host, port, settings.peer_timeout_s)
     except OSError as error:
         raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}") from None
     server_lock = None
@@ -220,15 +221,12 @@ def serve(
             raise click.ClickException(str(error)) from None
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{sock.getsockname()[1]}"
+    app = create_app(settings, server_lock=server_lock)
     server = _AnnouncingServer(
-        uvicorn.Config(
-            create_app(settings, server_lock=server_lock),
-            log_level=log_level,
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-        ),
+        uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5),
         f"genwire {__version__} serving on [bold]{url}[/] "
         f"(data: {settings.data_dir}, workers: {workers})",
+        app.state.hub,
     )
     server.run(sockets=[sock])
     if not server.started and not server.should_exit:
@@ -236,16 +234,24 @@ def serve(
 
 
 class _AnnouncingServer(uvicorn.Server):
-    """Says where it serves once the app has started, not before it may fail."""
+    """Says where it serves once the app has started, not before it may fail; ends
+    its streams first when it stops."""
 
-    def __init__(self, config: uvicorn.Config, announcement: str) -> None:
+    def __init__(self, config: uvicorn.Config, announcement: str, hub: FeedHub) -> None:
         super().__init__(config)
         self.announcement = announcement
+        self.hub = hub
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
             console.print(self.announcement)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # End every stream now, so uvicorn's wait for open connections is short and
+        # clients resume at once instead of being cut off after the grace.
+        self.hub.begin_shutdown()
+        await super().shutdown(sockets)
 
 
 @main.command()

@@ -59,6 +59,9 @@ class Settings:
     #: a stream whose client has not taken a write for this long is dropped (it
     #: resumes from its cursor); a slow reader never holds anyone else back
     stream_send_timeout_s: float = 15.0
+    #: the kernel frees a connection whose peer acknowledged nothing for this long
+    #: (a paused <video> stops reading too: this must outlast a pause, not a stream)
+    peer_timeout_s: float = 120.0
     retry_ms: int = 2000  #: the `retry:` an EventSource waits before reconnecting
     webhook_secret: str | None = None  #: `whsec_…`; None: generated once in the data dir
     allow_private_webhooks: bool = False  #: allow targets in private address ranges

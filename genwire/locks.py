@@ -81,3 +81,12 @@ def lock_out_workers(database_path: Path) -> ProcessLock | None:
     None when one runs."""
     probe = workers_lock(database_path)
     return probe if probe.try_acquire() else None
+
+
+def worker_processes_alive(database_path: Path) -> bool:
+    """Whether some `genwire worker` process runs jobs from this SQLite database now."""
+    probe = lock_out_workers(database_path)
+    if probe is None:
+        return True
+    probe.release()
+    return False

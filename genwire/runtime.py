@@ -9,8 +9,14 @@ from pathlib import Path
 
 from genwire.bus import LocalBus
 from genwire.config import Settings
-from genwire.delivery.feeds import FeedHub
-from genwire.locks import ProcessLock, acquire_server_lock, lock_out_workers, workers_lock
+from genwire.delivery.feeds import FeedHub, OthersWriting
+from genwire.locks import (
+    ProcessLock,
+    acquire_server_lock,
+    lock_out_workers,
+    worker_processes_alive,
+    workers_lock,
+)
 from genwire.pipelines import default_registry
 from genwire.pipelines.base import PipelineRegistry
 from genwire.service import JobService
@@ -20,6 +26,20 @@ from genwire.webhooks import WebhookSender
 from genwire.worker import LeaseReaper, WorkerPool, WorkerSettings
 
 log = logging.getLogger("genwire")
+
+
+def _others_writing(settings: Settings) -> OthersWriting | None:
+    """Who else may append events this process's in-process bus never hears of.
+
+    On the embedded SQLite database: `genwire worker` processes, which hold a shared
+    lock beside it. Anywhere else (PostgreSQL): any node, so feeds look again every
+    second while read — until a cross-process bus announces other nodes' events.
+    """
+    url = settings.resolved_database_url
+    if not url.startswith("sqlite:///"):
+        return lambda: True
+    database = Path(url.removeprefix("sqlite:///"))
+    return lambda: worker_processes_alive(database)
 
 
 @dataclass
@@ -66,7 +86,7 @@ class Runtime:
                 ),
             )
         owns = own_data_dir and settings.uses_embedded_database
-        hub = FeedHub(store, service.bus)
+        hub = FeedHub(store, service.bus, others_writing=_others_writing(settings))
         locks = [server_lock] if server_lock else []
         return cls(settings, store, service, pool, hub, owns, locks)
 

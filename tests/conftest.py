@@ -121,8 +121,8 @@ def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 class ThreadedServer:
     """uvicorn serving an app on a free port, in a thread with its own event loop."""
 
-    def __init__(self, app: Any, send_timeout_s: float = Settings.stream_send_timeout_s) -> None:
-        self.sock = listening_socket("127.0.0.1", 0, send_timeout_s)
+    def __init__(self, app: Any, peer_timeout_s: float = Settings.peer_timeout_s) -> None:
+        self.sock = listening_socket("127.0.0.1", 0, peer_timeout_s)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.app = app
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
@@ -151,7 +151,7 @@ def live_server(tmp_path: Path) -> Iterator[Callable[..., ThreadedServer]]:
     def start(registry: PipelineRegistry | None = None, **overrides: Any) -> ThreadedServer:
         settings = Settings(data_dir=tmp_path / f"data{len(servers)}", **overrides)
         app = create_app(settings, registry or test_registry())
-        server = ThreadedServer(app, settings.stream_send_timeout_s).__enter__()
+        server = ThreadedServer(app, settings.peer_timeout_s).__enter__()
         servers.append(server)
         return server
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from httpx_sse import connect_sse
 
 from genwire.models import TERMINAL_EVENT_TYPES, EventType
 from genwire.store import Store
@@ -184,3 +186,49 @@ def test_a_restarted_server_leaves_alone_the_jobs_a_live_worker_process_runs(
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+
+
+def test_a_stream_on_the_server_sees_the_events_a_worker_process_appends(
+    serve_process: Callable[..., ServerProcess],
+) -> None:
+    """Regression: the in-process bus never hears another process's appends, so a
+    stream on `serve --workers 0` waited forever while a `genwire worker` ran the job."""
+    server = serve_process("--workers", "0")
+    database = f"sqlite:///{server.data_dir / 'genwire.db'}"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "genwire", "worker", "--database", database, "--concurrency", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with server.client() as client:
+            job_id = client.post(
+                "/api/jobs",
+                json={"pipeline": "demo.synthetic", "input": {"steps": 8, "step_ms": 50}},
+            ).json()["id"]
+            with connect_sse(client, "GET", f"/api/jobs/{job_id}/events") as source:
+                types = [
+                    json.loads(message.data)["type"]
+                    for message in source.iter_sse()
+                    if message.data
+                ]
+        assert types[-1] == "job-completed"
+        assert types.count("step-progress") == 8
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+def test_sigterm_ends_open_streams_at_once_so_the_server_stops_promptly(
+    serve_process: Callable[..., ServerProcess],
+) -> None:
+    server = serve_process("--workers", "0", "--shutdown-grace", "0")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        with connect_sse(client, "GET", "/api/events") as source:
+            assert source.response.status_code == 200
+            server.process.send_signal(signal.SIGTERM)
+            # The stream ends (the server closes it) instead of hanging until killed.
+            leftover = [message for message in source.iter_sse() if message.data]
+        assert leftover == []
+    assert server.process.wait(timeout=10) in (0, -signal.SIGTERM)
+    assert "Cancel" not in server.log()

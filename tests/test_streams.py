@@ -481,9 +481,11 @@ async def test_a_stream_cut_mid_job_resumes_without_loss_or_duplicate(
 def small_buffer_server(tmp_path: Path) -> Iterator[ThreadedServer]:
     """A live server whose connections have a small send buffer (accepted sockets
     inherit SO_SNDBUF on Linux) and drop a client after 1 s without progress."""
-    settings = Settings(data_dir=tmp_path / "small-buffers", stream_send_timeout_s=1.0)
+    settings = Settings(
+        data_dir=tmp_path / "small-buffers", stream_send_timeout_s=1.0, peer_timeout_s=1.0
+    )
     server = ThreadedServer(
-        create_app(settings, test_pipelines.test_registry()), settings.stream_send_timeout_s
+        create_app(settings, test_pipelines.test_registry()), settings.peer_timeout_s
     )
     server.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
     with server:

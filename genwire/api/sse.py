@@ -90,6 +90,9 @@ class EventStream(Response):
                 task.cancel()
             await asyncio.gather(pump, disconnect, return_exceptions=True)
             await self._frames.aclose()  # type: ignore[attr-defined]
+        if pump.done() and not pump.cancelled() and pump.exception() is not None:
+            # The client sees a cut stream and resumes; the operator should see why.
+            log.error("a stream failed", exc_info=pump.exception())
 
     async def _pump(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
@@ -126,10 +129,10 @@ async def stream_frames(
     loop = asyncio.get_running_loop()
     closes_at = loop.time() + settings.stream_lifetime_s
     async with hub.follow(scope) as follower:
-        while (remaining := closes_at - loop.time()) > 0:
+        while (remaining := closes_at - loop.time()) > 0 and not hub.closing.is_set():
             batch = await follower.next(cursor, min(settings.keepalive_s, remaining))
             if not batch:
-                if loop.time() < closes_at:
+                if loop.time() < closes_at and not hub.closing.is_set():
                     yield keepalive_frame()
                 continue
             yield b"".join(entry.frame for entry in batch)

@@ -74,8 +74,7 @@ async def poll_job(request: Request) -> Response:
     if not (job.status.is_terminal and cursor >= job.last_event_seq):
         async with hub_of(request).follow(Scope(ScopeKind.JOB, job_id)) as follower:
             entries = await follower.next(cursor, wait)
-        if entries:
-            job = await service.get_job(job_id, tenant)
+        job = await service.get_job(job_id, tenant)
     last = entries[-1].seq if entries else cursor
     tail = orjson.dumps(
         {

@@ -1,11 +1,11 @@
-"""What the sync and async clients share: requests built, answers read, the SSE
-resume state and the download plan, as pure code with no I/O of its own."""
+"""What the sync and async clients share: requests built, answers read and the
+download plan, as pure code with no I/O of its own (the state of `events()` is in
+`genwire.client._transports`)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,16 +14,11 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-import orjson
-from httpx_sse import ServerSentEvent
 
 from genwire.client.errors import ApiError, DownloadFailed, error_for
 from genwire.client.types import Artifact
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-#: A stream silent this long is dead (twice the server's default keepalive, SPEC §6).
-STREAM_SILENCE_S = 20.0
-TERMINAL_EVENT_TYPES = frozenset({"job-completed", "job-failed", "job-cancelled"})
 #: Pauses before each resend of a create; resending is safe only under its
 #: Idempotency-Key, which every create carries (SPEC §3).
 CREATE_RETRY_DELAYS_S: tuple[float, ...] = (1.0, 2.0, 4.0)
@@ -163,51 +158,6 @@ def read_json(response: httpx.Response) -> Any:
 
 def should_retry_create(response: httpx.Response) -> bool:
     return response.status_code in RETRYABLE_CREATE_STATUSES
-
-
-def backoff(failures: int) -> float:
-    """1, 2, 4, 8, 16 s (capped), each with ±20 % jitter so clients do not reconnect in step."""
-    if failures == 0:
-        return 0.0
-    base = min(2.0 ** (failures - 1), 16.0)
-    return base * random.uniform(0.8, 1.2)
-
-
-class StreamCursor:
-    """Where a job's event stream stands: the last id seen, so a new connection resumes
-    after it (`Last-Event-ID`, SPEC §4) and no event is yielded twice or lost."""
-
-    def __init__(self, job_id: str, after: str | None) -> None:
-        self.path = f"/api/jobs/{segment(job_id)}/events"
-        self.last_id = after
-        self.failures = 0
-        self.done = False
-
-    def headers(self) -> dict[str, str]:
-        return {"Last-Event-ID": self.last_id} if self.last_id else {}
-
-    def accept(self, message: ServerSentEvent) -> dict[str, Any] | None:
-        """The event of a message, or None for one without data (a keepalive)."""
-        if not message.data:
-            return None
-        event: dict[str, Any] = orjson.loads(message.data)
-        self.last_id = message.id or event.get("id") or self.last_id
-        self.failures = 0
-        if event.get("type") in TERMINAL_EVENT_TYPES:
-            self.done = True
-        return event
-
-    def connection_failed(self) -> float:
-        """Count a dropped connection; the pause before the next one."""
-        self.failures += 1
-        return backoff(self.failures)
-
-
-def read_timeout(deadline: float | None, now: float) -> float:
-    """Seconds a stream read may wait: the silence limit, or less near the deadline."""
-    if deadline is None:
-        return STREAM_SILENCE_S
-    return max(0.001, min(STREAM_SILENCE_S, deadline - now))
 
 
 class DownloadPlan:

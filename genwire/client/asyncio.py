@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
-from httpx_sse import SSEError, aconnect_sse
+from httpx_sse import aconnect_sse
 
 from genwire.client import _protocol as protocol
 from genwire.client._protocol import Call
-from genwire.client.errors import Timeout, TransportFailed
+from genwire.client._transports import RETRYABLE, EventFeed, StreamPolicy, Transport
+from genwire.client._transports import failure as _failure
+from genwire.client.errors import TransportFailed
 from genwire.client.types import Artifact, Job, JobPage, Pipeline, Project
 
 __all__ = ["AsyncClient"]
@@ -33,8 +34,25 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         create_retry_delays: Sequence[float] = protocol.CREATE_RETRY_DELAYS_S,
         event_hooks: Mapping[str, list[Any]] | None = None,
+        keepalive_s: float = 10.0,
+        backoff_base_s: float = 1.0,
+        sse_failures_before_fallback: int = 3,
+        sse_retry_s: float = 60.0,
+        long_poll_wait_s: float = 25.0,
+        poll_interval_s: float = 2.0,
     ) -> None:
+        """`keepalive_s` is the server's keepalive (a stream silent twice as long is
+        dead); the other keywords tune `events()`'s backoff and fallback (see
+        `genwire.client._transports.StreamPolicy`)."""
         self.server = protocol.server_url(server)
+        self.stream_policy = StreamPolicy(
+            keepalive_s=keepalive_s,
+            backoff_base_s=backoff_base_s,
+            failures_before_fallback=sse_failures_before_fallback,
+            sse_retry_s=sse_retry_s,
+            long_poll_wait_s=long_poll_wait_s,
+            poll_interval_s=poll_interval_s,
+        )
         self.create_retry_delays = tuple(create_retry_delays)
         self._http = httpx.AsyncClient(
             base_url=self.server,
@@ -121,37 +139,69 @@ class AsyncClient:
     ) -> AsyncIterator[dict[str, Any]]:
         """The job's events, each once, in order, until its terminal event; see
         `Client.events`."""
-        cursor = protocol.StreamCursor(job_id, after)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            read_s = protocol.read_timeout(deadline, time.monotonic())
+        feed = EventFeed(job_id, after, self.stream_policy, timeout, segment=protocol.segment)
+        while not feed.done:
+            transport = feed.begin()
             try:
-                async with aconnect_sse(
-                    self._http,
-                    "GET",
-                    cursor.path,
-                    headers=cursor.headers(),
-                    timeout=httpx.Timeout(30.0, read=read_s),
-                ) as source:
-                    response = source.response
-                    if response.status_code == 204:
-                        return
-                    if response.status_code >= 400:
-                        await response.aread()
-                        raise protocol.api_error(response)
-                    async for message in source.aiter_sse():
-                        event = cursor.accept(message)
-                        if event is None:
-                            continue
+                if transport is Transport.SSE:
+                    async for event in self._sse_attempt(feed):
                         yield event
-                        if cursor.done:
-                            return
-                pause = protocol.backoff(cursor.failures)
-            except (httpx.TransportError, SSEError):
-                pause = cursor.connection_failed()
-            if deadline is not None and deadline - time.monotonic() <= pause:
-                raise Timeout(f"job {job_id}: no terminal event within {timeout} s")
+                else:
+                    if transport is Transport.LONG_POLL:
+                        events = await self._poll_attempt(feed, feed.long_poll_wait())
+                    else:
+                        events = await self._snapshot_attempt(feed)
+                    for event in events:
+                        yield event
+            except RETRYABLE as error:
+                if isinstance(error, httpx.TimeoutException):
+                    feed.check_deadline()
+                pause = feed.failed()
+            else:
+                if feed.done:
+                    return
+                pause = feed.succeeded()
             await asyncio.sleep(pause)
+
+    async def _sse_attempt(self, feed: EventFeed) -> AsyncIterator[dict[str, Any]]:
+        async with aconnect_sse(
+            self._http,
+            "GET",
+            feed.sse_path(),
+            headers=feed.sse_headers(),
+            timeout=httpx.Timeout(feed.request_timeout(), read=feed.sse_read_timeout()),
+        ) as source:
+            response = source.response
+            if response.status_code == 204:
+                feed.finished()
+                return
+            if response.status_code >= 400:
+                await response.aread()
+                raise _failure(response)
+            async for message in source.aiter_sse():
+                event = feed.sse_event(message)
+                if event is not None:
+                    yield event
+                    if feed.done:
+                        return
+
+    async def _poll_attempt(self, feed: EventFeed, wait: float) -> Sequence[dict[str, Any]]:
+        response = await self._http.get(
+            feed.poll_path(),
+            params=feed.poll_params(wait),
+            timeout=httpx.Timeout(feed.request_timeout(), read=feed.long_poll_read_timeout(wait)),
+        )
+        if response.status_code >= 400:
+            raise _failure(response)
+        return feed.poll_events(response.json())
+
+    async def _snapshot_attempt(self, feed: EventFeed) -> Sequence[dict[str, Any]]:
+        response = await self._http.get(feed.snapshot_path(), timeout=feed.request_timeout())
+        if response.status_code >= 400:
+            raise _failure(response)
+        if feed.snapshot_has_news(response.json()):
+            return await self._poll_attempt(feed, 0.0)
+        return []
 
     async def wait(self, job_id: str, timeout: float) -> Job:
         """The job once it has ended; `Timeout` after `timeout` s."""

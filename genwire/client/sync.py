@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from httpx_sse import SSEError, connect_sse
+from httpx_sse import connect_sse
 
 from genwire.client import _protocol as protocol
 from genwire.client._protocol import DEFAULT_URL, Call
-from genwire.client.errors import Timeout, TransportFailed
+from genwire.client._transports import RETRYABLE, EventFeed, StreamPolicy, Transport
+from genwire.client._transports import failure as _failure
+from genwire.client.errors import TransportFailed
 from genwire.client.types import Artifact, Job, JobPage, Pipeline, Project
 
 __all__ = ["DEFAULT_URL", "Client"]
@@ -32,8 +34,25 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         create_retry_delays: Sequence[float] = protocol.CREATE_RETRY_DELAYS_S,
         event_hooks: Mapping[str, list[Any]] | None = None,
+        keepalive_s: float = 10.0,
+        backoff_base_s: float = 1.0,
+        sse_failures_before_fallback: int = 3,
+        sse_retry_s: float = 60.0,
+        long_poll_wait_s: float = 25.0,
+        poll_interval_s: float = 2.0,
     ) -> None:
+        """`keepalive_s` is the server's keepalive (a stream silent twice as long is
+        dead); the other keywords tune `events()`'s backoff and fallback (see
+        `genwire.client._transports.StreamPolicy`)."""
         self.server = protocol.server_url(server)
+        self.stream_policy = StreamPolicy(
+            keepalive_s=keepalive_s,
+            backoff_base_s=backoff_base_s,
+            failures_before_fallback=sse_failures_before_fallback,
+            sse_retry_s=sse_retry_s,
+            long_poll_wait_s=long_poll_wait_s,
+            poll_interval_s=poll_interval_s,
+        )
         self.create_retry_delays = tuple(create_retry_delays)
         self._http = httpx.Client(
             base_url=self.server,
@@ -122,42 +141,71 @@ class Client:
         self, job_id: str, after: str | None = None, *, timeout: float | None = None
     ) -> Iterator[dict[str, Any]]:
         """The job's events after `after` (all of them by default), each once, in
-        order, until its terminal event. A dropped stream is resumed from the last
-        id received, after 1, 2, 4 … 16 s (with jitter), so no event is lost.
-        With `timeout`, raises `Timeout` when the terminal event has not come by then."""
-        cursor = protocol.StreamCursor(job_id, after)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            read_s = protocol.read_timeout(deadline, time.monotonic())
+        order, until its terminal event. SSE, resumed from the last id after 1, 2, 4 …
+        16 s (with jitter); a stream silent for twice the keepalive is dead; when SSE
+        keeps failing it falls back to long-poll, then to polling, and tries SSE again
+        later. With `timeout`, raises `Timeout` when the terminal event has not come."""
+        feed = self._feed(job_id, after, timeout)
+        while not feed.done:
+            transport = feed.begin()
             try:
-                with connect_sse(
-                    self._http,
-                    "GET",
-                    cursor.path,
-                    headers=cursor.headers(),
-                    timeout=httpx.Timeout(30.0, read=read_s),
-                ) as source:
-                    response = source.response
-                    if response.status_code == 204:
-                        return
-                    if response.status_code >= 400:
-                        response.read()
-                        raise protocol.api_error(response)
-                    for message in source.iter_sse():
-                        event = cursor.accept(message)
-                        if event is None:
-                            continue
-                        yield event
-                        if cursor.done:
-                            return
-                pause = protocol.backoff(cursor.failures)
-            except (httpx.TransportError, SSEError):
-                pause = cursor.connection_failed()
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= pause:
-                    raise Timeout(f"job {job_id}: no terminal event within {timeout} s")
+                if transport is Transport.SSE:
+                    yield from self._sse_attempt(feed)
+                elif transport is Transport.LONG_POLL:
+                    yield from self._poll_attempt(feed, feed.long_poll_wait())
+                else:
+                    yield from self._snapshot_attempt(feed)
+            except RETRYABLE as error:
+                if isinstance(error, httpx.TimeoutException):
+                    feed.check_deadline()
+                pause = feed.failed()
+            else:
+                if feed.done:
+                    return
+                pause = feed.succeeded()
             time.sleep(pause)
+
+    def _feed(self, job_id: str, after: str | None, timeout: float | None) -> EventFeed:
+        return EventFeed(job_id, after, self.stream_policy, timeout, segment=protocol.segment)
+
+    def _sse_attempt(self, feed: EventFeed) -> Iterator[dict[str, Any]]:
+        with connect_sse(
+            self._http,
+            "GET",
+            feed.sse_path(),
+            headers=feed.sse_headers(),
+            timeout=httpx.Timeout(feed.request_timeout(), read=feed.sse_read_timeout()),
+        ) as source:
+            response = source.response
+            if response.status_code == 204:
+                feed.finished()
+                return
+            if response.status_code >= 400:
+                response.read()
+                raise _failure(response)
+            for message in source.iter_sse():
+                event = feed.sse_event(message)
+                if event is not None:
+                    yield event
+                    if feed.done:
+                        return
+
+    def _poll_attempt(self, feed: EventFeed, wait: float) -> Iterator[dict[str, Any]]:
+        response = self._http.get(
+            feed.poll_path(),
+            params=feed.poll_params(wait),
+            timeout=httpx.Timeout(feed.request_timeout(), read=feed.long_poll_read_timeout(wait)),
+        )
+        if response.status_code >= 400:
+            raise _failure(response)
+        yield from feed.poll_events(response.json())
+
+    def _snapshot_attempt(self, feed: EventFeed) -> Iterator[dict[str, Any]]:
+        response = self._http.get(feed.snapshot_path(), timeout=feed.request_timeout())
+        if response.status_code >= 400:
+            raise _failure(response)
+        if feed.snapshot_has_news(response.json()):
+            yield from self._poll_attempt(feed, 0.0)
 
     def wait(self, job_id: str, timeout: float) -> Job:
         """The job once it has ended, following its events; `Timeout` after `timeout` s."""

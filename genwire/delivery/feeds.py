@@ -13,9 +13,9 @@ import asyncio
 import bisect
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
-from genwire.bus import Bus, topics
+from genwire.bus import Bus, Subscription, topics
 from genwire.delivery.entries import LogEntry, Scope, ScopeKind
 from genwire.store import Store
 
@@ -25,6 +25,11 @@ WINDOW = 2048  #: events a feed keeps in memory
 READ_LIMIT = 500  #: events read from the store at once
 LINGER_S = 10.0  #: an unused feed stays this long, for readers that reconnect
 RETRY_S = 1.0  #: pause after a failed read of the store
+RECHECK_S = 1.0  #: how often a feed looks for writes the bus cannot announce
+
+#: Whether another process may be writing events this process's bus never hears of
+#: (asked each RECHECK_S while a feed has readers; see `FeedHub`).
+OthersWriting = Callable[[], bool]
 
 
 def topic_of(scope: Scope) -> str:
@@ -43,10 +48,13 @@ class Feed:
     past it — so a reader at or past `floor` can be served from memory alone.
     """
 
-    def __init__(self, scope: Scope, store: Store, bus: Bus) -> None:
+    def __init__(
+        self, scope: Scope, store: Store, bus: Bus, others_writing: OthersWriting | None
+    ) -> None:
         self.scope = scope
         self._store = store
         self._bus = bus
+        self._others_writing = others_writing
         self._entries: list[LogEntry] = []
         self._seqs: list[int] = []
         self.floor: int | None = None  #: None until the feed has found where it starts
@@ -63,6 +71,16 @@ class Feed:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._tail(), name=f"genwire-feed-{self.scope.key}")
+        self._task.add_done_callback(self._report_death)
+
+    @property
+    def dead(self) -> bool:
+        """The tail stopped (it never should while in use): the hub replaces the feed."""
+        return self._task is not None and self._task.done()
+
+    def _report_death(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the feed of %s stopped", self.scope, exc_info=task.exception())
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -96,7 +114,17 @@ class Feed:
                     self._signal()
                     if len(batch) == READ_LIMIT:
                         continue
-                await woken.wait(None)
+                await self._until_news(woken)
+
+    async def _until_news(self, woken: Subscription) -> None:
+        """Wait for the bus; where another process may write events this process's bus
+        never hears of, also look again every RECHECK_S (one indexed read per scope)."""
+        if self._others_writing is None:
+            await woken.wait(None)
+            return
+        while not await woken.wait(RECHECK_S):
+            if await asyncio.to_thread(self._others_writing):
+                return
 
     def _keep(self, batch: list[LogEntry]) -> None:
         self._entries.extend(batch)
@@ -116,9 +144,10 @@ class Feed:
 class Follower:
     """One reader's position in a scope: what is new since its cursor."""
 
-    def __init__(self, feed: Feed, store: Store) -> None:
+    def __init__(self, feed: Feed, store: Store, closing: asyncio.Event) -> None:
         self._feed = feed
         self._store = store
+        self._closing = closing
         #: where to look in the feed; it can run ahead of the caller's cursor when
         #: the store proved that the scope has no event in between
         self._search_from: int | None = None
@@ -142,7 +171,7 @@ class Follower:
                 return batch
             self._search_from = search_from
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or self._closing.is_set():
                 return []
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
@@ -152,9 +181,20 @@ class Follower:
 class FeedHub:
     """The feeds of this process, by scope, shared by every reader of a scope."""
 
-    def __init__(self, store: Store, bus: Bus, linger_s: float = LINGER_S) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        linger_s: float = LINGER_S,
+        others_writing: OthersWriting | None = None,
+    ) -> None:
+        """`others_writing`: None when every writer of the database announces on
+        `bus`; else asked, while a feed has readers, whether to look again."""
         self._store = store
         self._bus = bus
+        self._others_writing = others_writing
+        #: set when the server begins to shut down: streams end at once
+        self.closing = asyncio.Event()
         self._linger_s = linger_s
         self._feeds: dict[Scope, Feed] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -166,14 +206,14 @@ class FeedHub:
     @contextlib.asynccontextmanager
     async def follow(self, scope: Scope) -> AsyncIterator[Follower]:
         feed = self._feeds.get(scope)
-        if feed is None:
-            feed = self._feeds[scope] = Feed(scope, self._store, self._bus)
+        if feed is None or feed.dead:
+            feed = self._feeds[scope] = Feed(scope, self._store, self._bus, self._others_writing)
             feed.start()
             self._ensure_sweeper()
         feed.readers += 1
         feed.idle_since = None
         try:
-            yield Follower(feed, self._store)
+            yield Follower(feed, self._store, self.closing)
         finally:
             feed.readers -= 1
             if feed.readers == 0:
@@ -193,7 +233,14 @@ class FeedHub:
                     del self._feeds[scope]
                     await feed.stop()
 
+    def begin_shutdown(self) -> None:
+        """Let every stream end now (the server is stopping; clients resume elsewhere)."""
+        self.closing.set()
+        for feed in self._feeds.values():
+            feed._signal()
+
     async def close(self) -> None:
+        self.begin_shutdown()
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
