@@ -4,6 +4,7 @@ pipelines), the service on a real SQLite file, and a fresh PostgreSQL database."
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import socket
@@ -34,6 +35,8 @@ from tests.pipelines import test_registry
 POSTGRES_URL = os.environ.get(
     "GENWIRE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+#: The secret every node of a shared-database test deployment signs webhooks with.
+SHARED_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"genwire-test-secret-32-bytes-ok!").decode()
 #: CI sets this so that a missing PostgreSQL fails the run instead of skipping.
 REQUIRE_SERVICES = os.environ.get("GENWIRE_REQUIRE_SERVICES") == "1"
 
@@ -149,6 +152,9 @@ def live_server(tmp_path: Path) -> Iterator[Callable[..., ThreadedServer]]:
     servers: list[ThreadedServer] = []
 
     def start(registry: PipelineRegistry | None = None, **overrides: Any) -> ThreadedServer:
+        if overrides.get("database_url"):
+            # A shared database needs one webhook secret for every node.
+            overrides.setdefault("webhook_secret", SHARED_WEBHOOK_SECRET)
         settings = Settings(data_dir=tmp_path / f"data{len(servers)}", **overrides)
         app = create_app(settings, registry or test_registry())
         server = ThreadedServer(app, settings.peer_timeout_s).__enter__()

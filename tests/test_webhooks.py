@@ -32,9 +32,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from genwire.api import create_app
+from genwire.bus import LocalBus
 from genwire.config import WEBHOOK_RETRY_SCHEDULE_S, Settings
 from genwire.models import JsonObject, utc_now
 from genwire.service import CreateJob, JobService
+from genwire.store import Store
 from genwire.store.deliveries import DeliveryRecord, DeliveryStatus, claim_due, deliveries_of_job
 from genwire.webhooks.sender import JITTER, SenderSettings, WebhookSender, retry_delay
 from genwire.webhooks.signing import generate_secret, load_or_create_secret, secret_key, sign
@@ -563,3 +565,24 @@ def test_private_ranges_are_told_from_public_ones(host: str, public: bool) -> No
     address = literal_address(host)
     assert address is not None
     assert is_public(address) is public
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::a00:1", "64:ff9b:1::a00:1", "2002:a00:1::", "::a00:1", "::ffff:0:a00:1"],
+)
+def test_ipv6_forms_that_carry_a_private_ipv4_address_are_not_public(address: str) -> None:
+    """Regression: only ::ffff:a.b.c.d was unwrapped, so NAT64, 6to4 and
+    IPv4-compatible forms of 10.0.0.1 passed as public."""
+    assert not is_public(ipaddress.ip_address(address))
+
+
+def test_a_node_of_a_shared_database_refuses_to_sign_with_a_secret_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """Regression: each node generated its own secret, so receivers rejected the
+    deliveries of all but one node until they failed for good."""
+    settings = Settings(data_dir=tmp_path, database_url="postgresql://postgres@127.0.0.1/none")
+
+    with pytest.raises(ValueError, match="GENWIRE_WEBHOOK_SECRET"):
+        WebhookSender.from_settings(Store(settings.resolved_database_url), LocalBus(), settings)

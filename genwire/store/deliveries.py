@@ -89,14 +89,22 @@ def insert_delivery(
     )
 
 
-def claim_due(tx: WriteTx, now: datetime, lease_until: datetime, limit: int) -> list[Delivery]:
+def claim_due(
+    tx: WriteTx,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    in_flight: Collection[str] = (),
+) -> list[Delivery]:
     """Take up to `limit` due deliveries, oldest due first, by pushing their next
     attempt to `lease_until`: a sender that dies mid-send leaves them due again then.
+    `in_flight`: deliveries this sender is still sending, whose lease may have run
+    out while the attempt is being recorded; never claimed twice.
 
     Write transactions are serialised (see WriteTx), so no two senders claim one row.
     """
     table = webhook_deliveries
-    found = _connection_of(tx).execute(
+    query = (
         sa.select(table.c.id, table.c.url, table.c.payload, table.c.attempts)
         .where(
             table.c.status == DeliveryStatus.PENDING.value,
@@ -105,7 +113,9 @@ def claim_due(tx: WriteTx, now: datetime, lease_until: datetime, limit: int) -> 
         .order_by(table.c.next_attempt_at, table.c.id)
         .limit(limit)
     )
-    claimed = [Delivery(*row) for row in found]
+    if in_flight:
+        query = query.where(table.c.id.not_in(list(in_flight)))
+    claimed = [Delivery(*row) for row in _connection_of(tx).execute(query)]
     if claimed:
         _connection_of(tx).execute(
             sa.update(table)

@@ -118,7 +118,12 @@ class WebhookSender:
                 (settings.data_dir / "webhook-secret").resolve(),
             )
             if not settings.uses_embedded_database:
-                log.warning("every node must sign alike: set GENWIRE_WEBHOOK_SECRET on each")
+                # Nodes with secrets of their own would sign alike only by chance:
+                # receivers would reject some deliveries until they failed for good.
+                raise ValueError(
+                    "with a shared database every node must sign webhooks alike: "
+                    "set GENWIRE_WEBHOOK_SECRET (the same whsec_… secret) on each node"
+                )
         return cls(
             store,
             bus,
@@ -169,8 +174,10 @@ class WebhookSender:
         now = utc_now()
         lease_until = now + timedelta(seconds=self.settings.timeout_s + LEASE_MARGIN_S)
 
+        in_flight = set(self._in_flight)
+
         def claim(tx: WriteTx) -> list[Delivery]:
-            return claim_due(tx, now, lease_until, free)
+            return claim_due(tx, now, lease_until, free, in_flight)
 
         claimed, _ = await self._store.write(claim)
         for delivery in claimed:
@@ -187,8 +194,9 @@ class WebhookSender:
         self._in_flight[delivery.id] = task
         task.add_done_callback(partial(self._sent, delivery.id))
 
-    def _sent(self, delivery_id: str, _task: asyncio.Task[None]) -> None:
-        self._in_flight.pop(delivery_id, None)
+    def _sent(self, delivery_id: str, task: asyncio.Task[None]) -> None:
+        if self._in_flight.get(delivery_id) is task:
+            del self._in_flight[delivery_id]
         if self._wake is not None:
             self._wake.notify()
 

@@ -30,11 +30,26 @@ class RefusedTarget(Exception):
     """The target is in a private address range: never called, not retried."""
 
 
+#: IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, SIIT,
+#: IPv4-compatible): what they reach is that IPv4 address.
+_EMBEDS_IPV4_LOW32 = (
+    ipaddress.IPv6Network("64:ff9b::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),
+    ipaddress.IPv6Network("::/96"),
+)
+
+
 def is_public(address: IpAddress) -> bool:
     """False for loopback, private, link-local, multicast, reserved and unspecified
-    addresses, also when wrapped in IPv6 (::ffff:10.0.0.1)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    addresses, also when an IPv6 address carries one (::ffff:10.0.0.1, NAT64
+    64:ff9b::a00:1, 6to4 2002:a00:1::, ::a00:1)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and any(address in network for network in _EMBEDS_IPV4_LOW32):
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return is_public(embedded)
     return address.is_global and not address.is_multicast
 
 
