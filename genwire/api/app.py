@@ -79,5 +79,4 @@ def create_app(
     app.state.projects = ProjectService(runtime.service)
     app.state.pool = runtime.pool
     app.state.hub = runtime.hub
-    app.state.runtime = runtime
     return app

@@ -68,6 +68,3 @@ class LocalFanout:
                     followers.discard(subscription)
                     if not followers:
                         del self._by_topic[topic]
-
-    def subscriber_count(self) -> int:
-        return sum(len(followers) for followers in self._by_topic.values())

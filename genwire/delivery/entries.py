@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 from genwire.models import EventType, format_event_id
@@ -31,7 +31,6 @@ class LogEntry:
     type: EventType
     job_id: str | None
     stored: str  #: the payload JSON object as appended (without "id")
-    _cache: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     @property
     def id(self) -> str:

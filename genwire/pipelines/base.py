@@ -255,6 +255,3 @@ class PipelineRegistry:
 
     def __iter__(self) -> Any:
         return iter(sorted(self._pipelines.values(), key=lambda item: item.name))
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._pipelines
