@@ -19,14 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import resource
-import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from bench._report import describe_machine, percentile_ms, print_table
+from bench._server import running_server
 
 
 @dataclass
@@ -82,39 +77,6 @@ async def _subscribe(
                             return
     finally:
         writer.close()
-
-
-def _start_server(data_dir: Path, keepalive: float) -> tuple[subprocess.Popen[bytes], str]:
-    log = data_dir / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "genwire",
-                "serve",
-                "--port",
-                "0",
-                "--workers",
-                "1",
-                "--data-dir",
-                str(data_dir),
-                "--log-level",
-                "warning",
-                "--keepalive",
-                str(keepalive),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        match = re.search(r"serving on (http://\S+)", log.read_text())
-        if match:
-            return process, match.group(1)
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(log.read_text())
 
 
 def _rss_kib(pid: int) -> int:
@@ -200,28 +162,16 @@ async def main() -> None:
     print(f"sse_fanout; {describe_machine()}")
     rows = []
     for count in args.subscribers:
-        async with _server(keepalive=5.0) as (url, _):
+        async with running_server(keepalive=5.0, extra=["--workers", "1"]) as (url, _):
             rows.append(await measure_latency(url, count, args.events, args.step_ms))
     print_table(["subscribers", "events", "received", "p50 ms", "p99 ms", "deliveries/s"], rows)
     if args.idle:
         print()
-        async with _server(keepalive=5.0) as (url, pid):
+        async with running_server(keepalive=5.0, extra=["--workers", "1"]) as (url, pid):
             idle = await measure_idle(url, pid, args.idle, args.hold)
         print_table(
             ["idle streams", "RSS before MiB", "RSS after MiB", "KiB/stream", "keepalives"], [idle]
         )
-
-
-@asynccontextmanager
-async def _server(keepalive: float) -> AsyncIterator[tuple[str, int]]:
-    """A fresh `genwire serve` per measurement, so one run's memory is not the next's."""
-    with tempfile.TemporaryDirectory(prefix="genwire-bench-") as folder:
-        process, url = _start_server(Path(folder), keepalive)
-        try:
-            yield url, process.pid
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
 
 
 if __name__ == "__main__":
