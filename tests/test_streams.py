@@ -796,6 +796,57 @@ async def test_a_tenant_never_sees_another_tenants_events(live_server: LiveServe
     assert seen_by_bob == bob_jobs
 
 
+async def poll_all(client: httpx.AsyncClient, after: str | None, wait: float) -> dict[str, Any]:
+    response = await client.get("/api/poll", params={"after": after or "", "wait": str(wait)})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_the_tenant_long_poll_pages_every_job_on_the_stream_cursor(
+    live_server: LiveServer,
+) -> None:
+    async with asyncio.timeout(60), client_of(live_server()) as client:
+        job_ids = [
+            await finished_job(client, "demo.synthetic", steps=5, step_ms=1) for _ in range(3)
+        ]
+        over_sse = await read_events(client, "/api/events", until=lambda events: len(events) == 7)
+        polled: list[Event] = []
+        cursor: str | None = over_sse[-1].id
+        while True:
+            answer = await poll_all(client, cursor, wait=0)
+            if not answer["events"]:
+                break
+            polled += [Event.of(data) for data in answer["events"]]
+            cursor = answer["last_event_id"]
+            assert cursor == polled[-1].id
+        per_job = [await all_events(client, job_id) for job_id in job_ids]
+
+    merged = sorted((event for events in per_job for event in events), key=lambda e: int(e.id))
+    assert over_sse + polled == merged
+    assert answer == {"events": [], "last_event_id": merged[-1].id}
+
+
+async def test_the_tenant_long_poll_answers_when_any_job_changes(live_server: LiveServer) -> None:
+    server = live_server(api_keys={"k1": "alice", "k2": "bob"})
+    async with (
+        asyncio.timeout(60),
+        client_of(server, "k1") as alice,
+        client_of(server, "k2") as bob,
+    ):
+        waiting = asyncio.create_task(poll_all(alice, None, wait=30))
+        await eventually(lambda: hub_readers(server) == 1, "the long-poll is waiting")
+        await finished_job(bob, "demo.synthetic", steps=1, step_ms=1)
+        job_id = await create_job(alice, "demo.synthetic", steps=1, step_ms=1)
+        answer = await waiting
+        async with client_of(server) as anonymous:
+            assert_problem(await anonymous.get("/api/poll?wait=0"), 401)
+
+    assert answer["events"]
+    assert {event["job_id"] for event in answer["events"]} == {job_id}
+    assert answer["last_event_id"] == answer["events"][-1]["id"]
+
+
 # Bad cursors
 
 
@@ -820,6 +871,8 @@ async def test_bad_cursors_and_waits_are_400_problems(live_server: LiveServer) -
             (poll_path, {}, {"wait": "x"}),
             (poll_path, {}, {"wait": "-1"}),
             (poll_path, {}, {"wait": "nan"}),
+            ("/api/poll", {}, {"after": "abc"}),
+            ("/api/poll", {}, {"wait": "61"}),
         ]
         for path, headers, params in requests:
             assert_problem(await client.get(path, headers=headers, params=params), 400)

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 
-from genwire.api import files, health, jobs, projects, streams, webhooks
+from genwire.api import files, health, jobs, projects, streams, web, webhooks
 from genwire.api.problems import ProblemResponse, handle_genwire_error
 from genwire.config import Settings
 from genwire.errors import GenwireError
@@ -56,6 +56,7 @@ def create_app(
     app = Starlette(
         routes=[
             *health.routes,
+            *web.routes,
             Mount(
                 "/api",
                 routes=[

@@ -1,4 +1,4 @@
-"""The delivery routes of SPEC §3/§4: job and tenant SSE streams, long-poll."""
+"""The delivery routes of SPEC §3/§4: job, project and tenant SSE streams, long-poll."""
 
 from __future__ import annotations
 
@@ -69,20 +69,32 @@ async def poll_job(request: Request) -> Response:
     tenant = tenant_of(request)
     job = await service.get_job(job_id, tenant)
     cursor = parse_cursor(request.query_params.get("after", "").strip(), "after")
-    wait = _wait_param(request)
     entries: list[LogEntry] = []
     if not (job.status.is_terminal and cursor >= job.last_event_seq):
-        async with hub_of(request).follow(Scope(ScopeKind.JOB, job_id)) as follower:
-            entries = await follower.next(cursor, wait)
+        entries = await _next_entries(request, Scope(ScopeKind.JOB, job_id), cursor)
         job = await service.get_job(job_id, tenant)
     last = entries[-1].seq if entries else cursor
-    tail = orjson.dumps(
-        {
-            "last_event_id": format_event_id(last) if last else None,
-            "status": job.status.value,
-            "done": job.status.is_terminal and last >= job.last_event_seq,
-        }
-    )
+    done = job.status.is_terminal and last >= job.last_event_seq
+    return _poll_answer(entries, last, {"status": job.status.value, "done": done})
+
+
+async def poll_tenant(request: Request) -> Response:
+    """`GET /api/poll?after=ID&wait=S`: long-poll over the events of every job the
+    caller can see, on the same cursor as `/api/events` (a page whose stream a proxy
+    blocks keeps one request open, not one per job)."""
+    cursor = parse_cursor(request.query_params.get("after", "").strip(), "after")
+    entries = await _next_entries(request, Scope(ScopeKind.TENANT, tenant_of(request)), cursor)
+    return _poll_answer(entries, entries[-1].seq if entries else cursor, {})
+
+
+async def _next_entries(request: Request, scope: Scope, cursor: int) -> list[LogEntry]:
+    wait = _wait_param(request)
+    async with hub_of(request).follow(scope) as follower:
+        return await follower.next(cursor, wait)
+
+
+def _poll_answer(entries: list[LogEntry], last: int, extra: dict[str, object]) -> Response:
+    tail = orjson.dumps({"last_event_id": format_event_id(last) if last else None, **extra})
     # The events go out as stored, encoded once; only the envelope is built here.
     events = ",".join(entry.json for entry in entries).encode()
     body = b'{"events":[' + events + b"]," + tail[1:]
@@ -111,4 +123,5 @@ routes = [
     Route("/jobs/{job_id}/poll", poll_job, methods=["GET"]),
     Route("/projects/{project_id}/events", project_events, methods=["GET"]),
     Route("/events", tenant_events, methods=["GET"]),
+    Route("/poll", poll_tenant, methods=["GET"]),
 ]

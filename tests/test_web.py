@@ -1,0 +1,39 @@
+"""The page and its scripts as served by a real server (the browser tests drive them)."""
+
+from __future__ import annotations
+
+import httpx
+
+
+def test_the_page_is_served_at_the_root_and_loads_its_module(http: httpx.Client) -> None:
+    page = http.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["cache-control"] == "no-cache"
+    assert '<script type="module" src="/ui/app.js">' in page.text
+    assert 'id="connection"' in page.text
+
+
+def test_scripts_are_javascript_modules_revalidated_on_every_load(http: httpx.Client) -> None:
+    for name in ("genwire.js", "app.js"):
+        script = http.get(f"/ui/{name}")
+        assert script.status_code == 200
+        assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+        assert script.headers["cache-control"] == "no-cache"
+        assert "export" in script.text or "import" in script.text
+        again = http.get(f"/ui/{name}", headers={"If-None-Match": script.headers["etag"]})
+        assert again.status_code == 304
+    assert http.get("/ui/app.css").headers["content-type"].startswith("text/css")
+
+
+def test_files_outside_the_web_folder_are_not_served(http: httpx.Client) -> None:
+    for path in ("/ui/../api/web.py", "/ui/%2e%2e/api/web.py", "/ui/missing.js", "/index.html"):
+        answer = http.get(path)
+        assert answer.status_code == 404, path
+        assert "starlette" not in answer.text.lower()
+
+
+def test_the_api_keeps_answering_problems_beside_the_page(http: httpx.Client) -> None:
+    answer = http.get("/api/nothing-here")
+    assert answer.status_code == 404
+    assert answer.headers["content-type"] == "application/problem+json"
