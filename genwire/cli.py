@@ -175,6 +175,12 @@ def main() -> None:
 )
 @click.option("--insecure", is_flag=True, help="Allow listening beyond loopback with no API key.")
 @click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="An origin whose pages may call the API (repeat; env GENWIRE_CORS_ORIGINS, comma-separated).",
+)
+@click.option(
     "--log-level",
     default="info",
     show_default=True,
@@ -188,6 +194,7 @@ def serve(
     workers: int,
     keepalive: float,
     insecure: bool,
+    cors_origins: tuple[str, ...],
     log_level: str,
     **options: Any,
 ) -> None:
@@ -202,6 +209,8 @@ def serve(
         keepalive_s=keepalive,
         api_keys=Settings.from_env().api_keys,
         insecure=insecure,
+        cors_origins=tuple(origin.rstrip("/") for origin in cors_origins)
+        or Settings.from_env().cors_origins,
         **_worker_settings(options),
     )
     try:

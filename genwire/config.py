@@ -67,6 +67,8 @@ class Settings:
     allow_private_webhooks: bool = False  #: allow targets in private address ranges
     webhook_timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT_S
     webhook_retry_schedule_s: tuple[float, ...] = WEBHOOK_RETRY_SCHEDULE_S
+    #: origins whose pages may call the API and read its streams (CORS); none by default
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -76,6 +78,7 @@ class Settings:
             api_keys=parse_api_keys(os.environ.get("GENWIRE_API_KEYS")),
             webhook_secret=os.environ.get("GENWIRE_WEBHOOK_SECRET") or None,
             allow_private_webhooks=os.environ.get("GENWIRE_ALLOW_PRIVATE_WEBHOOKS") == "1",
+            cors_origins=parse_origins(os.environ.get("GENWIRE_CORS_ORIGINS")),
         )
 
     @property
@@ -93,3 +96,8 @@ class Settings:
                 f"refusing to listen on {self.host} with no API key configured: "
                 "set GENWIRE_API_KEYS, bind 127.0.0.1, or pass --insecure"
             )
+
+
+def parse_origins(raw: str | None) -> tuple[str, ...]:
+    """`https://app.example,https://other.example` → the origins, without a final slash."""
+    return tuple(origin.strip().rstrip("/") for origin in (raw or "").split(",") if origin.strip())

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
+
+from tests.conftest import ThreadedServer
 
 
 def test_the_page_is_served_at_the_root_and_loads_its_module(http: httpx.Client) -> None:
@@ -37,3 +41,39 @@ def test_the_api_keeps_answering_problems_beside_the_page(http: httpx.Client) ->
     answer = http.get("/api/nothing-here")
     assert answer.status_code == 404
     assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_listed_origins_may_call_the_api_and_others_may_not(
+    live_server: Callable[..., ThreadedServer],
+) -> None:
+    server = live_server(cors_origins=("https://app.example",))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        preflight = client.options(
+            "/api/jobs",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "idempotency-key, content-type",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        assert "idempotency-key" in preflight.headers["access-control-allow-headers"].lower()
+
+        created = client.post(
+            "/api/jobs",
+            json={"pipeline": "demo.synthetic", "input": {"steps": 1, "step_ms": 1}},
+            headers={"Origin": "https://app.example"},
+        )
+        assert created.status_code == 201
+        assert created.headers["access-control-allow-origin"] == "https://app.example"
+        assert "location" in created.headers["access-control-expose-headers"].lower()
+
+        stranger = client.get("/api/pipelines", headers={"Origin": "https://evil.example"})
+        assert stranger.status_code == 200
+        assert "access-control-allow-origin" not in stranger.headers
+
+
+def test_no_origin_is_allowed_unless_configured(http: httpx.Client) -> None:
+    answer = http.get("/api/pipelines", headers={"Origin": "https://app.example"})
+    assert "access-control-allow-origin" not in answer.headers

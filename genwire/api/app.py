@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
@@ -33,6 +35,34 @@ async def _http_error(request: Request, error: Exception) -> Response:
 async def _unexpected_error(request: Request, error: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return ProblemResponse(500, "internal-error", "Internal server error")
+
+
+def _cors(origins: tuple[str, ...]) -> list[Middleware]:
+    """Pages on these origins may use the API with `genwire.js` (docs/BROWSER.md)."""
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Idempotency-Key",
+                "Last-Event-ID",
+                "Prefer",
+            ],
+            expose_headers=[
+                "Location",
+                "Retry-After",
+                "ETag",
+                "Content-Range",
+                "Preference-Applied",
+            ],
+            max_age=600,
+        )
+    ]
 
 
 def create_app(
@@ -73,6 +103,7 @@ def create_app(
             HTTPException: _http_error,
             Exception: _unexpected_error,
         },
+        middleware=_cors(settings.cors_origins),
         lifespan=lifespan,
     )
     app.state.settings = settings
