@@ -22,6 +22,7 @@ from genwire.pipelines.base import PipelineRegistry
 from genwire.service import JobService
 from genwire.storage import LocalStorage
 from genwire.store import Store
+from genwire.tokens import StreamTokens
 from genwire.webhooks import WebhookSender
 from genwire.worker import LeaseReaper, WorkerPool, WorkerSettings
 
@@ -53,6 +54,7 @@ class Runtime:
     locks: list[ProcessLock] = field(default_factory=list)
     reaper: LeaseReaper | None = None
     webhooks: WebhookSender | None = None
+    stream_tokens: StreamTokens | None = None
 
     @classmethod
     def build(
@@ -108,6 +110,7 @@ class Runtime:
         await self.service.bus.start()
         # Every node sends: deliveries queued anywhere go out while any node runs.
         self.webhooks = WebhookSender.from_settings(self.store, self.service.bus, self.settings)
+        self.stream_tokens = StreamTokens(self.webhooks.settings.key)
         self.webhooks.start()
         if self.owns_data_dir and database is not None:
             await self._recover_orphans(database)

@@ -78,6 +78,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start()
+        app.state.stream_tokens = runtime.stream_tokens
         try:
             yield
         finally:

@@ -25,6 +25,7 @@ from genwire.api.requests import (
     tenant_of,
 )
 from genwire.api.responses import JsonResponse
+from genwire.api.tokens import job_snapshot
 from genwire.errors import BadRequest, FieldError, InvalidInput
 from genwire.models import EventType, JobStatus
 from genwire.service import CreateJob
@@ -183,13 +184,15 @@ async def create_job(request: Request) -> Response:
     if wait is not None:
         job = await service.wait_until_ended(job.id, wait)
         headers["Preference-Applied"] = f"wait={wait}"
-    return JsonResponse(job.to_json(), status_code=201 if created else 200, headers=headers)
+    return JsonResponse(
+        job_snapshot(request, job), status_code=201 if created else 200, headers=headers
+    )
 
 
 async def get_job(request: Request) -> Response:
     tenant = tenant_of(request)
     job = await service_of(request).get_job(path_id(request, "job_id", "job"), tenant)
-    return JsonResponse(job.to_json())
+    return JsonResponse(job_snapshot(request, job))
 
 
 async def list_jobs(request: Request) -> Response:
@@ -212,7 +215,10 @@ async def list_jobs(request: Request) -> Response:
         cursor=cursor,
     )
     return JsonResponse(
-        {"items": [job.to_json() for job in page.items], "next_cursor": page.next_cursor}
+        {
+            "items": [job_snapshot(request, job) for job in page.items],
+            "next_cursor": page.next_cursor,
+        }
     )
 
 
@@ -220,7 +226,7 @@ async def cancel_job(request: Request) -> Response:
     tenant = tenant_of(request)
     job_id = path_id(request, "job_id", "job")
     job = await service_of(request).request_cancel(job_id, tenant)
-    return JsonResponse(job.to_json(), status_code=202)
+    return JsonResponse(job_snapshot(request, job), status_code=202)
 
 
 routes = [

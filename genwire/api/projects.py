@@ -12,9 +12,12 @@ from starlette.routing import Route
 from genwire.api.jobs import _webhook_problems, idempotency_key_of, parse_create
 from genwire.api.requests import path_id, projects_of, read_json_object, settings_of, tenant_of
 from genwire.api.responses import JsonResponse
+from genwire.api.tokens import job_snapshot
 from genwire.errors import FieldError, InvalidInput
+from genwire.models import JsonObject
 from genwire.projects import MAX_CLIPS, CreateProject, project_snapshot
 from genwire.service import CreateJob
+from genwire.store.projects import ProjectView
 from genwire.webhooks import refuse_private_webhook
 
 MAX_PROJECT_NAME_LENGTH = 200
@@ -78,7 +81,7 @@ async def create_project(request: Request) -> Response:
     refuse_private_webhook(create.webhook, settings_of(request).allow_private_webhooks)
     view, created = await projects_of(request).create_project(tenant, create, key)
     return JsonResponse(
-        project_snapshot(view),
+        _snapshot(request, view),
         status_code=201 if created else 200,
         headers={"Location": f"/api/projects/{view.project.id}"},
     )
@@ -88,14 +91,14 @@ async def get_project(request: Request) -> Response:
     tenant = tenant_of(request)
     project_id = path_id(request, "project_id", "prj")
     view = await projects_of(request).get_project(project_id, tenant)
-    return JsonResponse(project_snapshot(view))
+    return JsonResponse(_snapshot(request, view))
 
 
 async def cancel_project(request: Request) -> Response:
     tenant = tenant_of(request)
     project_id = path_id(request, "project_id", "prj")
     view = await projects_of(request).cancel_project(project_id, tenant)
-    return JsonResponse(project_snapshot(view), status_code=202)
+    return JsonResponse(_snapshot(request, view), status_code=202)
 
 
 routes = [
@@ -103,3 +106,8 @@ routes = [
     Route("/projects/{project_id}", get_project, methods=["GET"]),
     Route("/projects/{project_id}/cancel", cancel_project, methods=["POST"]),
 ]
+
+
+def _snapshot(request: Request, view: ProjectView) -> JsonObject:
+    """The project, each clip with its tokened stream URLs (see `api.tokens`)."""
+    return {**project_snapshot(view), "jobs": [job_snapshot(request, clip) for clip in view.clips]}

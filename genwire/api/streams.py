@@ -9,6 +9,7 @@ from starlette.routing import Route
 
 from genwire.api.requests import path_id, projects_of, service_of, settings_of, tenant_of
 from genwire.api.sse import event_stream, hub_of, parse_cursor, resume_cursor, stream_frames
+from genwire.api.tokens import job_reader_tenant
 from genwire.delivery.entries import LogEntry, Scope, ScopeKind
 from genwire.errors import BadRequest
 from genwire.models import TERMINAL_EVENT_TYPES, EventType, format_event_id
@@ -20,7 +21,7 @@ DEFAULT_POLL_WAIT_S = 30.0
 async def job_events(request: Request) -> Response:
     """`GET /api/jobs/{id}/events`: the job's stream; it ends after the terminal event."""
     job_id = path_id(request, "job_id", "job")
-    job = await service_of(request).get_job(job_id, tenant_of(request))
+    job = await service_of(request).get_job(job_id, await job_reader_tenant(request, job_id))
     cursor = resume_cursor(request)
     if job.status.is_terminal and cursor >= job.last_event_seq:
         # Nothing will ever follow: 204 tells an EventSource to stop reconnecting.
@@ -66,7 +67,7 @@ async def poll_job(request: Request) -> Response:
     are any, else as soon as one comes or after S seconds (SPEC §3, §4.7)."""
     job_id = path_id(request, "job_id", "job")
     service = service_of(request)
-    tenant = tenant_of(request)
+    tenant = await job_reader_tenant(request, job_id)
     job = await service.get_job(job_id, tenant)
     cursor = parse_cursor(request.query_params.get("after", "").strip(), "after")
     entries: list[LogEntry] = []

@@ -1,0 +1,50 @@
+"""Stream tokens (SPEC §8): a browser can follow one job without holding the API key.
+
+A token is read-only, for one job only, and it expires. It is
+`<expiry>.<signature>`: an HMAC over the job id, its tenant and the expiry. The key
+is derived from the webhook secret, which every node of a shared database already
+holds alike, so a token made on one node is accepted on any other.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Callable
+
+from genwire.errors import Unauthorized
+
+TOKEN_TTL_S = 24 * 3600  #: long enough for the longest job and a day of reloads
+_CONTEXT = b"genwire stream token v1"
+
+
+class StreamTokens:
+    def __init__(
+        self, webhook_key: bytes, ttl_s: float = TOKEN_TTL_S, clock: Callable[[], float] = time.time
+    ) -> None:
+        # A key of its own: a token never doubles as a webhook signature.
+        self._key = hmac.new(webhook_key, _CONTEXT, hashlib.sha256).digest()
+        self._ttl_s = ttl_s
+        self._clock = clock
+
+    def issue(self, job_id: str, tenant: str) -> str:
+        expiry = int(self._clock() + self._ttl_s)
+        return f"{expiry}.{self._sign(job_id, tenant, expiry)}"
+
+    def check(self, job_id: str, tenant: str, token: str) -> None:
+        """Raises `Unauthorized` unless `token` was issued for this job and is current."""
+        expiry_text, _, signature = token.partition(".")
+        if not expiry_text.isdigit() or len(expiry_text) > 12:
+            raise Unauthorized("the stream token is malformed")
+        expiry = int(expiry_text)
+        if not hmac.compare_digest(signature, self._sign(job_id, tenant, expiry)):
+            raise Unauthorized("the stream token is not valid for this job")
+        if expiry < self._clock():
+            raise Unauthorized("the stream token has expired: read the job again for a new one")
+
+    def _sign(self, job_id: str, tenant: str, expiry: int) -> str:
+        message = f"{job_id}\n{tenant}\n{expiry}".encode()
+        digest = hmac.new(self._key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest[:24]).decode()

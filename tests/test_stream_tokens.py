@@ -1,0 +1,103 @@
+"""Stream tokens (SPEC §8): a job's stream without the API key, for that job only,
+read-only, until the token expires."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from genwire.errors import Unauthorized
+from genwire.tokens import StreamTokens
+from tests.conftest import ThreadedServer
+
+KEY = b"k" * 32
+SYNTHETIC = {"pipeline": "demo.synthetic", "input": {"steps": 3, "step_ms": 1}}
+
+
+def test_a_token_is_good_for_its_own_job_and_tenant_until_it_expires() -> None:
+    now = [1_000_000.0]
+    tokens = StreamTokens(KEY, ttl_s=60, clock=lambda: now[0])
+    token = tokens.issue("job_a", "alice")
+    tokens.check("job_a", "alice", token)
+
+    for job_id, tenant, text in [
+        ("job_b", "alice", token),
+        ("job_a", "bob", token),
+        ("job_a", "alice", token[:-2] + "xx"),
+        ("job_a", "alice", f"{int(now[0]) + 10**6}.{token.partition('.')[2]}"),
+        ("job_a", "alice", "garbage"),
+        ("job_a", "alice", ""),
+    ]:
+        with pytest.raises(Unauthorized):
+            tokens.check(job_id, tenant, text)
+
+    now[0] += 61
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.check("job_a", "alice", token)
+
+
+def test_tokens_of_another_key_are_refused() -> None:
+    token = StreamTokens(b"x" * 32).issue("job_a", "alice")
+    with pytest.raises(Unauthorized):
+        StreamTokens(KEY).check("job_a", "alice", token)
+
+
+def test_a_browser_follows_a_job_with_its_token_and_nothing_else(
+    live_server: Callable[..., ThreadedServer],
+) -> None:
+    server = live_server(api_keys={"k1": "alice", "k2": "bob"})
+    with (
+        httpx.Client(
+            base_url=server.url, timeout=30, headers={"Authorization": "Bearer k1"}
+        ) as alice,
+        httpx.Client(base_url=server.url, timeout=30) as browser,
+    ):
+        job = alice.post("/api/jobs", json=SYNTHETIC, headers={"Prefer": "wait=20"}).json()
+        other = alice.post("/api/jobs", json=SYNTHETIC).json()
+        events_url = job["urls"]["events"]
+        assert "?token=" in events_url
+        assert "?token=" in job["urls"]["poll"]
+
+        stream = browser.get(events_url)
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        assert "event: job-completed" in stream.text
+        polled = browser.get(job["urls"]["poll"] + "&wait=0").json()
+        assert polled["done"] is True
+        assert polled["events"][-1]["type"] == "job-completed"
+
+        token = events_url.partition("?token=")[2]
+        refused = [
+            browser.get(f"/api/jobs/{other['id']}/events", params={"token": token}),
+            browser.get(f"/api/jobs/{job['id']}", params={"token": token}),
+            browser.post(f"/api/jobs/{job['id']}/cancel", params={"token": token}),
+            browser.get("/api/events", params={"token": token}),
+            browser.get(events_url.replace(token, token[:-3] + "abc")),
+        ]
+        for answer in refused:
+            assert answer.status_code == 401, answer.request.url
+            assert answer.headers["content-type"] == "application/problem+json"
+
+        # Another tenant's key does not turn into access through someone's token.
+        bobs = browser.get(events_url, headers={"Authorization": "Bearer k2"})
+        assert bobs.status_code == 404
+
+
+def test_without_api_keys_urls_carry_no_token(http: httpx.Client) -> None:
+    job = http.post("/api/jobs", json=SYNTHETIC).json()
+    assert job["urls"]["events"] == f"/api/jobs/{job['id']}/events"
+    project = http.post("/api/projects", json={"clips": [SYNTHETIC]}).json()
+    assert "?token=" not in project["jobs"][0]["urls"]["events"]
+
+
+def test_clips_of_a_project_carry_tokens_too(live_server: Callable[..., ThreadedServer]) -> None:
+    server = live_server(api_keys={"k1": "alice"})
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        headers = {"Authorization": "Bearer k1"}
+        project = client.post("/api/projects", json={"clips": [SYNTHETIC]}, headers=headers).json()
+        clip = project["jobs"][0]
+        answer = client.get(clip["urls"]["poll"] + "&wait=0")
+        assert answer.status_code == 200
+        assert all(event["job_id"] == clip["id"] for event in answer.json()["events"])
