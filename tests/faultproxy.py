@@ -1,13 +1,13 @@
-"""A fault-injecting TCP proxy for the client's tests: it forwards 127.0.0.1 connections
-to a real server and, per new connection and chosen by the request's target, passes
-the answer through, cuts it after N bytes, stalls it without closing, answers
-`502 Bad Gateway` itself, or holds the whole answer back until upstream closes (a
-buffering proxy).
+"""A fault-injecting TCP proxy for the tests of the clients, the doctor and the web
+page: it forwards 127.0.0.1 connections to a real server and, per new connection and
+chosen by the request's target, passes the answer through, cuts it after N bytes,
+stalls it without closing, answers `502 Bad Gateway` itself, or holds the whole answer
+back until upstream closes (a buffering proxy).
 
-Each forwarded request is sent upstream with `Connection: close`, so one connection
-carries one request and every request is matched against the rules. The proxy runs
-in its own thread with its own event loop; rules can be changed while it runs (they
-apply to the connections opened afterwards).
+Each forwarded request, its body included, is sent upstream with `Connection: close`,
+so one connection carries one request and every request is matched against the rules.
+The proxy runs in its own thread with its own event loop; rules can be changed while it
+runs (they apply to the connections opened afterwards).
 """
 
 from __future__ import annotations
@@ -127,14 +127,21 @@ class FaultProxy:
             )
             upstream.write(_with_connection_close(head))
             await upstream.drain()
-            # The client closing its side ends everything (the requests carry no body).
-            client_gone = asyncio.ensure_future(reader.read())
+            # The request's body follows its head upstream; the client closing its side
+            # ends everything.
+            client_gone = asyncio.ensure_future(_forward_body(reader, upstream))
             relay = asyncio.ensure_future(self._relay(seen, fault, up_reader, writer))
-            await asyncio.wait({client_gone, relay}, return_when=asyncio.FIRST_COMPLETED)
-            for pending in (client_gone, relay):
-                pending.cancel()
-            await asyncio.gather(client_gone, relay, return_exceptions=True)
+            try:
+                await asyncio.wait({client_gone, relay}, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # the proxy stopping cancels this task too: its helpers go with it
+                for pending in (client_gone, relay):
+                    pending.cancel()
+                await asyncio.gather(client_gone, relay, return_exceptions=True)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            # The proxy is stopping. Ending quietly, because Python 3.11's start_server
+            # logs a handler that ends cancelled as an error in a callback.
             pass
         finally:
             for stream in (writer, upstream):
@@ -177,6 +184,14 @@ class FaultProxy:
         if fault.mode == "stall":
             await asyncio.Event().wait()  # hold the connection open, forwarding nothing
         # "cut": returning closes both connections mid-answer.
+
+
+async def _forward_body(client: asyncio.StreamReader, upstream: asyncio.StreamWriter) -> None:
+    """Pass on whatever the client sends after the head (a body, by Content-Length or
+    chunked) until it closes its side."""
+    while chunk := await client.read(65536):
+        upstream.write(chunk)
+        await upstream.drain()
 
 
 def _with_connection_close(head: bytes) -> bytes:

@@ -3,18 +3,15 @@ a proxy refusing the event streams, and against nothing at all."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from genwire.cli import main
-from genwire.client import Client, GenwireError, Job
-from genwire.doctor import Check, Doctor, run_checks
+from genwire.doctor import Check, run_checks
 from tests.conftest import ThreadedServer
 from tests.faultproxy import Fault, FaultProxy
 
@@ -25,22 +22,9 @@ def server(live_server: Callable[..., ThreadedServer]) -> ThreadedServer:
 
 
 @pytest.fixture
-def proxy(server: ThreadedServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
-    """A FaultProxy in front of the server. It forwards no request bodies, so the
-    doctor's creates and cancels go to the server directly; every GET (health, the
-    streams, long-poll, downloads) goes through the proxy."""
-    direct = Client(server.url)
-
-    def submit(self: Doctor, input: dict[str, Any]) -> Job:
-        return direct.submit("demo.synthetic", input)
-
-    def cancel(self: Doctor, job_id: str) -> None:
-        with contextlib.suppress(GenwireError):
-            direct.cancel(job_id)
-
-    monkeypatch.setattr(Doctor, "submit", submit)
-    monkeypatch.setattr(Doctor, "cancel", cancel)
-    with direct, FaultProxy(server.url) as running:
+def proxy(server: ThreadedServer) -> Iterator[FaultProxy]:
+    """A FaultProxy in front of the server: every request of the doctor goes through it."""
+    with FaultProxy(server.url) as running:
         yield running
 
 

@@ -208,6 +208,13 @@ class JobView {
   }
 
   applySnapshot(snapshot) {
+    if (snapshot.last_event_id && eventSeq(snapshot.last_event_id) < this.seq) {
+      // An answer older than the events already shown (a cancel's 202 that the
+      // stream's job-cancelled overtook): it must not undo them.
+      this.cancelRequested = this.cancelRequested || snapshot.cancel_requested;
+      this.render();
+      return;
+    }
     this.status = snapshot.status;
     this.phase = snapshot.phase;
     this.progressValue = snapshot.progress;
