@@ -474,6 +474,46 @@ async def test_a_stream_cut_mid_job_resumes_without_loss_or_duplicate(
     assert full[-1].type == "job-completed"
 
 
+# Caught-up streams
+
+
+def direct_sinks(server: ThreadedServer) -> int:
+    """Streams the feeds write to themselves (see `genwire.api.direct`)."""
+    while True:
+        with contextlib.suppress(RuntimeError):
+            feeds = list(server.app.state.hub._feeds.values())
+            return sum(len(feed.sinks) for feed in feeds)
+
+
+async def test_caught_up_streams_are_written_by_their_feed_and_end_with_the_job(
+    live_server: LiveServer,
+) -> None:
+    server = live_server()
+    async with asyncio.timeout(60), client_of(server) as client:
+        job_id, _ = await idle_running_job(client)
+        path = f"/api/jobs/{job_id}/events"
+        streams = [await RawStream.open(server.url, path) for _ in range(3)]
+        tenant = await RawStream.open(server.url, "/api/events")
+        try:
+            await eventually(lambda: direct_sinks(server) == 4, "4 streams caught up")
+            await cancel(client, job_id)
+            received = []
+            for stream in streams:
+                events = []
+                while (event := await stream.next_event()) is not None:
+                    events.append(event)
+                received.append(events)
+            await eventually(lambda: direct_sinks(server) == 1, "the job streams detached")
+        finally:
+            for stream in [*streams, tenant]:
+                await stream.close()
+        await eventually(lambda: direct_sinks(server) == 0, "the tenant stream detached")
+        full = await all_events(client, job_id)
+
+    assert all(events == full for events in received)
+    assert full[-1].type == "job-cancelled"
+
+
 # Slow subscribers
 
 

@@ -13,8 +13,10 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
+from starlette.types import Receive, Scope, Send
 
 from genwire.api import files, health, jobs, projects, streams, web, webhooks
+from genwire.api.direct import CYCLE_KEY
 from genwire.api.problems import ProblemResponse, handle_genwire_error
 from genwire.config import Settings
 from genwire.errors import GenwireError
@@ -35,6 +37,18 @@ async def _http_error(request: Request, error: Exception) -> Response:
 async def _unexpected_error(request: Request, error: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return ProblemResponse(500, "internal-error", "Internal server error")
+
+
+class GenwireApp(Starlette):
+    """Starlette, noting uvicorn's request cycle in the scope: caught-up SSE streams
+    write to its transport directly (`genwire.api.direct`)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            cycle = getattr(send, "__self__", None)
+            if cycle is not None and hasattr(cycle, "transport"):
+                scope[CYCLE_KEY] = cycle
+        await super().__call__(scope, receive, send)
 
 
 def _cors(origins: tuple[str, ...]) -> list[Middleware]:
@@ -70,7 +84,7 @@ def create_app(
     registry: PipelineRegistry | None = None,
     *,
     server_lock: ProcessLock | None = None,
-) -> Starlette:
+) -> GenwireApp:
     """The app; its lifespan starts and stops the runtime. `server_lock`: the data
     dir's lock, when the caller took it already (to refuse early, with a message)."""
     runtime = Runtime.build(settings, registry, server_lock=server_lock)
@@ -84,7 +98,7 @@ def create_app(
         finally:
             await runtime.stop()
 
-    app = Starlette(
+    app = GenwireApp(
         routes=[
             *health.routes,
             *web.routes,

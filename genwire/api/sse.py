@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Collection
-from datetime import UTC, datetime
+from collections.abc import Collection
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from genwire.api.direct import DROPPED, DirectSink, direct_transport, keepalive_frame
 from genwire.api.requests import settings_of
 from genwire.config import Settings
 from genwire.delivery.entries import Scope as EventScope
@@ -67,21 +68,22 @@ def parse_cursor(raw: str, name: str) -> int:
     return int(raw)
 
 
-def keepalive_frame() -> bytes:
-    return f": keepalive {datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}\n\n".encode()
-
-
 class EventStream(Response):
-    """An SSE response that owns its sending: bounded writes, prompt disconnects."""
+    """An SSE response that owns its sending: bounded writes, prompt disconnects.
 
-    def __init__(self, frames: AsyncIterator[bytes], send_timeout_s: float) -> None:
-        self._frames = frames
-        self._send_timeout_s = send_timeout_s
+    It replays the events after its cursor through ASGI `send`. Once it has caught
+    up, and the server lets it write to the connection itself (uvicorn's httptools
+    protocol, chunked HTTP/1.1), it attaches a `DirectSink` to the feed and only
+    waits: the feed writes each new batch to every sink, encoded once.
+    """
+
+    def __init__(self, plan: StreamPlan) -> None:
+        self._plan = plan
         self.status_code = 200
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pump = asyncio.create_task(self._pump(send))
+        pump = asyncio.create_task(self._pump(scope, send))
         disconnect = asyncio.create_task(_until_disconnect(receive))
         try:
             await asyncio.wait({pump, disconnect}, return_when=asyncio.FIRST_COMPLETED)
@@ -89,23 +91,65 @@ class EventStream(Response):
             for task in (pump, disconnect):
                 task.cancel()
             await asyncio.gather(pump, disconnect, return_exceptions=True)
-            await self._frames.aclose()  # type: ignore[attr-defined]
         if pump.done() and not pump.cancelled() and pump.exception() is not None:
             # The client sees a cut stream and resumes; the operator should see why.
             log.error("a stream failed", exc_info=pump.exception())
 
-    async def _pump(self, send: Send) -> None:
+    async def _pump(self, scope: Scope, send: Send) -> None:
+        plan = self._plan
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        async for chunk in self._frames:
-            try:
-                async with asyncio.timeout(self._send_timeout_s):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except TimeoutError:
-                # A reader that takes nothing for this long is dropped; it resumes
-                # from its cursor. Returning without ending the body closes the socket.
-                log.info("dropped a stream whose client stopped reading")
-                return
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        transport = direct_transport(scope)
+        if not await self._send(send, f"retry: {plan.settings.retry_ms}\n\n".encode()):
+            return
+        loop = asyncio.get_running_loop()
+        closes_at = loop.time() + plan.settings.stream_lifetime_s
+        cursor = plan.cursor
+        hub = plan.hub
+        async with hub.follow(plan.scope) as follower:
+            while (remaining := closes_at - loop.time()) > 0 and not hub.closing.is_set():
+                if transport is not None:
+                    sink = DirectSink(
+                        transport,
+                        cursor,
+                        ends_with=plan.ends_with,
+                        keepalive_s=plan.settings.keepalive_s,
+                        send_timeout_s=plan.settings.stream_send_timeout_s,
+                        closes_at=closes_at,
+                        now=loop.time(),
+                    )
+                    if hub.attach(follower, sink, cursor):
+                        try:
+                            reason = await sink.done
+                        finally:
+                            follower.feed.detach(sink)
+                        if reason == DROPPED:
+                            return
+                        break
+                batch = await follower.next(cursor, min(plan.settings.keepalive_s, remaining))
+                if not batch:
+                    idle = loop.time() < closes_at and not hub.closing.is_set()
+                    if idle and not await self._send(send, keepalive_frame()):
+                        return
+                    continue
+                if not await self._send(send, b"".join(entry.frame for entry in batch)):
+                    return
+                cursor = batch[-1].seq
+                if any(entry.type in plan.ends_with for entry in batch):
+                    break
+        if not await self._send(send, b"", more_body=False) and transport is not None:
+            transport.abort()
+
+    async def _send(self, send: Send, chunk: bytes, *, more_body: bool = True) -> bool:
+        """Send through ASGI; False when the client took nothing for the send time-out.
+        Such a reader is dropped (returning without ending the body closes the
+        socket) and resumes from its cursor."""
+        try:
+            async with asyncio.timeout(self._plan.settings.stream_send_timeout_s):
+                await send({"type": "http.response.body", "body": chunk, "more_body": more_body})
+        except TimeoutError:
+            log.info("dropped a stream whose client stopped reading")
+            return False
+        return True
 
 
 async def _until_disconnect(receive: Receive) -> None:
@@ -115,31 +159,19 @@ async def _until_disconnect(receive: Receive) -> None:
             return
 
 
-async def stream_frames(
-    hub: FeedHub,
-    settings: Settings,
-    scope: EventScope,
-    cursor: int,
-    *,
-    ends_with: Collection[EventType] = (),
-) -> AsyncIterator[bytes]:
-    """The frames of one stream from `cursor`: replay, live tail, keepalives; it
-    ends after an event of a type in `ends_with` (the last of its scope)."""
-    yield f"retry: {settings.retry_ms}\n\n".encode()
-    loop = asyncio.get_running_loop()
-    closes_at = loop.time() + settings.stream_lifetime_s
-    async with hub.follow(scope) as follower:
-        while (remaining := closes_at - loop.time()) > 0 and not hub.closing.is_set():
-            batch = await follower.next(cursor, min(settings.keepalive_s, remaining))
-            if not batch:
-                if loop.time() < closes_at and not hub.closing.is_set():
-                    yield keepalive_frame()
-                continue
-            yield b"".join(entry.frame for entry in batch)
-            cursor = batch[-1].seq
-            if any(entry.type in ends_with for entry in batch):
-                return
+@dataclass(frozen=True)
+class StreamPlan:
+    """What one stream carries: a scope from a cursor, ending after an event of a
+    type in `ends_with` (the last of its scope), if any."""
+
+    hub: FeedHub
+    settings: Settings
+    scope: EventScope
+    cursor: int
+    ends_with: Collection[EventType] = ()
 
 
-def event_stream(request: Request, frames: AsyncIterator[bytes]) -> EventStream:
-    return EventStream(frames, settings_of(request).stream_send_timeout_s)
+def event_stream(
+    request: Request, scope: EventScope, cursor: int, *, ends_with: Collection[EventType] = ()
+) -> EventStream:
+    return EventStream(StreamPlan(hub_of(request), settings_of(request), scope, cursor, ends_with))

@@ -7,8 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from genwire.api.requests import path_id, projects_of, service_of, settings_of, tenant_of
-from genwire.api.sse import event_stream, hub_of, parse_cursor, resume_cursor, stream_frames
+from genwire.api.requests import path_id, projects_of, service_of, tenant_of
+from genwire.api.sse import event_stream, hub_of, parse_cursor, resume_cursor
 from genwire.api.tokens import job_reader_tenant
 from genwire.delivery.entries import LogEntry, Scope, ScopeKind
 from genwire.errors import BadRequest
@@ -26,14 +26,9 @@ async def job_events(request: Request) -> Response:
     if job.status.is_terminal and cursor >= job.last_event_seq:
         # Nothing will ever follow: 204 tells an EventSource to stop reconnecting.
         return Response(status_code=204)
-    frames = stream_frames(
-        hub_of(request),
-        settings_of(request),
-        Scope(ScopeKind.JOB, job_id),
-        cursor,
-        ends_with=TERMINAL_EVENT_TYPES,
+    return event_stream(
+        request, Scope(ScopeKind.JOB, job_id), cursor, ends_with=TERMINAL_EVENT_TYPES
     )
-    return event_stream(request, frames)
 
 
 async def project_events(request: Request) -> Response:
@@ -45,21 +40,18 @@ async def project_events(request: Request) -> Response:
     last_seq = max([view.project.last_event_seq, *(clip.last_event_seq for clip in view.clips)])
     if view.project.completed_at is not None and cursor >= last_seq:
         return Response(status_code=204)
-    frames = stream_frames(
-        hub_of(request),
-        settings_of(request),
+    return event_stream(
+        request,
         Scope(ScopeKind.PROJECT, project_id),
         cursor,
         ends_with={EventType.PROJECT_COMPLETED},
     )
-    return event_stream(request, frames)
 
 
 async def tenant_events(request: Request) -> Response:
     """`GET /api/events`: every event of every job the caller can see, one cursor."""
     scope = Scope(ScopeKind.TENANT, tenant_of(request))
-    frames = stream_frames(hub_of(request), settings_of(request), scope, resume_cursor(request))
-    return event_stream(request, frames)
+    return event_stream(request, scope, resume_cursor(request))
 
 
 async def poll_job(request: Request) -> Response:

@@ -5,6 +5,10 @@ new events once and keeps the latest of them in memory, encoded once. Every stre
 and long-poll of that scope reads from the feed at its own cursor; a cursor older
 than the feed's window reads the store instead, so a slow or late reader never
 holds anything back and nothing is ever dropped for it.
+
+A stream that has caught up can attach a *sink* instead of waiting for news: the
+feed then hands each new batch to every sink itself, in the same step that reads it,
+with no task woken per subscriber (`LiveBatch` caches the encoding they share).
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import asyncio
 import bisect
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
+from typing import Protocol
 
 from genwire.bus import Bus, Subscription, topics
 from genwire.delivery.entries import LogEntry, Scope, ScopeKind
+from genwire.models import EventType
 from genwire.store import Store
 
 log = logging.getLogger("genwire.delivery")
@@ -26,10 +32,52 @@ READ_LIMIT = 500  #: events read from the store at once
 LINGER_S = 10.0  #: an unused feed stays this long, for readers that reconnect
 RETRY_S = 1.0  #: pause after a failed read of the store
 RECHECK_S = 1.0  #: how often a feed looks for writes the bus cannot announce
+SINK_TICK_S = 0.25  #: how often sinks are ticked (keepalive and time-out precision)
 
 #: Whether another process may be writing events this process's bus never hears of
 #: (asked each RECHECK_S while a feed has readers; see `FeedHub`).
 OthersWriting = Callable[[], bool]
+
+
+class LiveBatch:
+    """Events a feed has just read, as its sinks need them: encoded once for all."""
+
+    __slots__ = ("cache", "entries", "first_seq", "last_seq")
+
+    def __init__(self, entries: list[LogEntry]) -> None:
+        self.entries = entries
+        self.first_seq = entries[0].seq
+        self.last_seq = entries[-1].seq
+        #: encodings of the whole batch, by the sink kind that made them
+        self.cache: dict[str, bytes] = {}
+
+    def after(self, cursor: int) -> list[LogEntry]:
+        """The entries a sink at `cursor` has not had (all of them, nearly always)."""
+        if cursor < self.first_seq:
+            return self.entries
+        return [entry for entry in self.entries if entry.seq > cursor]
+
+    def end_of(self, ends_with: Collection[EventType]) -> int | None:
+        """The seq of the first entry whose type ends a stream, if any."""
+        if not ends_with:
+            return None
+        for entry in self.entries:
+            if entry.type in ends_with:
+                return entry.seq
+        return None
+
+
+class Sink(Protocol):
+    """A caught-up reader that the feed writes to directly (see `Feed.attach`)."""
+
+    def deliver(self, batch: LiveBatch) -> None:
+        """Take the batch at once, without waiting: the feed's other sinks are next."""
+
+    def tick(self, now: float) -> None:
+        """Called about every `SINK_TICK_S`: keepalives, lifetime, a stuck reader."""
+
+    def end(self, reason: str) -> None:
+        """The feed is going away (shutdown, or it failed): finish; the client resumes."""
 
 
 def topic_of(scope: Scope) -> str:
@@ -63,6 +111,7 @@ class Feed:
         self.readers = 0
         self._task: asyncio.Task[None] | None = None
         self.idle_since: float | None = None
+        self.sinks: set[Sink] = set()
 
     @property
     def changed(self) -> asyncio.Event:
@@ -86,6 +135,18 @@ class Feed:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+    def attach(self, sink: Sink, cursor: int) -> bool:
+        """Hand the events after `cursor` to `sink` from now on, if `cursor` has
+        caught up with the feed (else False: read `since(cursor)` first). No event
+        can fall between: checking and attaching happen in one step of the loop."""
+        if self.dead or self.since(cursor) != []:
+            return False
+        self.sinks.add(sink)
+        return True
+
+    def detach(self, sink: Sink) -> None:
+        self.sinks.discard(sink)
 
     def since(self, cursor: int) -> list[LogEntry] | None:
         """The events after `cursor`; None when the cursor is older than the window."""
@@ -112,6 +173,7 @@ class Feed:
                 if batch:
                     self._keep(batch)
                     self._signal()
+                    self._fan_out(batch)
                     if len(batch) == READ_LIMIT:
                         continue
                 await self._until_news(woken)
@@ -136,6 +198,18 @@ class Feed:
             del self._entries[:excess]
             del self._seqs[:excess]
 
+    def _fan_out(self, batch: list[LogEntry]) -> None:
+        if not self.sinks:
+            return
+        live = LiveBatch(batch)
+        for sink in list(self.sinks):  # a sink may detach itself as it takes the batch
+            try:
+                sink.deliver(live)
+            except Exception:
+                log.exception("a sink of %s failed; it ends", self.scope)
+                self.sinks.discard(sink)
+                sink.end("failed")
+
     def _signal(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
@@ -151,6 +225,15 @@ class Follower:
         #: where to look in the feed; it can run ahead of the caller's cursor when
         #: the store proved that the scope has no event in between
         self._search_from: int | None = None
+
+    @property
+    def feed(self) -> Feed:
+        return self._feed
+
+    def caught_up(self, cursor: int) -> int:
+        """Where the feed may take over a reader at `cursor`: past the stretch the store
+        has shown to hold none of the scope's events."""
+        return max(cursor, self._search_from or 0)
 
     async def next(self, cursor: int, timeout: float) -> list[LogEntry]:
         """The events after `cursor`, waiting up to `timeout` for one; [] on time-out."""
@@ -198,6 +281,7 @@ class FeedHub:
         self._linger_s = linger_s
         self._feeds: dict[Scope, Feed] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
     @property
     def readers(self) -> int:
@@ -219,6 +303,29 @@ class FeedHub:
             if feed.readers == 0:
                 feed.idle_since = asyncio.get_running_loop().time()
 
+    def attach(self, follower: Follower, sink: Sink, cursor: int) -> bool:
+        """`Feed.attach` for the follower's feed; the hub then ticks the sink."""
+        if self.closing.is_set() or not follower.feed.attach(sink, follower.caught_up(cursor)):
+            return False
+        if self._ticker is None or self._ticker.done():
+            self._ticker = asyncio.create_task(self._tick(), name="genwire-sink-ticker")
+        return True
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(SINK_TICK_S)
+            now = loop.time()
+            for feed in list(self._feeds.values()):
+                if feed.dead:
+                    # Its sinks would wait forever; they end and their clients resume.
+                    for sink in list(feed.sinks):
+                        feed.detach(sink)
+                        sink.end("feed stopped")
+                    continue
+                for sink in list(feed.sinks):
+                    sink.tick(now)
+
     def _ensure_sweeper(self) -> None:
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._sweep(), name="genwire-feed-sweeper")
@@ -238,12 +345,16 @@ class FeedHub:
         self.closing.set()
         for feed in self._feeds.values():
             feed._signal()
+            for sink in list(feed.sinks):
+                feed.detach(sink)
+                sink.end("shutdown")
 
     async def close(self) -> None:
         self.begin_shutdown()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in (self._sweeper, self._ticker):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         feeds, self._feeds = list(self._feeds.values()), {}
         for feed in feeds:
             await feed.stop()
