@@ -27,7 +27,7 @@ from genwire.api.direct import DROPPED, DirectSink, direct_transport, keepalive_
 from genwire.api.requests import settings_of
 from genwire.config import Settings
 from genwire.delivery.entries import Scope as EventScope
-from genwire.delivery.feeds import FeedHub
+from genwire.delivery.feeds import FeedHub, Follower
 from genwire.errors import BadRequest
 from genwire.models import EventType
 
@@ -106,38 +106,54 @@ class EventStream(Response):
         cursor = plan.cursor
         hub = plan.hub
         async with hub.follow(plan.scope) as follower:
+            probed = False  # whether the store was asked since the last batch
             while (remaining := closes_at - loop.time()) > 0 and not hub.closing.is_set():
+                wait = min(plan.settings.keepalive_s, remaining)
                 if transport is not None:
-                    sink = DirectSink(
-                        transport,
-                        cursor,
-                        ends_with=plan.ends_with,
-                        keepalive_s=plan.settings.keepalive_s,
-                        send_timeout_s=plan.settings.stream_send_timeout_s,
-                        closes_at=closes_at,
-                        now=loop.time(),
-                    )
-                    if hub.attach(follower, sink, cursor):
-                        try:
-                            reason = await sink.done
-                        finally:
-                            follower.feed.detach(sink)
-                        if reason == DROPPED:
-                            return
+                    reason = await self._written_by_feed(follower, transport, cursor, closes_at)
+                    if reason == DROPPED:
+                        return
+                    if reason is not None:
                         break
-                batch = await follower.next(cursor, min(plan.settings.keepalive_s, remaining))
+                    if not probed:
+                        # Not caught up as far as the feed knows: ask the store at once
+                        # rather than wait a keepalive for news that may not come.
+                        wait, probed = 0.0, True
+                batch = await follower.next(cursor, wait)
                 if not batch:
-                    idle = loop.time() < closes_at and not hub.closing.is_set()
+                    idle = wait > 0 and loop.time() < closes_at and not hub.closing.is_set()
                     if idle and not await self._send(send, keepalive_frame()):
                         return
                     continue
                 if not await self._send(send, b"".join(entry.frame for entry in batch)):
                     return
-                cursor = batch[-1].seq
+                cursor, probed = batch[-1].seq, False
                 if any(entry.type in plan.ends_with for entry in batch):
                     break
         if not await self._send(send, b"", more_body=False) and transport is not None:
             transport.abort()
+
+    async def _written_by_feed(
+        self, follower: Follower, transport: asyncio.Transport, cursor: int, closes_at: float
+    ) -> str | None:
+        """Attach a `DirectSink` at `cursor` and wait until it ends (why it ended);
+        None when the stream has not caught up with the feed yet."""
+        plan = self._plan
+        sink = DirectSink(
+            transport,
+            cursor,
+            ends_with=plan.ends_with,
+            keepalive_s=plan.settings.keepalive_s,
+            send_timeout_s=plan.settings.stream_send_timeout_s,
+            closes_at=closes_at,
+            now=asyncio.get_running_loop().time(),
+        )
+        if not plan.hub.attach(follower, sink, cursor):
+            return None
+        try:
+            return await sink.done
+        finally:
+            follower.feed.detach(sink)
 
     async def _send(self, send: Send, chunk: bytes, *, more_body: bool = True) -> bool:
         """Send through ASGI; False when the client took nothing for the send time-out.

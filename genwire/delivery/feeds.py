@@ -32,6 +32,8 @@ READ_LIMIT = 500  #: events read from the store at once
 LINGER_S = 10.0  #: an unused feed stays this long, for readers that reconnect
 RETRY_S = 1.0  #: pause after a failed read of the store
 RECHECK_S = 1.0  #: how often a feed looks for writes the bus cannot announce
+#: the longest a feed under load waits to gather a batch (see `_gather_under_load`)
+GATHER_MAX_S = 0.005
 SINK_TICK_S = 0.25  #: how often sinks are ticked (keepalive and time-out precision)
 
 #: Whether another process may be writing events this process's bus never hears of
@@ -42,7 +44,7 @@ OthersWriting = Callable[[], bool]
 class LiveBatch:
     """Events a feed has just read, as its sinks need them: encoded once for all."""
 
-    __slots__ = ("cache", "entries", "first_seq", "last_seq")
+    __slots__ = ("_ends", "cache", "entries", "first_seq", "last_seq")
 
     def __init__(self, entries: list[LogEntry]) -> None:
         self.entries = entries
@@ -50,6 +52,7 @@ class LiveBatch:
         self.last_seq = entries[-1].seq
         #: encodings of the whole batch, by the sink kind that made them
         self.cache: dict[str, bytes] = {}
+        self._ends: dict[int, int | None] = {}
 
     def after(self, cursor: int) -> list[LogEntry]:
         """The entries a sink at `cursor` has not had (all of them, nearly always)."""
@@ -61,10 +64,13 @@ class LiveBatch:
         """The seq of the first entry whose type ends a stream, if any."""
         if not ends_with:
             return None
-        for entry in self.entries:
-            if entry.type in ends_with:
-                return entry.seq
-        return None
+        # Streams of one kind share their `ends_with`: look once per batch, not per sink.
+        key = id(ends_with)
+        if key not in self._ends:
+            self._ends[key] = next(
+                (entry.seq for entry in self.entries if entry.type in ends_with), None
+            )
+        return self._ends[key]
 
 
 class Sink(Protocol):
@@ -112,6 +118,8 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self.idle_since: float | None = None
         self.sinks: set[Sink] = set()
+        self._fanned_out_at = 0.0  #: when the last fan-out ended (loop time)
+        self._fanned_out_s = 0.0  #: how long it took
 
     @property
     def changed(self) -> asyncio.Event:
@@ -177,6 +185,17 @@ class Feed:
                     if len(batch) == READ_LIMIT:
                         continue
                 await self._until_news(woken)
+                await self._gather_under_load()
+
+    async def _gather_under_load(self) -> None:
+        """When fanning out keeps the loop busy (the last fan-out ended less than its
+        own length ago), wait a little before reading, so that the next batch carries
+        several events and each subscriber gets them in one write instead of one
+        each. At a steady rate the fan-outs leave the loop idle between them, and
+        nothing waits."""
+        busy_for = self._fanned_out_s
+        if busy_for and asyncio.get_running_loop().time() - self._fanned_out_at < busy_for:
+            await asyncio.sleep(min(busy_for, GATHER_MAX_S))
 
     async def _until_news(self, woken: Subscription) -> None:
         """Wait for the bus; where another process may write events this process's bus
@@ -200,7 +219,10 @@ class Feed:
 
     def _fan_out(self, batch: list[LogEntry]) -> None:
         if not self.sinks:
+            self._fanned_out_s = 0.0
             return
+        clock = asyncio.get_running_loop().time
+        started = clock()
         live = LiveBatch(batch)
         for sink in list(self.sinks):  # a sink may detach itself as it takes the batch
             try:
@@ -209,6 +231,8 @@ class Feed:
                 log.exception("a sink of %s failed; it ends", self.scope)
                 self.sinks.discard(sink)
                 sink.end("failed")
+        self._fanned_out_at = clock()
+        self._fanned_out_s = self._fanned_out_at - started
 
     def _signal(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
