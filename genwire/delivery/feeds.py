@@ -118,8 +118,9 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self.idle_since: float | None = None
         self.sinks: set[Sink] = set()
-        self._fanned_out_at = 0.0  #: when the last fan-out ended (loop time)
+        self._fanned_out_at = 0.0  #: when the last fan-out began (loop time)
         self._fanned_out_s = 0.0  #: how long it took
+        self._batch_interval_s = 0.0  #: between the last two fan-outs
 
     @property
     def changed(self) -> asyncio.Event:
@@ -188,14 +189,13 @@ class Feed:
                 await self._gather_under_load()
 
     async def _gather_under_load(self) -> None:
-        """When fanning out keeps the loop busy (the last fan-out ended less than its
-        own length ago), wait a little before reading, so that the next batch carries
-        several events and each subscriber gets them in one write instead of one
-        each. At a steady rate the fan-outs leave the loop idle between them, and
-        nothing waits."""
-        busy_for = self._fanned_out_s
-        if busy_for and asyncio.get_running_loop().time() - self._fanned_out_at < busy_for:
-            await asyncio.sleep(min(busy_for, GATHER_MAX_S))
+        """When fanning out takes most of the loop's time (batches come less than
+        two fan-outs apart), wait a little before reading, so that the next batch
+        carries several events and each subscriber gets them in one write instead
+        of one each. At a steady rate the fan-outs leave the loop idle between
+        them, and nothing waits."""
+        if self._fanned_out_s and self._batch_interval_s < 2 * self._fanned_out_s:
+            await asyncio.sleep(min(self._fanned_out_s, GATHER_MAX_S))
 
     async def _until_news(self, woken: Subscription) -> None:
         """Wait for the bus; where another process may write events this process's bus
@@ -223,6 +223,7 @@ class Feed:
             return
         clock = asyncio.get_running_loop().time
         started = clock()
+        self._batch_interval_s, self._fanned_out_at = started - self._fanned_out_at, started
         live = LiveBatch(batch)
         for sink in list(self.sinks):  # a sink may detach itself as it takes the batch
             try:
@@ -231,8 +232,7 @@ class Feed:
                 log.exception("a sink of %s failed; it ends", self.scope)
                 self.sinks.discard(sink)
                 sink.end("failed")
-        self._fanned_out_at = clock()
-        self._fanned_out_s = self._fanned_out_at - started
+        self._fanned_out_s = clock() - started
 
     def _signal(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
