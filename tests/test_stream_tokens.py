@@ -101,3 +101,28 @@ def test_clips_of_a_project_carry_tokens_too(live_server: Callable[..., Threaded
         answer = client.get(clip["urls"]["poll"] + "&wait=0")
         assert answer.status_code == 200
         assert all(event["job_id"] == clip["id"] for event in answer.json()["events"])
+
+
+def test_a_jobs_token_opens_its_files_and_no_others(
+    live_server: Callable[..., ThreadedServer],
+) -> None:
+    server = live_server(api_keys={"k1": "alice"})
+    with (
+        httpx.Client(
+            base_url=server.url, timeout=30, headers={"Authorization": "Bearer k1"}
+        ) as alice,
+        httpx.Client(base_url=server.url, timeout=30) as browser,
+    ):
+        with_file = {**SYNTHETIC, "input": {"steps": 1, "step_ms": 1, "output_bytes": 4096}}
+        first = alice.post("/api/jobs", json=with_file, headers={"Prefer": "wait=20"}).json()
+        second = alice.post("/api/jobs", json=with_file, headers={"Prefer": "wait=20"}).json()
+        token = first["urls"]["events"].partition("?token=")[2]
+        own = first["artifacts"][0]["url"]
+        other = second["artifacts"][0]["url"]
+
+        assert browser.get(own).status_code == 401
+        ranged = browser.get(own, params={"token": token}, headers={"Range": "bytes=0-99"})
+        assert ranged.status_code == 206
+        assert ranged.content == alice.get(own, headers={"Range": "bytes=0-99"}).content
+        assert browser.get(other, params={"token": token}).status_code == 401
+        assert browser.get("/api/files/art_nothing", params={"token": token}).status_code == 404

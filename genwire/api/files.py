@@ -9,13 +9,14 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from genwire.api.requests import path_id, service_of, tenant_of
+from genwire.api.tokens import job_reader_tenant, uses_stream_token
 from genwire.errors import NotFound
 
 
 async def get_file(request: Request) -> Response:
-    tenant = tenant_of(request)
     artifact_id = path_id(request, "artifact_id", "art")
     service = service_of(request)
+    tenant = await _reader_tenant(request, artifact_id)
     artifact = await service.store.get_artifact(artifact_id, tenant)
     if artifact is None:
         raise NotFound(f"no artifact {artifact_id!r}")
@@ -32,6 +33,18 @@ async def get_file(request: Request) -> Response:
     if _none_match(request, etag):
         return Response(status_code=304, headers=headers)
     return FileResponse(path, media_type=artifact.type, headers=headers)
+
+
+async def _reader_tenant(request: Request, artifact_id: str) -> str:
+    """The API key's tenant; or, with `?token=` and no key, the tenant of the job the
+    file belongs to once its stream token checks out. A `<video>` or `<img>` cannot
+    send a header, and a job's files are read-only data of that job."""
+    if not uses_stream_token(request):
+        return tenant_of(request)
+    artifact = await service_of(request).store.get_artifact(artifact_id)
+    if artifact is None:
+        raise NotFound(f"no artifact {artifact_id!r}")
+    return await job_reader_tenant(request, artifact.job_id)
 
 
 def _none_match(request: Request, etag: str) -> bool:

@@ -1,6 +1,7 @@
 """Stream tokens on the wire (SPEC §8): with API keys configured, a job's snapshot
-carries `urls.events` and `urls.poll` with `?token=…` (see `genwire.tokens`), and
-those two routes accept the token instead of the key.
+carries `urls.events` and `urls.poll` with `?token=…` (see `genwire.tokens`). Those
+two routes accept the token instead of the key, and so does `/api/files/{id}` for
+that job's files (a `<video>` cannot send a header).
 """
 
 from __future__ import annotations
@@ -36,13 +37,17 @@ async def job_reader_tenant(request: Request, job_id: str) -> str:
     """The tenant whose job `job_id` the caller may read the events of: the API key's,
     or, for a request with a stream token and no key, the job's own once the token
     checks out."""
-    token = request.query_params.get(TOKEN_PARAM)
-    if token is None or not request.app.state.settings.api_keys or _has_key(request):
+    if not uses_stream_token(request):
         return tenant_of(request)
     job = await service_of(request).get_job(job_id)
-    tokens_of(request).check(job.id, job.tenant, token)
+    tokens_of(request).check(job.id, job.tenant, request.query_params[TOKEN_PARAM])
     return job.tenant
 
 
-def _has_key(request: Request) -> bool:
-    return bool(request.headers.get("authorization"))
+def uses_stream_token(request: Request) -> bool:
+    """Whether the request reads with a stream token instead of an API key."""
+    return (
+        TOKEN_PARAM in request.query_params
+        and bool(request.app.state.settings.api_keys)
+        and not request.headers.get("authorization")
+    )

@@ -167,6 +167,9 @@ class JobView {
     this.artifacts = [];
     this.eta = null;
     this.seq = 0n; // the last event applied: each is applied once, in order
+    // With API keys, the job's stream token (in its URLs) also opens its files:
+    // <video>, <img> and download links cannot send the key.
+    this.token = new URL(snapshot.urls?.events || "/", location.href).searchParams.get("token");
     this.pending = null; // events that came while the log was being read, to apply after
     this.element = this.#build(snapshot);
     this.applySnapshot(snapshot);
@@ -347,23 +350,28 @@ class JobView {
     if (this.status === "succeeded" && !this.result.childElementCount) this.renderResult();
   }
 
+  fileUrl(url) {
+    const target = client.url(url);
+    return this.token ? `${target}${target.includes("?") ? "&" : "?"}token=${encodeURIComponent(this.token)}` : target;
+  }
+
   renderResult() {
     const byType = (prefix) => this.artifacts.filter((item) => (item.type || "").startsWith(prefix));
     const poster = byType("image/")[0];
     for (const video of byType("video/")) {
-      const player = el("video", { controls: true, preload: "metadata", src: client.url(video.url), poster: poster ? client.url(poster.url) : null, "aria-label": `Video: ${video.name}` });
+      const player = el("video", { controls: true, preload: "metadata", src: this.fileUrl(video.url), poster: poster ? this.fileUrl(poster.url) : null, "aria-label": `Video: ${video.name}` });
       const subtitles = this.artifacts.find((item) => /\.(srt|vtt)$/i.test(item.name));
       if (subtitles) addSubtitles(player, subtitles);
       this.result.append(player);
     }
     if (!byType("video/").length) {
       for (const image of byType("image/")) {
-        this.result.append(el("img", { src: client.url(image.url), alt: `Result of ${this.pipeline}: ${image.name}` }));
+        this.result.append(el("img", { src: this.fileUrl(image.url), alt: `Result of ${this.pipeline}: ${image.name}` }));
       }
     }
     if (this.artifacts.length) {
       this.result.append(
-        el("ul", { class: "downloads", "aria-label": "Downloads" }, ...this.artifacts.map((item) => el("li", {}, el("a", { href: client.url(item.url), download: item.name, text: `${item.name} (${formatBytes(item.size_bytes)})` })))),
+        el("ul", { class: "downloads", "aria-label": "Downloads" }, ...this.artifacts.map((item) => el("li", {}, el("a", { href: this.fileUrl(item.url), download: item.name, text: `${item.name} (${formatBytes(item.size_bytes)})` })))),
       );
     }
   }
