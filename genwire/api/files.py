@@ -14,9 +14,12 @@ from genwire.errors import NotFound
 
 
 async def get_file(request: Request) -> Response:
+    # The key is checked before the id, so that a bad key is a 401 whatever the id.
+    tenant = None if uses_stream_token(request) else tenant_of(request)
     artifact_id = path_id(request, "artifact_id", "art")
     service = service_of(request)
-    tenant = await _reader_tenant(request, artifact_id)
+    if tenant is None:
+        tenant = await _token_reader_tenant(request, artifact_id)
     artifact = await service.store.get_artifact(artifact_id, tenant)
     if artifact is None:
         raise NotFound(f"no artifact {artifact_id!r}")
@@ -35,12 +38,10 @@ async def get_file(request: Request) -> Response:
     return FileResponse(path, media_type=artifact.type, headers=headers)
 
 
-async def _reader_tenant(request: Request, artifact_id: str) -> str:
-    """The API key's tenant; or, with `?token=` and no key, the tenant of the job the
-    file belongs to once its stream token checks out. A `<video>` or `<img>` cannot
-    send a header, and a job's files are read-only data of that job."""
-    if not uses_stream_token(request):
-        return tenant_of(request)
+async def _token_reader_tenant(request: Request, artifact_id: str) -> str:
+    """The tenant of the job the file belongs to, once the request's stream token
+    checks out for that job. A `<video>` or `<img>` cannot send a header, and a
+    job's files are read-only data of that job."""
     artifact = await service_of(request).store.get_artifact(artifact_id)
     if artifact is None:
         raise NotFound(f"no artifact {artifact_id!r}")
