@@ -466,8 +466,17 @@ class ProjectView {
   update(project) {
     this.total = project.total_clips ?? this.total;
     for (const snapshot of project.jobs || []) {
-      if (!jobs.has(snapshot.id)) {
+      const shown = jobs.get(snapshot.id);
+      if (!shown) {
         showJob(snapshot, { container: this.clips });
+      } else if (!this.clips.contains(shown.element)) {
+        // Drawn as a lone job before its batch was known: it belongs here.
+        shown.clip = true;
+        shown.element.classList.add("clip");
+        follow.forget(shown.id);
+        this.clips.append(shown.element);
+        shown.render();
+        updateEmpty();
       }
     }
     this.recount();
@@ -539,9 +548,12 @@ async function onEvent(event) {
     const view = jobs.get(detail.job_id);
     if (view) return view.receive(detail);
     if (detail.type === "job-status" && detail.status === "queued" && !detail.project_id) {
-      // A job started elsewhere (another tab, the CLI): show it too.
-      follow.addJob(detail.job_id);
-      await showJob(await client.getJob(detail.job_id));
+      // A job started elsewhere (another tab, the CLI): show it too. A clip of a
+      // batch is shown by its batch, which may not have been drawn yet.
+      const snapshot = await client.getJob(detail.job_id);
+      if (snapshot.project_id || jobs.has(snapshot.id)) return;
+      follow.addJob(snapshot.id);
+      await showJob(snapshot);
     }
     return;
   }
