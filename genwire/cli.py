@@ -39,6 +39,7 @@ from genwire.config import (
     DEFAULT_WEBHOOK_TIMEOUT_S,
     DEFAULT_WORKERS,
     Settings,
+    parse_origins,
 )
 from genwire.delivery.feeds import FeedHub
 from genwire.locks import DataDirInUse, acquire_server_lock
@@ -209,8 +210,7 @@ def serve(
         keepalive_s=keepalive,
         api_keys=Settings.from_env().api_keys,
         insecure=insecure,
-        cors_origins=tuple(origin.rstrip("/") for origin in cors_origins)
-        or Settings.from_env().cors_origins,
+        cors_origins=parse_origins(",".join(cors_origins)) or Settings.from_env().cors_origins,
         **_worker_settings(options),
     )
     try:

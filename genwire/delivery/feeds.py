@@ -157,6 +157,12 @@ class Feed:
     def detach(self, sink: Sink) -> None:
         self.sinks.discard(sink)
 
+    def end_sinks(self, reason: str) -> None:
+        """Detach and end every sink: their streams finish and the clients resume."""
+        sinks, self.sinks = self.sinks, set()
+        for sink in sinks:
+            sink.end(reason)
+
     def since(self, cursor: int) -> list[LogEntry] | None:
         """The events after `cursor`; None when the cursor is older than the window."""
         if self.floor is None or cursor < self.floor:
@@ -315,6 +321,8 @@ class FeedHub:
     async def follow(self, scope: Scope) -> AsyncIterator[Follower]:
         feed = self._feeds.get(scope)
         if feed is None or feed.dead:
+            if feed is not None:
+                feed.end_sinks("feed stopped")  # the tick no longer sees it once replaced
             feed = self._feeds[scope] = Feed(scope, self._store, self._bus, self._others_writing)
             feed.start()
             self._ensure_sweeper()
@@ -336,16 +344,15 @@ class FeedHub:
         return True
 
     async def _tick(self) -> None:
+        """Tick every sink while there are any; `attach` starts the ticker again."""
         loop = asyncio.get_running_loop()
-        while True:
+        while any(feed.sinks for feed in self._feeds.values()):
             await asyncio.sleep(SINK_TICK_S)
             now = loop.time()
             for feed in list(self._feeds.values()):
                 if feed.dead:
                     # Its sinks would wait forever; they end and their clients resume.
-                    for sink in list(feed.sinks):
-                        feed.detach(sink)
-                        sink.end("feed stopped")
+                    feed.end_sinks("feed stopped")
                     continue
                 for sink in list(feed.sinks):
                     sink.tick(now)
@@ -369,9 +376,7 @@ class FeedHub:
         self.closing.set()
         for feed in self._feeds.values():
             feed._signal()
-            for sink in list(feed.sinks):
-                feed.detach(sink)
-                sink.end("shutdown")
+            feed.end_sinks("shutdown")
 
     async def close(self) -> None:
         self.begin_shutdown()

@@ -633,5 +633,4 @@ async function main() {
   hub.start();
 }
 
-window.genwirePage = { client, hub, jobs, projects, eventSeq };
 main();
