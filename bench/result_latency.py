@@ -24,17 +24,17 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 
 import httpx
 
 from bench._report import describe_machine, percentile_ms, print_table
 from bench._server import running_server
 from genwire.client import AsyncClient
+from genwire.client._transports import TERMINAL_EVENT_TYPES
+from genwire.client.types import TERMINAL_STATUSES, parse_time
 
 STEP_MS = 100
 PLAIN_POLL_INTERVAL_S = 10.0
-TERMINAL = frozenset({"job-completed", "job-failed", "job-cancelled"})
 
 Caller = Callable[[str, str], Awaitable[float]]
 
@@ -56,7 +56,9 @@ class BlockingGateway(httpx.AsyncBaseTransport):
 
 
 def _timestamp(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    moment = parse_time(stamp)
+    assert moment is not None
+    return moment.timestamp()
 
 
 async def follow_events(url: str, job_id: str, *, blocked: bool) -> float:
@@ -65,7 +67,7 @@ async def follow_events(url: str, job_id: str, *, blocked: bool) -> float:
     transport = BlockingGateway() if blocked else None
     async with AsyncClient(url, transport=transport) as client:
         async for event in client.events(job_id):
-            if event["type"] in TERMINAL:
+            if event["type"] in TERMINAL_EVENT_TYPES:
                 return time.time() - _timestamp(event["ts"])
     raise RuntimeError(f"{job_id}: events() ended without a terminal event")
 
@@ -76,7 +78,7 @@ async def poll_every_10_s(url: str, job_id: str) -> float:
     async with httpx.AsyncClient(base_url=url) as http:
         while True:
             snapshot = (await http.get(f"/api/jobs/{job_id}")).json()
-            if snapshot["status"] in {"succeeded", "failed", "cancelled"}:
+            if snapshot["status"] in TERMINAL_STATUSES:
                 seen = time.time()
                 break
             await asyncio.sleep(PLAIN_POLL_INTERVAL_S)

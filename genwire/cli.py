@@ -1,4 +1,4 @@
-"""The `genwire` command: serve, worker, submit, status, cancel, jobs (SPEC §1)."""
+"""The `genwire` command: serve, worker, submit, watch, status, cancel, jobs, doctor (SPEC §1)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ T = TypeVar("T")
 console = Console(stderr=True)
 out = Console()
 
-#: Exit codes of `submit --wait` (and later `watch`): one per terminal status.
+#: Exit codes of `submit --wait` and `watch`: one per terminal status.
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 2}
 
 server_option = click.option(

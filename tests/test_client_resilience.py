@@ -114,6 +114,7 @@ def test_a_buffering_proxy_is_given_up_for_long_poll(
     job_id = start_job(server, steps=120, step_ms=100)
     events = collect(kind, proxy.url, job_id, sse_retry_s=600)
     assert_complete(server, job_id, events)
+    assert proxy.targets("buffer"), "the stream never met the buffering proxy"
     assert any("/poll" in target for target in proxy.targets("pass"))
 
 

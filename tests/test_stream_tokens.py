@@ -100,7 +100,9 @@ def test_clips_of_a_project_carry_tokens_too(live_server: Callable[..., Threaded
         clip = project["jobs"][0]
         answer = client.get(clip["urls"]["poll"] + "&wait=0")
         assert answer.status_code == 200
-        assert all(event["job_id"] == clip["id"] for event in answer.json()["events"])
+        events = answer.json()["events"]
+        assert events
+        assert {event["job_id"] for event in events} == {clip["id"]}
 
 
 def test_a_jobs_token_opens_its_files_and_no_others(

@@ -31,7 +31,9 @@ def test_scripts_are_javascript_modules_revalidated_on_every_load(http: httpx.Cl
 
 
 def test_files_outside_the_web_folder_are_not_served(http: httpx.Client) -> None:
-    for path in ("/ui/../api/web.py", "/ui/%2e%2e/api/web.py", "/ui/missing.js", "/index.html"):
+    # (A literal "/ui/../" never leaves httpx: it normalises the path. The encoded
+    # form reaches the static files handler.)
+    for path in ("/ui/%2e%2e/api/web.py", "/ui/missing.js", "/index.html"):
         answer = http.get(path)
         assert answer.status_code == 404, path
         assert "starlette" not in answer.text.lower()

@@ -88,8 +88,7 @@ class Glitch(Exception):
 RETRYABLE: tuple[type[Exception], ...] = (
     httpx.TransportError,
     SSEError,
-    orjson.JSONDecodeError,
-    json.JSONDecodeError,
+    json.JSONDecodeError,  # orjson's is a subclass
     Glitch,
 )
 
