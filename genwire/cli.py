@@ -565,7 +565,9 @@ def doctor(url: str | None, keepalive_wait: float, as_json: bool, server: str) -
             console.print(f"{marks[check.verdict]}  {check.name}")
 
     console.print(f"genwire doctor: {target}")
-    checks = run_checks(target, keepalive_wait_s=keepalive_wait, on_check=progress)
+    checks = run_checks(
+        target, keepalive_wait_s=keepalive_wait, on_check=progress, running=_spinner()
+    )
     failed = any(check.verdict == "fail" for check in checks)
     if as_json:
         out.print_json(
@@ -581,6 +583,14 @@ def doctor(url: str | None, keepalive_wait: float, as_json: bool, server: str) -
             table.add_row(check.name, marks[check.verdict], check.detail, check.fix)
         out.print(table)
     sys.exit(1 if failed else 0)
+
+
+def _spinner() -> Callable[[str], contextlib.AbstractContextManager[object]] | None:
+    """A spinner on stderr saying what runs now (a doctor check can take tens of
+    seconds), for a person at a terminal only: pipes, files and tests get plain lines."""
+    if out.is_terminal and console.is_terminal:
+        return console.status
+    return None
 
 
 def _configure_logging(level: str) -> None:

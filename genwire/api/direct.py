@@ -2,13 +2,17 @@
 
 Through ASGI, every event costs every subscriber a task wake-up, a `send` and a
 trip through the HTTP protocol's framing. A stream that has caught up needs none of
-that. The feed hands each new batch to a `DirectSink`, which writes the batch's
-frames to the socket's transport as one HTTP/1.1 chunk. That chunk is built once
-per batch and shared by every sink. The guarantees stay those of `EventStream`
-(SPEC §4.6): a reader whose queued bytes stay above the high-water mark for the
-send time-out, or pass a hard cap, is dropped at once and resumes from its cursor.
-Keepalives and the stream's lifetime come from the hub's tick, not from a timer
-per stream.
+that. It hands its connection to a `DirectSink` and its ASGI app returns, freeing
+the app's tasks and coroutines (most of an idle stream's memory): the feed then
+hands each new batch to the sink, which writes the batch's frames to the socket's
+transport as one HTTP/1.1 chunk, built once per batch and shared by every sink.
+
+The guarantees stay those of `EventStream` (SPEC §4.6): a reader whose queued bytes
+stay above the high-water mark for the send time-out, or pass a hard cap, is dropped
+at once and resumes from its cursor. Keepalives and the stream's lifetime come from
+the hub's tick, not from a timer per stream. A sink that ends cleanly (the stream's
+last event, its lifetime, shutdown) writes the body's last chunk and gives the
+connection back to uvicorn for its next request.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from datetime import UTC, datetime
+from typing import Any
 
 from starlette.types import Scope
 
-from genwire.delivery.feeds import LiveBatch
+from genwire.delivery.feeds import Feed, LiveBatch
 from genwire.models import EventType
 
 #: Set by `GenwireApp` on each HTTP scope: uvicorn's request cycle, when it has one.
@@ -30,24 +35,74 @@ CHUNK_CACHE_KEY = "http1-chunk"
 HIGH_WATER = 64 * 1024
 #: Bytes queued for one client above which it is dropped at once, whatever the time.
 HARD_LIMIT = 1024 * 1024
+LAST_CHUNK = b"0\r\n\r\n"
 
-TRANSPORT_CALLS = ("write", "get_write_buffer_size", "abort", "is_closing")
+TRANSPORT_CALLS = ("write", "get_write_buffer_size", "abort", "is_closing", "close")
+#: What a sink needs of uvicorn's request cycle to finish the response on its own.
+CYCLE_FIELDS = ("transport", "on_response", "response_complete", "keep_alive", "message_event")
 
 ENDED = "ended"  #: the stream's last event went out
-DROPPED = "dropped"  #: the client stopped reading; the connection was aborted
+DROPPED = "dropped"  #: the client went away or stopped reading
 LIFETIME = "lifetime"  #: the stream reached its maximum lifetime
 
 
-def direct_transport(scope: Scope) -> asyncio.Transport | None:
-    """The connection's transport, if frames can be written to it as chunks of the
-    response already started; None where only ASGI `send` can be used."""
+class HeldConnection:
+    """The connection of a chunked HTTP/1.1 response already started by uvicorn's
+    httptools protocol, which a sink can keep writing to after the app returned."""
+
+    __slots__ = ("_complete", "_cycle", "transport")
+
+    def __init__(self, cycle: Any, transport: asyncio.Transport) -> None:
+        self._cycle = cycle
+        self.transport = transport
+        self._complete: Any = None
+
+    def take(self, sink: DirectSink) -> None:
+        """The sink writes alone from now on. uvicorn is told the response is complete,
+        so that the app may return without uvicorn closing the connection; a lost
+        connection then reaches the sink through the cycle's message event."""
+        cycle = self._cycle
+        self._complete = cycle.on_response  # uvicorn replaces it once the app returns
+        cycle.response_complete = True
+        cycle.message_event = _Hangup(sink)
+
+    def finish(self) -> None:
+        """End the body and give the connection back to uvicorn (keep-alive)."""
+        if self.transport.is_closing():
+            return
+        self.transport.write(LAST_CHUNK)
+        if not self._cycle.keep_alive:
+            self.transport.close()
+        elif self._complete is not None:
+            self._complete()
+
+
+class _Hangup:
+    """Stands in for the cycle's `asyncio.Event`: uvicorn sets it when the
+    connection is lost, and nothing else waits on it once the app returned."""
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: DirectSink) -> None:
+        self._sink = sink
+
+    def set(self) -> None:
+        self._sink.end(DROPPED)
+
+
+def held_connection(scope: Scope) -> HeldConnection | None:
+    """The connection, if a sink can write the response's next chunks and finish it;
+    None where only ASGI `send` can be used (another server, h11, HTTP/1.0)."""
     cycle = scope.get(CYCLE_KEY)
     if cycle is None or getattr(cycle, "chunked_encoding", None) is not True:
         return None
-    transport = getattr(cycle, "transport", None)
+    if not all(hasattr(cycle, name) for name in CYCLE_FIELDS):
+        return None
+    transport = cycle.transport
     # uvloop's transports do not subclass asyncio.Transport: check what is used.
-    usable = all(hasattr(transport, name) for name in TRANSPORT_CALLS)
-    return transport if usable else None
+    if not all(hasattr(transport, name) for name in TRANSPORT_CALLS):
+        return None
+    return HeldConnection(cycle, transport)
 
 
 def chunk(data: bytes) -> bytes:
@@ -72,11 +127,28 @@ def keepalive_frame() -> bytes:
 
 
 class DirectSink:
-    """One caught-up stream, written to by its feed; `done` answers why it ended."""
+    """One caught-up stream, written to by its feed; it detaches itself when it ends
+    (`ended` says why)."""
+
+    __slots__ = (
+        "closes_at",
+        "connection",
+        "cursor",
+        "ended",
+        "ends_with",
+        "feed",
+        "keepalive_s",
+        "last_write",
+        "send_timeout_s",
+        "stuck_since",
+        "transport",
+        "wrote",
+    )
 
     def __init__(
         self,
-        transport: asyncio.Transport,
+        connection: HeldConnection,
+        feed: Feed,
         cursor: int,
         *,
         ends_with: Collection[EventType],
@@ -85,7 +157,9 @@ class DirectSink:
         closes_at: float,
         now: float,
     ) -> None:
-        self.transport = transport
+        self.connection = connection
+        self.transport = connection.transport
+        self.feed = feed
         self.cursor = cursor
         self.ends_with = ends_with
         self.keepalive_s = keepalive_s
@@ -94,10 +168,13 @@ class DirectSink:
         self.last_write = now
         self.wrote = False  #: since the last tick (cheaper than reading a clock per event)
         self.stuck_since: float | None = None
-        self.done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.ended: str | None = None
 
     def deliver(self, batch: LiveBatch) -> None:
-        if self.done.done():
+        if self.ended is not None:
+            return
+        if self.transport.is_closing():
+            self.end(DROPPED)
             return
         end = batch.end_of(self.ends_with)
         if self.cursor < batch.first_seq and (end is None or end == batch.last_seq):
@@ -115,21 +192,21 @@ class DirectSink:
         self.wrote = True
         self.cursor = batch.last_seq if end is None else end
         if end is not None:
-            self._finish(ENDED)
+            self.end(ENDED)
         elif self.transport.get_write_buffer_size() > HARD_LIMIT:
             self._drop()
 
     def tick(self, now: float) -> None:
-        if self.done.done():
+        if self.ended is not None:
             return
         if self.transport.is_closing():
-            self._finish(DROPPED)
+            self.end(DROPPED)
             return
         if self.wrote:
             self.wrote = False
             self.last_write = now
         if now >= self.closes_at:
-            self._finish(LIFETIME)
+            self.end(LIFETIME)
             return
         if self.transport.get_write_buffer_size() > HIGH_WATER:
             if self.stuck_since is None:
@@ -144,13 +221,15 @@ class DirectSink:
             self.last_write = now
 
     def end(self, reason: str) -> None:
-        self._finish(reason)
+        """Stop, and end the response unless the client is gone; the client resumes."""
+        if self.ended is not None:
+            return
+        self.ended = reason
+        self.feed.detach(self)
+        if reason != DROPPED:
+            self.connection.finish()
 
     def _drop(self) -> None:
         # Abort, not close: close waits for queued bytes a stalled client never takes.
         self.transport.abort()
-        self._finish(DROPPED)
-
-    def _finish(self, reason: str) -> None:
-        if not self.done.done():
-            self.done.set_result(reason)
+        self.end(DROPPED)

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from genwire.api.direct import DROPPED, DirectSink, direct_transport, keepalive_frame
+from genwire.api.direct import DirectSink, HeldConnection, held_connection, keepalive_frame
 from genwire.api.requests import settings_of
 from genwire.config import Settings
 from genwire.delivery.entries import Scope as EventScope
@@ -73,8 +73,9 @@ class EventStream(Response):
 
     It replays the events after its cursor through ASGI `send`. Once it has caught
     up, and the server lets it write to the connection itself (uvicorn's httptools
-    protocol, chunked HTTP/1.1), it attaches a `DirectSink` to the feed and only
-    waits: the feed writes each new batch to every sink, encoded once.
+    protocol, chunked HTTP/1.1), it hands the connection to a `DirectSink` on the
+    feed and returns: the feed writes each new batch to every sink, encoded once,
+    and the sink ends the response (`genwire.api.direct`).
     """
 
     def __init__(self, plan: StreamPlan) -> None:
@@ -98,7 +99,7 @@ class EventStream(Response):
     async def _pump(self, scope: Scope, send: Send) -> None:
         plan = self._plan
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        transport = direct_transport(scope)
+        connection = held_connection(scope)
         if not await self._send(send, f"retry: {plan.settings.retry_ms}\n\n".encode()):
             return
         loop = asyncio.get_running_loop()
@@ -109,12 +110,9 @@ class EventStream(Response):
             probed = False  # whether the store was asked since the last batch
             while (remaining := closes_at - loop.time()) > 0 and not hub.closing.is_set():
                 wait = min(plan.settings.keepalive_s, remaining)
-                if transport is not None:
-                    reason = await self._written_by_feed(follower, transport, cursor, closes_at)
-                    if reason == DROPPED:
-                        return
-                    if reason is not None:
-                        break
+                if connection is not None:
+                    if self._hand_off(follower, connection, cursor, closes_at):
+                        return  # the sink ends the response
                     if not probed:
                         # Not caught up as far as the feed knows: ask the store at once
                         # rather than wait a keepalive for news that may not come.
@@ -130,17 +128,19 @@ class EventStream(Response):
                 cursor, probed = batch[-1].seq, False
                 if any(entry.type in plan.ends_with for entry in batch):
                     break
-        if not await self._send(send, b"", more_body=False) and transport is not None:
-            transport.abort()
+        if not await self._send(send, b"", more_body=False) and connection is not None:
+            connection.transport.abort()
 
-    async def _written_by_feed(
-        self, follower: Follower, transport: asyncio.Transport, cursor: int, closes_at: float
-    ) -> str | None:
-        """Attach a `DirectSink` at `cursor` and wait until it ends (why it ended);
-        None when the stream has not caught up with the feed yet."""
+    def _hand_off(
+        self, follower: Follower, connection: HeldConnection, cursor: int, closes_at: float
+    ) -> bool:
+        """Give the connection to a `DirectSink` at `cursor`; False when the stream has
+        not caught up with the feed yet. Attaching and taking the connection happen in
+        one step of the loop: no event, disconnect or tick falls between."""
         plan = self._plan
         sink = DirectSink(
-            transport,
+            connection,
+            follower.feed,
             cursor,
             ends_with=plan.ends_with,
             keepalive_s=plan.settings.keepalive_s,
@@ -149,11 +149,9 @@ class EventStream(Response):
             now=asyncio.get_running_loop().time(),
         )
         if not plan.hub.attach(follower, sink, cursor):
-            return None
-        try:
-            return await sink.done
-        finally:
-            follower.feed.detach(sink)
+            return False
+        connection.take(sink)
+        return True
 
     async def _send(self, send: Send, chunk: bytes, *, more_body: bool = True) -> bool:
         """Send through ASGI; False when the client took nothing for the send time-out.

@@ -26,7 +26,7 @@ import httpx
 import orjson
 from httpx_sse import ServerSentEvent, SSEError
 
-from genwire.client._protocol import api_error
+from genwire.client._protocol import api_error, segment
 from genwire.client.errors import Timeout
 
 TERMINAL_EVENT_TYPES = frozenset({"job-completed", "job-failed", "job-cancelled"})
@@ -114,7 +114,6 @@ class EventFeed:
         policy: StreamPolicy,
         timeout: float | None,
         *,
-        segment: Callable[[str], str],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.job_id = job_id

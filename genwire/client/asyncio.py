@@ -12,8 +12,9 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from genwire.client import _protocol as protocol
+from genwire.client._base import ClientBase, HttpOptions
 from genwire.client._protocol import Call
-from genwire.client._transports import RETRYABLE, EventFeed, StreamPolicy, Transport
+from genwire.client._transports import RETRYABLE, EventFeed, Transport
 from genwire.client._transports import failure as _failure
 from genwire.client.errors import TransportFailed
 from genwire.client.types import Artifact, Job, JobPage, Pipeline, Project
@@ -21,46 +22,14 @@ from genwire.client.types import Artifact, Job, JobPage, Pipeline, Project
 __all__ = ["AsyncClient"]
 
 
-class AsyncClient:
+class AsyncClient(ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
     """The genwire API over HTTP, for asyncio; each call answers a typed result or
     raises a `GenwireError` (see `genwire.client.errors`)."""
 
-    def __init__(
-        self,
-        server: str | None = None,
-        api_key: str | None = None,
-        *,
-        timeout: float = 30.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-        create_retry_delays: Sequence[float] = protocol.CREATE_RETRY_DELAYS_S,
-        event_hooks: Mapping[str, list[Any]] | None = None,
-        keepalive_s: float = 10.0,
-        backoff_base_s: float = 1.0,
-        sse_failures_before_fallback: int = 3,
-        sse_retry_s: float = 60.0,
-        long_poll_wait_s: float = 25.0,
-        poll_interval_s: float = 2.0,
-    ) -> None:
-        """`keepalive_s` is the server's keepalive (a stream silent twice as long is
-        dead); the other keywords tune `events()`'s backoff and fallback (see
-        `genwire.client._transports.StreamPolicy`)."""
-        self.server = protocol.server_url(server)
-        self.stream_policy = StreamPolicy(
-            keepalive_s=keepalive_s,
-            backoff_base_s=backoff_base_s,
-            failures_before_fallback=sse_failures_before_fallback,
-            sse_retry_s=sse_retry_s,
-            long_poll_wait_s=long_poll_wait_s,
-            poll_interval_s=poll_interval_s,
-        )
-        self.create_retry_delays = tuple(create_retry_delays)
-        self._http = httpx.AsyncClient(
-            base_url=self.server,
-            headers=protocol.auth_headers(api_key),
-            timeout=timeout,
-            transport=transport,
-            event_hooks=event_hooks,
-        )
+    def _open_http(
+        self, transport: httpx.AsyncBaseTransport | None, options: HttpOptions
+    ) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=transport, **options)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -70,9 +39,6 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-    def absolute(self, url: str) -> str:
-        return url if "://" in url else f"{self.server}{url}"
 
     async def _send(self, call: Call) -> httpx.Response:
         try:
@@ -139,7 +105,7 @@ class AsyncClient:
     ) -> AsyncIterator[dict[str, Any]]:
         """The job's events, each once, in order, until its terminal event; see
         `Client.events`."""
-        feed = EventFeed(job_id, after, self.stream_policy, timeout, segment=protocol.segment)
+        feed = self._feed(job_id, after, timeout)
         while not feed.done:
             transport = feed.begin()
             try:

@@ -12,8 +12,9 @@ import httpx
 from httpx_sse import connect_sse
 
 from genwire.client import _protocol as protocol
+from genwire.client._base import ClientBase, HttpOptions
 from genwire.client._protocol import DEFAULT_URL, Call
-from genwire.client._transports import RETRYABLE, EventFeed, StreamPolicy, Transport
+from genwire.client._transports import RETRYABLE, EventFeed, Transport
 from genwire.client._transports import failure as _failure
 from genwire.client.errors import TransportFailed
 from genwire.client.types import Artifact, Job, JobPage, Pipeline, Project
@@ -21,46 +22,14 @@ from genwire.client.types import Artifact, Job, JobPage, Pipeline, Project
 __all__ = ["DEFAULT_URL", "Client"]
 
 
-class Client:
+class Client(ClientBase[httpx.BaseTransport, httpx.Client]):
     """The genwire API over HTTP; each call answers a typed result or raises a
     `GenwireError` (see `genwire.client.errors`)."""
 
-    def __init__(
-        self,
-        server: str | None = None,
-        api_key: str | None = None,
-        *,
-        timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
-        create_retry_delays: Sequence[float] = protocol.CREATE_RETRY_DELAYS_S,
-        event_hooks: Mapping[str, list[Any]] | None = None,
-        keepalive_s: float = 10.0,
-        backoff_base_s: float = 1.0,
-        sse_failures_before_fallback: int = 3,
-        sse_retry_s: float = 60.0,
-        long_poll_wait_s: float = 25.0,
-        poll_interval_s: float = 2.0,
-    ) -> None:
-        """`keepalive_s` is the server's keepalive (a stream silent twice as long is
-        dead); the other keywords tune `events()`'s backoff and fallback (see
-        `genwire.client._transports.StreamPolicy`)."""
-        self.server = protocol.server_url(server)
-        self.stream_policy = StreamPolicy(
-            keepalive_s=keepalive_s,
-            backoff_base_s=backoff_base_s,
-            failures_before_fallback=sse_failures_before_fallback,
-            sse_retry_s=sse_retry_s,
-            long_poll_wait_s=long_poll_wait_s,
-            poll_interval_s=poll_interval_s,
-        )
-        self.create_retry_delays = tuple(create_retry_delays)
-        self._http = httpx.Client(
-            base_url=self.server,
-            headers=protocol.auth_headers(api_key),
-            timeout=timeout,
-            transport=transport,
-            event_hooks=event_hooks,
-        )
+    def _open_http(
+        self, transport: httpx.BaseTransport | None, options: HttpOptions
+    ) -> httpx.Client:
+        return httpx.Client(transport=transport, **options)
 
     def __enter__(self) -> Client:
         return self
@@ -70,9 +39,6 @@ class Client:
 
     def close(self) -> None:
         self._http.close()
-
-    def absolute(self, url: str) -> str:
-        return url if "://" in url else f"{self.server}{url}"
 
     def _send(self, call: Call) -> httpx.Response:
         try:
@@ -164,9 +130,6 @@ class Client:
                     return
                 pause = feed.succeeded()
             time.sleep(pause)
-
-    def _feed(self, job_id: str, after: str | None, timeout: float | None) -> EventFeed:
-        return EventFeed(job_id, after, self.stream_policy, timeout, segment=protocol.segment)
 
     def _sse_attempt(self, feed: EventFeed) -> Iterator[dict[str, Any]]:
         with connect_sse(

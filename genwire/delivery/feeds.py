@@ -114,13 +114,18 @@ class Feed:
         self.floor: int | None = None  #: None until the feed has found where it starts
         self.head = 0
         self._changed = asyncio.Event()
-        self.readers = 0
+        self.followers = 0  #: streams and long-polls inside `FeedHub.follow`
         self._task: asyncio.Task[None] | None = None
         self.idle_since: float | None = None
         self.sinks: set[Sink] = set()
         self._fanned_out_at = 0.0  #: when the last fan-out began (loop time)
         self._fanned_out_s = 0.0  #: how long it took
         self._batch_interval_s = 0.0  #: between the last two fan-outs
+
+    @property
+    def readers(self) -> int:
+        """Followers, and sinks (whose streams no longer follow: the feed writes to them)."""
+        return self.followers + len(self.sinks)
 
     @property
     def changed(self) -> asyncio.Event:
@@ -152,10 +157,16 @@ class Feed:
         if self.dead or self.since(cursor) != []:
             return False
         self.sinks.add(sink)
+        self.idle_since = None
         return True
 
     def detach(self, sink: Sink) -> None:
         self.sinks.discard(sink)
+        self.note_if_idle()
+
+    def note_if_idle(self) -> None:
+        if self.readers == 0 and self.idle_since is None:
+            self.idle_since = asyncio.get_running_loop().time()
 
     def end_sinks(self, reason: str) -> None:
         """Detach and end every sink: their streams finish and the clients resume."""
@@ -326,14 +337,13 @@ class FeedHub:
             feed = self._feeds[scope] = Feed(scope, self._store, self._bus, self._others_writing)
             feed.start()
             self._ensure_sweeper()
-        feed.readers += 1
+        feed.followers += 1
         feed.idle_since = None
         try:
             yield Follower(feed, self._store, self.closing)
         finally:
-            feed.readers -= 1
-            if feed.readers == 0:
-                feed.idle_since = asyncio.get_running_loop().time()
+            feed.followers -= 1
+            feed.note_if_idle()
 
     def attach(self, follower: Follower, sink: Sink, cursor: int) -> bool:
         """`Feed.attach` for the follower's feed; the hub then ticks the sink."""
