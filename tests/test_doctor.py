@@ -3,13 +3,17 @@ a proxy refusing the event streams, and against nothing at all."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
+from genwire import cli
 from genwire.cli import main
 from genwire.doctor import Check, run_checks
 from tests.conftest import ThreadedServer
@@ -89,19 +93,54 @@ def test_a_proxy_refusing_the_streams_fails_the_sse_checks(proxy: FaultProxy) ->
     assert code == 1
 
 
-def test_an_unreachable_server_fails_health_and_stops() -> None:
+@pytest.fixture
+def unreachable_url() -> str:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    code, checks = doctor(f"http://127.0.0.1:{port}")
+    return f"http://127.0.0.1:{port}"
+
+
+def test_an_unreachable_server_fails_health_and_stops(unreachable_url: str) -> None:
+    code, checks = doctor(unreachable_url)
     assert list(checks) == ["health"]
     assert checks["health"].verdict == "fail"
     assert "cannot reach" in checks["health"].detail
     assert code == 1
 
 
-def test_run_checks_reports_each_check_as_it_ends(server: ThreadedServer) -> None:
-    seen: list[str] = []
-    results = run_checks(server.url, keepalive_wait_s=3, on_check=lambda c: seen.append(c.name))
-    assert seen == [check.name for check in results]
+def test_run_checks_shows_each_check_while_it_runs_and_reports_it_as_it_ends(
+    server: ThreadedServer,
+) -> None:
+    log: list[str] = []
+
+    @contextlib.contextmanager
+    def running(activity: str) -> Iterator[None]:
+        log.append(f"running {activity}")
+        yield
+        log.append("ran")
+
+    results = run_checks(
+        server.url, keepalive_wait_s=3, on_check=lambda c: log.append(c.name), running=running
+    )
     assert len(results) == 6
+    assert [entry.partition(":")[0] for entry in log] == [
+        entry for check in results for entry in (f"running {check.name}", "ran", check.name)
+    ]
+
+
+def test_a_terminal_sees_a_spinner_naming_the_running_check(
+    unreachable_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=200)
+    monkeypatch.setattr(cli, "console", terminal)
+    monkeypatch.setattr(cli, "out", terminal)
+    CliRunner().invoke(main, ["doctor", unreachable_url])
+    assert "health: GET /healthz" in screen.getvalue()
+
+
+def test_a_pipe_gets_no_spinner(unreachable_url: str) -> None:
+    result = CliRunner().invoke(main, ["doctor", unreachable_url])
+    assert "fail  health" in result.output
+    assert "GET /healthz" not in result.output
