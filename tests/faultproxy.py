@@ -32,7 +32,9 @@ class Fault:
     """What to do to requests whose target (path and query) matches `pattern`.
 
     `after_bytes`: for `cut` and `stall`, how many bytes of the answer get through
-    first. `times`: how many connections it applies to (None: all of them)."""
+    first; from 1 on, the server has handled the whole request by then (it began its
+    answer), while a `cut` at 0 may cut the request short too. `times`: how many
+    connections it applies to (None: all of them)."""
 
     mode: Mode
     pattern: str = ""

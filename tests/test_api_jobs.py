@@ -376,14 +376,14 @@ def test_creates_without_an_idempotency_key_make_different_jobs(idle_http: httpx
 
 
 def test_prefer_wait_answers_with_the_terminal_snapshot_of_a_fast_job(http: httpx.Client) -> None:
-    started = time.monotonic()
-    response = http.post("/api/jobs", json=FAST_SYNTHETIC, headers={"Prefer": "wait=10"})
+    # The longest wait, twice the client's read time-out: an answer that waited it out
+    # instead of coming at the job's end would fail the request.
+    response = http.post("/api/jobs", json=FAST_SYNTHETIC, headers={"Prefer": "wait=60"})
 
     assert response.status_code == 201
-    assert response.headers["preference-applied"] == "wait=10"
+    assert response.headers["preference-applied"] == "wait=60"
     assert response.json()["status"] == "succeeded"
     assert response.json()["progress"] == 100
-    assert time.monotonic() - started < 10
 
 
 def test_prefer_wait_answers_a_slow_job_after_the_wait_with_its_current_snapshot(
@@ -397,7 +397,9 @@ def test_prefer_wait_answers_a_slow_job_after_the_wait_with_its_current_snapshot
     assert response.status_code == 201
     assert response.headers["preference-applied"] == "wait=1"
     assert response.json()["status"] in {"queued", "running"}
-    assert 0.9 <= elapsed < 5
+    # A lower bound only, which a slow machine cannot break (the answer's status shows
+    # it did not wait for the job's end either).
+    assert elapsed >= 0.9
     assert http.post(f"/api/jobs/{response.json()['id']}/cancel").status_code == 202
     wait_for_status(http, response.json()["id"], TERMINAL)
 

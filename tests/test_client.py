@@ -36,6 +36,7 @@ from genwire.client import (
 )
 from genwire.client.errors import parse_retry_after
 from tests.conftest import ThreadedServer
+from tests.faultproxy import Fault, FaultProxy
 
 LiveServer = Callable[..., ThreadedServer]
 FAST = {"steps": 3, "step_ms": 1}
@@ -241,6 +242,55 @@ def test_a_create_answered_503_is_resent_under_the_same_idempotency_key() -> Non
     assert keys != {""}
     assert {request.headers["prefer"] for request in seen} == {"wait=5"}
     assert {json.loads(request.content)["pipeline"] for request in seen} == {"demo.synthetic"}
+
+
+def submit_noting_traffic(
+    kind: str, url: str, sent: list[httpx.Request], statuses: list[int]
+) -> Job:
+    """`submit` with the sync or the async client, allowed one resend, noting each
+    request it sent and the status of each answer that reached it."""
+    options: dict[str, Any] = {"api_key": "", "create_retry_delays": (0,)}
+    if kind == "sync":
+        hooks = {"request": [sent.append], "response": [lambda r: statuses.append(r.status_code)]}
+        with Client(url, event_hooks=hooks, **options) as client:
+            return client.submit("demo.synthetic", FAST)
+
+    async def note_request(request: httpx.Request) -> None:
+        sent.append(request)
+
+    async def note_response(response: httpx.Response) -> None:
+        statuses.append(response.status_code)
+
+    async def run() -> Job:
+        hooks: dict[str, list[Any]] = {"request": [note_request], "response": [note_response]}
+        async with AsyncClient(url, event_hooks=hooks, **options) as client:
+            return await client.submit("demo.synthetic", FAST)
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_a_create_whose_answer_is_lost_is_resent_and_merged_by_the_server(
+    server: ThreadedServer, kind: str
+) -> None:
+    """The real server creates the job, then the proxy cuts its answer: the client
+    resends under the same Idempotency-Key, and the server answers the job it made."""
+    sent: list[httpx.Request] = []
+    statuses: list[int] = []
+    with FaultProxy(server.url) as proxy:
+        proxy.set(Fault("cut", r"^/api/jobs$", after_bytes=1, times=1))
+        job = submit_noting_traffic(kind, proxy.url, sent, statuses)
+
+    assert [(seen.target, seen.mode) for seen in proxy.seen] == [
+        ("/api/jobs", "cut"),
+        ("/api/jobs", "pass"),
+    ]
+    assert proxy.seen[0].forwarded == 1, "the server had answered the first send"
+    assert len(sent) == 2
+    assert len({request.headers["idempotency-key"] for request in sent}) == 1
+    assert statuses == [200], "the resend was answered with the job already made"
+    with Client(server.url, api_key="") as direct:
+        assert [item.id for item in direct.list()] == [job.id]
 
 
 def test_a_create_gives_up_after_its_retries() -> None:

@@ -5,7 +5,6 @@ results whose files a `<video>` or `<img>` fetches with the job's stream token
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -17,24 +16,30 @@ from tests.conftest import ServerProcess
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def server(
+    serve_process: Callable[..., ServerProcess], monkeypatch: pytest.MonkeyPatch
+) -> ServerProcess:
+    """The server `new_page` is for, here one with an API key (and the only one
+    started): its pages close before it stops."""
+    monkeypatch.setenv("GENWIRE_API_KEYS", "sesame:alice")
+    return serve_process()
+
+
 def test_on_a_keyed_server_the_page_takes_the_key_and_shows_the_result(
-    serve_process: Callable[..., ServerProcess],
+    server: ServerProcess,
     new_page: Callable[..., Page],
     console: Console,
     screenshot: Screenshot,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv("GENWIRE_API_KEYS", "sesame:alice")
-    keyed = serve_process(data_dir=tmp_path / "keyed")
     page = new_page()
     console.allow(r"status of 401")  # the first load, before the key is given
-    page.goto(keyed.url)
+    page.goto(server.url)
     expect(page.locator("details#settings")).to_have_attribute("open", "")
     page.get_by_label("API key").fill("sesame")
     page.get_by_role("button", name="Save and reload").click()
 
-    open_home(page, keyed.url)
+    open_home(page, server.url)
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     job_id = start(page, "demo.image", prompt="A red fox", width=128, height=96)
     card = job_card(page, job_id)
