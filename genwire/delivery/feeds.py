@@ -191,11 +191,12 @@ class Feed:
             self._signal()
             while True:
                 try:
-                    batch = await self._store.entries_after(self.scope, self.head, READ_LIMIT)
+                    batch, through = await self._read()
                 except Exception:
                     log.exception("reading the feed of %s failed; retrying", self.scope)
                     await asyncio.sleep(RETRY_S)
                     continue
+                self.head = through
                 if batch:
                     self._keep(batch)
                     self._signal()
@@ -204,6 +205,19 @@ class Feed:
                         continue
                 await self._until_news(woken)
                 await self._gather_under_load()
+
+    async def _read(self) -> tuple[list[LogEntry], int]:
+        """The scope's events after `head`, and the id through which the answer is
+        complete. From what this process committed lately when that holds them (no
+        read, no thread), else from the store."""
+        recent = self._store.recent
+        if recent is not None:
+            known = recent.after(self.scope, self.head)
+            # Nothing new there: look in the store, where another process may have written.
+            if known is not None and known[0]:
+                return known
+        batch = await self._store.entries_after(self.scope, self.head, READ_LIMIT)
+        return batch, batch[-1].seq if batch else self.head
 
     async def _gather_under_load(self) -> None:
         """When fanning out takes most of the loop's time (batches come less than
@@ -227,7 +241,6 @@ class Feed:
     def _keep(self, batch: list[LogEntry]) -> None:
         self._entries.extend(batch)
         self._seqs.extend(entry.seq for entry in batch)
-        self.head = batch[-1].seq
         excess = len(self._entries) - WINDOW
         if excess > WINDOW // 4:  # trim in chunks: slicing a list is O(n)
             self.floor = self._seqs[excess - 1]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,9 +28,11 @@ from genwire.delivery.entries import LogEntry, Scope, ScopeKind
 from genwire.models import Artifact, Event, EventType, Job, JobStatus, JsonObject
 from genwire.store import rows, schema
 from genwire.store.migrations import migrate
+from genwire.store.recent import RecentEvents
 from genwire.store.transactions import MIGRATE_LOCK_KEY, WriteTx
 
 T = TypeVar("T")
+log = logging.getLogger("genwire.store")
 READER_THREADS = 4
 
 
@@ -44,7 +47,11 @@ class JobPage:
 
 
 class _Runner(Protocol):
-    async def write(self, fn: Callable[[Connection], T]) -> T: ...
+    async def write(
+        self, fn: Callable[[Connection], T], committed: Callable[[T], None] | None = None
+    ) -> T:
+        """Run `fn` in a write transaction; `committed` gets its value once committed,
+        before any other transaction of this runner commits."""
 
     async def read(self, fn: Callable[[Connection], T]) -> T: ...
 
@@ -91,10 +98,18 @@ class _SqliteRunner:
 
         return engine
 
-    async def write(self, fn: Callable[[Connection], T]) -> T:
+    async def write(
+        self, fn: Callable[[Connection], T], committed: Callable[[T], None] | None = None
+    ) -> T:
         return await asyncio.get_running_loop().run_in_executor(
-            self._writer, self._in_transaction, self._write_engine, fn
+            self._writer, self._commit, fn, committed
         )
+
+    def _commit(self, fn: Callable[[Connection], T], committed: Callable[[T], None] | None) -> T:
+        value = self._in_transaction(self._write_engine, fn)
+        if committed is not None:
+            committed(value)  # still in the one writer thread: in commit order
+        return value
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -123,9 +138,14 @@ class _PostgresRunner:
             json_deserializer=orjson.loads,
         )
 
-    async def write(self, fn: Callable[[Connection], T]) -> T:
+    async def write(
+        self, fn: Callable[[Connection], T], committed: Callable[[T], None] | None = None
+    ) -> T:
         async with self._engine.begin() as connection:
-            return await connection.run_sync(fn)
+            value = await connection.run_sync(fn)
+        if committed is not None:
+            committed(value)
+        return value
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         # One snapshot for every statement of a read (a job and its artifacts).
@@ -157,6 +177,8 @@ class Store:
             if self.is_sqlite
             else _PostgresRunner(_driver_url(url))
         )
+        #: what this process committed lately (SQLite only: see `genwire.store.recent`)
+        self.recent = RecentEvents() if self.is_sqlite else None
 
     @classmethod
     def for_data_dir(cls, data_dir: Path) -> Store:
@@ -186,7 +208,19 @@ class Store:
             tx = WriteTx(connection, self.is_postgres)
             return fn(tx), tx
 
-        return await self._runner.write(run)
+        def committed(result: tuple[T, WriteTx]) -> None:
+            if self.recent is None:
+                return
+            try:
+                self.recent.add(result[1].appended, result[1].appended_payloads)
+            except Exception:
+                # The transaction committed whatever happens here: feeds read the store.
+                log.exception(
+                    "keeping %d committed event(s) in memory failed", len(result[1].appended)
+                )
+                self.recent.forget()
+
+        return await self._runner.write(run, committed)
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         return await self._runner.read(fn)

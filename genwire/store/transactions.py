@@ -45,6 +45,8 @@ class WriteTx:
                 sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
             )
         self.appended: list[Event] = []
+        #: the payload of each appended event as stored, as JSON text
+        self.appended_payloads: list[str] = []
         #: appended events whose job or project has a webhook, with that webhook
         self.webhook_targets: list[tuple[Event, JsonObject]] = []
         #: bus topics to wake after commit, besides those of the appended events
@@ -127,6 +129,7 @@ class WriteTx:
             payload["project_id"] = project_id
         payload["ts"] = format_time(utc_now())
         payload.update(fields)
+        stored = orjson.dumps(payload).decode()
         seq = self._connection.execute(
             rows.INSERT_EVENT,
             {
@@ -134,7 +137,7 @@ class WriteTx:
                 "job_id": job_id,
                 "project_id": project_id,
                 "type": event_type.value,
-                "payload": orjson.dumps(payload).decode(),
+                "payload": stored,
             },
         ).scalar_one()
         event = Event(
@@ -146,6 +149,7 @@ class WriteTx:
             project_id=project_id,
         )
         self.appended.append(event)
+        self.appended_payloads.append(stored)
         if webhook:
             self.webhook_targets.append((event, webhook))
         return event
