@@ -17,6 +17,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Collection
 from typing import Protocol
 
@@ -34,6 +35,8 @@ RETRY_S = 1.0  #: pause after a failed read of the store
 RECHECK_S = 1.0  #: how often a feed looks for writes the bus cannot announce
 #: the longest a feed under load waits to gather a batch (see `_gather_under_load`)
 GATHER_MAX_S = 0.005
+#: the share of the loop's time above which fan-outs gather (see `_gather_under_load`)
+GATHER_LOAD = 0.8
 SINK_TICK_S = 0.25  #: how often sinks are ticked (keepalive and time-out precision)
 
 #: Whether another process may be writing events this process's bus never hears of
@@ -118,9 +121,8 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self.idle_since: float | None = None
         self.sinks: set[Sink] = set()
-        self._fanned_out_at = 0.0  #: when the last fan-out began (loop time)
-        self._fanned_out_s = 0.0  #: how long it took
-        self._batch_interval_s = 0.0  #: between the last two fan-outs
+        self._fanned_out_s = 0.0  #: how long the last fan-out took
+        self._fan_out_ended = 0.0  #: when (`time.perf_counter`: the loop's clock is coarse)
 
     @property
     def readers(self) -> int:
@@ -220,13 +222,15 @@ class Feed:
         return batch, batch[-1].seq if batch else self.head
 
     async def _gather_under_load(self) -> None:
-        """When fanning out takes most of the loop's time (batches come less than
-        two fan-outs apart), wait a little before reading, so that the next batch
-        carries several events and each subscriber gets them in one write instead
-        of one each. At a steady rate the fan-outs leave the loop idle between
-        them, and nothing waits."""
-        if self._fanned_out_s and self._batch_interval_s < 2 * self._fanned_out_s:
-            await asyncio.sleep(min(self._fanned_out_s, GATHER_MAX_S))
+        """When fanning out takes most of the loop's time (news comes back within a
+        quarter of a fan-out's duration after it ended), wait a little before reading,
+        so that the next batch carries several events and each subscriber gets them
+        in one write instead of one each. At a steady rate that the fan-outs keep up
+        with, the loop is idle between them and nothing waits."""
+        busy = self._fanned_out_s
+        idle = time.perf_counter() - self._fan_out_ended
+        if busy and busy > GATHER_LOAD * (busy + idle):
+            await asyncio.sleep(min(busy, GATHER_MAX_S))
 
     async def _until_news(self, woken: Subscription) -> None:
         """Wait for the bus; where another process may write events this process's bus
@@ -251,9 +255,7 @@ class Feed:
         if not self.sinks:
             self._fanned_out_s = 0.0
             return
-        clock = asyncio.get_running_loop().time
-        started = clock()
-        self._batch_interval_s, self._fanned_out_at = started - self._fanned_out_at, started
+        started = time.perf_counter()
         live = LiveBatch(batch)
         for sink in list(self.sinks):  # a sink may detach itself as it takes the batch
             try:
@@ -262,7 +264,8 @@ class Feed:
                 log.exception("a sink of %s failed; it ends", self.scope)
                 self.sinks.discard(sink)
                 sink.end("failed")
-        self._fanned_out_s = clock() - started
+        self._fan_out_ended = time.perf_counter()
+        self._fanned_out_s = self._fan_out_ended - started
 
     def _signal(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
