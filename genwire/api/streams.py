@@ -11,8 +11,9 @@ from genwire.api.requests import path_id, projects_of, service_of, tenant_of
 from genwire.api.sse import event_stream, hub_of, parse_cursor, resume_cursor
 from genwire.api.tokens import job_reader_tenant
 from genwire.delivery.entries import LogEntry, Scope, ScopeKind
+from genwire.delivery.feeds import FeedHub, StatusAt, changes_status
 from genwire.errors import BadRequest
-from genwire.models import TERMINAL_EVENT_TYPES, EventType, Job, JobStatus, format_event_id
+from genwire.models import TERMINAL_EVENT_TYPES, EventType, JobStatus, format_event_id
 
 MAX_POLL_WAIT_S = 60.0
 DEFAULT_POLL_WAIT_S = 30.0
@@ -56,36 +57,54 @@ async def tenant_events(request: Request) -> Response:
 
 async def poll_job(request: Request) -> Response:
     """`GET /api/jobs/{id}/poll?after=ID&wait=S`: the events after ID, at once if there
-    are any, else as soon as one comes or after S seconds (SPEC §3, §4.7)."""
+    are any, else as soon as one comes or after S seconds (SPEC §3, §4.7).
+
+    A long-poll answer is what every poller asks for at every event, so it reads
+    nothing from the store while the job's feed is live: the events come from the
+    feed, and the job's status from its snapshot on the feed and the newest status
+    event the feed has seen since."""
     job_id = path_id(request, "job_id", "job")
-    service = service_of(request)
     tenant = await job_reader_tenant(request, job_id)
-    job = await service.get_job(job_id, tenant)
+    scope = Scope(ScopeKind.JOB, job_id)
+    hub = hub_of(request)
+    known = await _job_status(request, hub, scope, tenant)
     cursor = parse_cursor(request.query_params.get("after", "").strip(), "after")
-    entries: list[LogEntry] = []
-    if not (job.status.is_terminal and cursor >= job.last_event_seq):
-        entries = await _next_entries(request, Scope(ScopeKind.JOB, job_id), cursor)
+    wait = _wait_param(request)
+    async with hub.follow(scope) as follower:
+        status, status_seq = _newest_status(known, follower.feed.last_status)
+        entries: list[LogEntry] = []
+        if not (status.is_terminal and cursor >= status_seq):
+            entries = await follower.next(cursor, wait)
+            status, status_seq = _newest_status(known, follower.feed.last_status, *entries)
     last = entries[-1].seq if entries else cursor
-    status = _status_after(job, entries)
-    done = status.is_terminal and last >= max(job.last_event_seq, _terminal_seq(entries))
+    done = status.is_terminal and last >= status_seq
     return _poll_answer(entries, last, {"status": status.value, "done": done})
 
 
-def _status_after(job: Job, entries: list[LogEntry]) -> JobStatus:
-    """The job's status: from the newest status event among `entries` when it is
-    newer than the snapshot read before the wait, else the snapshot's. Every status
-    change is an event, so no second read of the job is needed (a poll answer is
-    what 1 000 pollers each ask for at every event)."""
-    for entry in reversed(entries):
-        if entry.seq <= job.last_event_seq:
-            break
-        if entry.type is EventType.JOB_STATUS or entry.type.is_terminal:
-            return JobStatus(orjson.loads(entry.stored)["status"])
-    return job.status
+async def _job_status(request: Request, hub: FeedHub, scope: Scope, tenant: str) -> StatusAt:
+    """The job's status as of some event (404 if the tenant has no such job): kept on
+    the job's feed once read while the feed had its floor, so that every event
+    after the snapshot reaches the feed's `last_status`."""
+    feed = hub.live_feed(scope)
+    known = feed.status_at if feed is not None else None
+    if known is not None and known.tenant == tenant:
+        return known
+    cacheable = feed is not None and feed.floor is not None
+    job = await service_of(request).get_job(scope.key, tenant)
+    known = StatusAt(job.tenant, job.status, job.last_event_seq)
+    if cacheable and feed is not None and hub.live_feed(scope) is feed:
+        feed.status_at = known
+    return known
 
 
-def _terminal_seq(entries: list[LogEntry]) -> int:
-    return next((entry.seq for entry in reversed(entries) if entry.type.is_terminal), 0)
+def _newest_status(known: StatusAt, *entries: LogEntry | None) -> tuple[JobStatus, int]:
+    """The newest of the snapshot's status and those of the status events among
+    `entries`, with the seq it holds from."""
+    status, seq = known.status, known.seq
+    for entry in entries:
+        if entry is not None and entry.seq > seq and changes_status(entry):
+            status, seq = JobStatus(orjson.loads(entry.stored)["status"]), entry.seq
+    return status, seq
 
 
 async def poll_tenant(request: Request) -> Response:

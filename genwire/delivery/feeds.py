@@ -19,11 +19,12 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection
+from dataclasses import dataclass
 from typing import Protocol
 
 from genwire.bus import Bus, Subscription, topics
 from genwire.delivery.entries import LogEntry, Scope, ScopeKind
-from genwire.models import EventType
+from genwire.models import EventType, JobStatus
 from genwire.store import Store
 
 log = logging.getLogger("genwire.delivery")
@@ -76,6 +77,20 @@ class LiveBatch:
         return self._ends[key]
 
 
+@dataclass(frozen=True)
+class StatusAt:
+    """A job's status as read from the store, holding from event `seq` on until a
+    newer status event (see `Feed.status_at`)."""
+
+    tenant: str
+    status: JobStatus
+    seq: int
+
+
+def changes_status(entry: LogEntry) -> bool:
+    return entry.type is EventType.JOB_STATUS or entry.type.is_terminal
+
+
 class Sink(Protocol):
     """A caught-up reader that the feed writes to directly (see `Feed.attach`)."""
 
@@ -121,6 +136,11 @@ class Feed:
         self._task: asyncio.Task[None] | None = None
         self.idle_since: float | None = None
         self.sinks: set[Sink] = set()
+        #: a job feed's newest entry that changed the job's status
+        self.last_status: LogEntry | None = None
+        #: a job feed's snapshot of its job, read once the feed had its floor: with
+        #: `last_status`, the job's status without a read (SPEC §3 long-poll answers)
+        self.status_at: StatusAt | None = None
         self._fanned_out_s = 0.0  #: how long the last fan-out took
         self._fan_out_ended = 0.0  #: when (`time.perf_counter`: the loop's clock is coarse)
 
@@ -245,6 +265,8 @@ class Feed:
     def _keep(self, batch: list[LogEntry]) -> None:
         self._entries.extend(batch)
         self._seqs.extend(entry.seq for entry in batch)
+        if self.scope.kind is ScopeKind.JOB:
+            self.last_status = next(filter(changes_status, reversed(batch)), self.last_status)
         excess = len(self._entries) - WINDOW
         if excess > WINDOW // 4:  # trim in chunks: slicing a list is O(n)
             self.floor = self._seqs[excess - 1]
@@ -343,6 +365,10 @@ class FeedHub:
     @property
     def readers(self) -> int:
         return sum(feed.readers for feed in self._feeds.values())
+
+    def live_feed(self, scope: Scope) -> Feed | None:
+        feed = self._feeds.get(scope)
+        return None if feed is None or feed.dead else feed
 
     @contextlib.asynccontextmanager
     async def follow(self, scope: Scope) -> AsyncIterator[Follower]:
