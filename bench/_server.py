@@ -60,3 +60,11 @@ async def running_server(
         finally:
             process.terminate()
             process.wait(timeout=30)
+
+
+def rss_kib(pid: int) -> int:
+    """The resident memory of process `pid`, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")

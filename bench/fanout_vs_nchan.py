@@ -55,7 +55,7 @@ from typing import Any
 import httpx
 
 from bench._report import describe_machine, print_table
-from bench._server import start_server
+from bench._server import rss_kib, start_server
 
 FOLDER = Path(__file__).resolve().parent / "nchan"
 CLIENT_SOURCE = FOLDER / "sseload.c"
@@ -471,13 +471,6 @@ class Meters:
         return Meters(self.server_cpu_s - other.server_cpu_s, self.steal_s - other.steal_s)
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
 def open_timeout(connections: int) -> float:
     return 30.0 + connections / 100
 
@@ -532,6 +525,7 @@ def measure_flow(
     target: Target, settings: Settings, run: str, subscribers: int, transport: str = "job"
 ) -> Flow:
     rate = 0.0 if run == "saturation" else settings.rate
+    progress(f"{target.name}: {run}, {subscribers:,} subscribers")
     with (
         target.serve(settings.keepalive_s, subscribers) as server,
         target.flow(server, rate, transport) as source,
@@ -544,6 +538,11 @@ def measure_flow(
         used = Meters.read(server.pid) - before
         window = client.mark()
     return Flow(target.name, run, subscribers, opened, window, used, os.getloadavg()[0])
+
+
+def progress(step: str) -> None:
+    """What runs now, on stderr (a default run takes minutes; the tables go to stdout)."""
+    print(f"… {step}", file=sys.stderr, flush=True)
 
 
 def warm_up(client: LoadClient, pid: int) -> Meters:
@@ -577,6 +576,7 @@ def measure_transports(
 
 
 def measure_idle(target: Target, settings: Settings, connections: int) -> Idle:
+    progress(f"{target.name}: {connections:,} idle streams, held {settings.hold_s:g} s")
     with (
         target.serve(settings.keepalive_s, connections) as server,
         target.idle(server) as source,

@@ -23,12 +23,11 @@ import resource
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 
 from bench._report import describe_machine, percentile_ms, print_table
-from bench._server import running_server
+from bench._server import rss_kib, running_server
 
 
 @dataclass
@@ -79,13 +78,6 @@ async def _subscribe(
         writer.close()
 
 
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
 async def measure_latency(url: str, subscribers: int, events: int, step_ms: float) -> list[str]:
     host, port = url.removeprefix("http://").split(":")
     async with httpx.AsyncClient(base_url=url) as client:
@@ -124,7 +116,7 @@ async def measure_idle(url: str, pid: int, connections: int, hold_s: float) -> l
             json={"pipeline": "demo.synthetic", "input": {"steps": 1, "step_ms": 600_000}},
         )
         job_id = created.json()["id"]
-        before = _rss_kib(pid)
+        before = rss_kib(pid)
         readers = [Subscriber() for _ in range(connections)]
         ready = [asyncio.Event() for _ in range(connections)]
         tasks = [
@@ -135,7 +127,7 @@ async def measure_idle(url: str, pid: int, connections: int, hold_s: float) -> l
             for flag in ready:
                 await flag.wait()
         await asyncio.sleep(hold_s)
-        after = _rss_kib(pid)
+        after = rss_kib(pid)
         await client.post(f"/api/jobs/{job_id}/cancel")
     async with asyncio.timeout(60):
         await asyncio.gather(*tasks, return_exceptions=True)
