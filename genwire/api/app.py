@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -93,10 +92,6 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.start()
-        # What start-up built (modules, SQLAlchemy, pydantic: ~200k objects) lives as
-        # long as the server: out of the collector's way, a full collection takes
-        # 16 ms instead of 89 under load (docs/PERFORMANCE.md).
-        gc.freeze()
         app.state.stream_tokens = runtime.stream_tokens
         try:
             yield
