@@ -107,6 +107,9 @@ class EventStream(Response):
         cursor = plan.cursor
         hub = plan.hub
         async with hub.follow(plan.scope) as follower:
+            if connection is not None:
+                # A new feed first finds its floor; until then no stream can attach.
+                await follower.started(plan.settings.keepalive_s)
             probed = False  # whether the store was asked since the last batch
             while (remaining := closes_at - loop.time()) > 0 and not hub.closing.is_set():
                 wait = min(plan.settings.keepalive_s, remaining)

@@ -22,14 +22,16 @@ DEFAULT_POLL_WAIT_S = 30.0
 async def job_events(request: Request) -> Response:
     """`GET /api/jobs/{id}/events`: the job's stream; it ends after the terminal event."""
     job_id = path_id(request, "job_id", "job")
-    job = await service_of(request).get_job(job_id, await job_reader_tenant(request, job_id))
+    scope = Scope(ScopeKind.JOB, job_id)
+    hub = hub_of(request)
+    known = await _job_status(request, hub, scope, await job_reader_tenant(request, job_id))
     cursor = resume_cursor(request)
-    if job.status.is_terminal and cursor >= job.last_event_seq:
+    feed = hub.live_feed(scope)
+    status, status_seq = _newest_status(known, feed.last_status if feed is not None else None)
+    if status.is_terminal and cursor >= status_seq:
         # Nothing will ever follow: 204 tells an EventSource to stop reconnecting.
         return Response(status_code=204)
-    return event_stream(
-        request, Scope(ScopeKind.JOB, job_id), cursor, ends_with=TERMINAL_EVENT_TYPES
-    )
+    return event_stream(request, scope, cursor, ends_with=TERMINAL_EVENT_TYPES)
 
 
 async def project_events(request: Request) -> Response:
@@ -82,9 +84,10 @@ async def poll_job(request: Request) -> Response:
 
 
 async def _job_status(request: Request, hub: FeedHub, scope: Scope, tenant: str) -> StatusAt:
-    """The job's status as of some event (404 if the tenant has no such job): kept on
-    the job's feed once read while the feed had its floor, so that every event
-    after the snapshot reaches the feed's `last_status`."""
+    """The job's status as of some event (404 if the tenant has no such job), for a
+    stream or a long-poll to start from: kept on the job's feed once read while the
+    feed had its floor, so that every event after the snapshot reaches the feed's
+    `last_status`."""
     feed = hub.live_feed(scope)
     known = feed.status_at if feed is not None else None
     if known is not None and known.tenant == tenant:

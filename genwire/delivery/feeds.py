@@ -314,6 +314,14 @@ class Follower:
         has shown to hold none of the scope's events."""
         return max(cursor, self._search_from or 0)
 
+    async def started(self, timeout: float) -> None:
+        """Wait up to `timeout` for the feed to find where it starts (its floor): only
+        then can a reader that has caught up be told so."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._feed.floor is None and not self._closing.is_set():
+                    await self._feed.changed.wait()
+
     async def next(self, cursor: int, timeout: float) -> list[LogEntry]:
         """The events after `cursor`, waiting up to `timeout` for one; [] on time-out."""
         loop = asyncio.get_running_loop()
@@ -324,7 +332,7 @@ class Follower:
             batch = self._feed.since(search_from)
             if batch is None:
                 floor = self._feed.floor
-                batch = await self._store.entries_after(self._feed.scope, search_from, READ_LIMIT)
+                batch = await self._before_window(search_from)
                 if not batch and floor is not None:
                     # Nothing of this scope up to `floor`: the feed has the rest.
                     search_from = max(search_from, floor)
@@ -338,6 +346,17 @@ class Follower:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await changed.wait()
+
+    async def _before_window(self, cursor: int) -> list[LogEntry]:
+        """The scope's events after a cursor older than the feed's window: from what
+        this process committed lately when that holds every id from the cursor to the
+        feed's floor (no read, no thread), else from the store."""
+        recent, floor = self._store.recent, self._feed.floor
+        if recent is not None and floor is not None:
+            known = recent.after(self._feed.scope, cursor)
+            if known is not None and (known[0] or known[1] >= floor):
+                return known[0][:READ_LIMIT]
+        return await self._store.entries_after(self._feed.scope, cursor, READ_LIMIT)
 
 
 class FeedHub:
