@@ -5,7 +5,12 @@ serves the next request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
+import httpx
+
+from tests.conftest import ThreadedServer
 from tests.test_streams import (
     LiveServer,
     RawStream,
@@ -19,25 +24,36 @@ from tests.test_streams import (
 )
 
 
+@contextlib.asynccontextmanager
+async def caught_up_streams(
+    server: ThreadedServer, client: httpx.AsyncClient, count: int
+) -> AsyncIterator[tuple[str, list[RawStream]]]:
+    """`count` raw streams of an idle running job, each handed off to its sink."""
+    job_id, _ = await idle_running_job(client)
+    path = f"/api/jobs/{job_id}/events"
+    streams = [await RawStream.open(server.url, path) for _ in range(count)]
+    try:
+        await eventually(lambda: direct_sinks(server) == count, f"{count} stream(s) caught up")
+        yield job_id, streams
+    finally:
+        for stream in streams:
+            await stream.close()
+
+
 async def test_handed_off_streams_hold_no_asgi_task_yet_still_deliver(
     live_server: LiveServer,
 ) -> None:
     server = live_server()
-    async with asyncio.timeout(60), client_of(server) as client:
-        job_id, _ = await idle_running_job(client)
-        streams = [
-            await RawStream.open(server.url, f"/api/jobs/{job_id}/events") for _ in range(20)
-        ]
-        try:
-            await eventually(lambda: direct_sinks(server) == 20, "20 streams caught up")
-            # Every stream's app has returned: uvicorn runs no request task for them.
-            assert len(server.server.server_state.tasks) == 0
-            assert hub_readers(server) == 20
-            await cancel(client, job_id)
-            endings = [(await stream.read_events())[-1].type for stream in streams]
-        finally:
-            for stream in streams:
-                await stream.close()
+    async with (
+        asyncio.timeout(60),
+        client_of(server) as client,
+        caught_up_streams(server, client, 20) as (job_id, streams),
+    ):
+        # Every stream's app returns once it has handed off: no request task is left.
+        await eventually(lambda: not server.server.server_state.tasks, "the apps returned")
+        assert hub_readers(server) == 20
+        await cancel(client, job_id)
+        endings = [(await stream.read_events())[-1].type for stream in streams]
     assert endings == ["job-cancelled"] * 20
 
 
@@ -46,18 +62,13 @@ async def test_a_handed_off_stream_ends_its_body_and_its_connection_serves_the_n
 ) -> None:
     server = live_server()
     async with asyncio.timeout(60), client_of(server) as client:
-        job_id, _ = await idle_running_job(client)
-        stream = await RawStream.open(server.url, f"/api/jobs/{job_id}/events")
-        try:
-            await eventually(lambda: direct_sinks(server) == 1, "the stream caught up")
+        async with caught_up_streams(server, client, 1) as (job_id, [stream]):
             await cancel(client, job_id)
             events = await stream.read_events()  # to the body's last (empty) chunk
             # The same connection, kept alive by uvicorn once the sink ended the body.
             stream._writer.write(request_bytes(server.url, f"/api/jobs/{job_id}"))
             answer = await RawStream.start(stream._reader, stream._writer)
             await answer.next_chunk()
-        finally:
-            await stream.close()
         await eventually(lambda: hub_readers(server) == 0, "the stream released its feed")
     assert events[-1].type == "job-cancelled"
     assert answer.status == 200
@@ -69,11 +80,9 @@ async def test_a_client_gone_from_a_handed_off_stream_releases_it(
 ) -> None:
     server = live_server()
     async with asyncio.timeout(60), client_of(server) as client:
-        job_id, _ = await idle_running_job(client)
-        stream = await RawStream.open(server.url, f"/api/jobs/{job_id}/events")
-        await eventually(lambda: direct_sinks(server) == 1, "the stream caught up")
-        await stream.close()
-        # Noticed when uvicorn loses the connection, without a write or a tick.
-        await eventually(lambda: direct_sinks(server) == 0, "the sink detached")
-        assert hub_readers(server) == 0
+        async with caught_up_streams(server, client, 1) as (job_id, [stream]):
+            await stream.close()
+            # Noticed when uvicorn loses the connection, without a write or a tick.
+            await eventually(lambda: direct_sinks(server) == 0, "the sink detached")
+            assert hub_readers(server) == 0
         await cancel(client, job_id)
