@@ -78,8 +78,9 @@ class HeldConnection:
 
 
 class _Hangup:
-    """Stands in for the cycle's `asyncio.Event`: uvicorn sets it when the
-    connection is lost, and nothing else waits on it once the app returned."""
+    """Stands in for the cycle's `asyncio.Event`, which nothing waits on once the app
+    returned: uvicorn sets it when the connection is lost, or when the client sends
+    a request body, which no stream reads (the connection is cut, and it resumes)."""
 
     __slots__ = ("_sink",)
 
@@ -87,7 +88,7 @@ class _Hangup:
         self._sink = sink
 
     def set(self) -> None:
-        self._sink.end(DROPPED)
+        self._sink.drop()
 
 
 def held_connection(scope: Scope) -> HeldConnection | None:
@@ -194,7 +195,7 @@ class DirectSink:
         if end is not None:
             self.end(ENDED)
         elif self.transport.get_write_buffer_size() > HARD_LIMIT:
-            self._drop()
+            self.drop()
 
     def tick(self, now: float) -> None:
         if self.ended is not None:
@@ -212,7 +213,7 @@ class DirectSink:
             if self.stuck_since is None:
                 self.stuck_since = now
             elif now - self.stuck_since >= self.send_timeout_s:
-                self._drop()
+                self.drop()
                 return
         else:
             self.stuck_since = None
@@ -229,7 +230,9 @@ class DirectSink:
         if reason != DROPPED:
             self.connection.finish()
 
-    def _drop(self) -> None:
+    def drop(self) -> None:
+        """Cut the connection; the client resumes from its cursor."""
         # Abort, not close: close waits for queued bytes a stalled client never takes.
-        self.transport.abort()
+        if not self.transport.is_closing():
+            self.transport.abort()
         self.end(DROPPED)
