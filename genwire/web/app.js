@@ -323,7 +323,8 @@ class JobView {
     const current = phases.findIndex((phase) => phase.name === this.phase);
     if (current < 0) return explicit || "pending";
     if (index < current) return "done";
-    if (index === current) return this.terminal ? "pending" : "active";
+    // A job that ended inside a phase shows where: the phase failed or was stopped.
+    if (index === current) return this.terminal ? { failed: "failed", cancelled: "stopped" }[this.status] || "pending" : "active";
     return "pending";
   }
 

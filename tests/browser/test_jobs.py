@@ -154,6 +154,7 @@ def test_cancel_stops_a_running_job(
     with page.expect_response(re.compile(r"/cancel$")):
         card.locator("button.job-cancel").click()
     expect(card).to_have_attribute("data-status", "cancelled")
+    expect(card.locator('.chip[data-phase="work"]')).to_have_attribute("data-state", "stopped")
     screenshot(page, "cancelled")
     assert snapshot(server.url, job_id)["status"] == "cancelled"
     cancel = card.locator("button.job-cancel")
@@ -205,6 +206,9 @@ def test_a_failed_job_shows_its_warning_and_its_error(
     expect(card).to_have_attribute("data-status", "failed")
     expect(card.locator(".job-warnings li")).to_contain_text(["synthetic warning at step 2"])
     expect(card.locator(".job-error")).to_contain_text("synthetic failure at step 5")
+    # It failed inside its first phase: that chip says so, the next never started.
+    expect(card.locator('.chip[data-phase="work"]')).to_have_attribute("data-state", "failed")
+    expect(card.locator('.chip[data-phase="output"]')).to_have_attribute("data-state", "pending")
     screenshot(page, "failed")
 
 
