@@ -552,14 +552,33 @@ async function onEvent(event) {
       // A job started elsewhere (another tab, the CLI): show it too. A clip of a
       // batch is shown by its batch, which may not have been drawn yet.
       const snapshot = await client.getJob(detail.job_id);
-      if (snapshot.project_id || jobs.has(snapshot.id)) return;
+      if (snapshot.project_id) return discoverProject(snapshot.project_id);
+      if (jobs.has(snapshot.id)) return;
       follow.addJob(snapshot.id);
       await showJob(snapshot);
     }
     return;
   }
-  if (detail.project_id && projects.has(detail.project_id)) {
-    showProject(await client.getProject(detail.project_id));
+  if (!detail.project_id) return;
+  if (projects.has(detail.project_id)) showProject(await client.getProject(detail.project_id));
+  else await discoverProject(detail.project_id);
+}
+
+const discovering = new Set(); // project ids being fetched, so a batch's clips fetch it once
+
+/** A batch created elsewhere (another tab, the CLI, the API): show and follow it. */
+async function discoverProject(projectId) {
+  if (projects.has(projectId) || discovering.has(projectId)) return;
+  discovering.add(projectId);
+  try {
+    const project = await client.getProject(projectId);
+    follow.addProject(project.id);
+    showProject(project);
+  } catch (error) {
+    // A free-form project_id given to POST /jobs names no batch: nothing to show.
+    if (!(error instanceof GenwireError && error.status === 404)) throw error;
+  } finally {
+    discovering.delete(projectId);
   }
 }
 

@@ -263,3 +263,25 @@ def test_a_batch_makes_a_project_whose_clips_all_end_and_a_reload_keeps_it(
     expect(project.locator(".project-counts")).to_contain_text(all_three)
     expect(clips).to_have_count(3)
     screenshot(page, "after-reload")
+
+
+def test_a_batch_created_elsewhere_appears_and_is_followed(
+    page: Page, server: ServerProcess, screenshot: Screenshot
+) -> None:
+    open_home(page, server.url)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    clip = {"pipeline": "demo.synthetic", "input": {"steps": 10, "step_ms": 50}}
+    with server.client() as client:
+        created = client.post("/api/projects", json={"name": "from the API", "clips": [clip] * 2})
+    assert created.status_code == 201, created.text
+    project_id = created.json()["id"]
+    project = project_card(page, project_id)
+    clips = project.locator(".clip")
+    expect(clips).to_have_count(2)
+    for index in range(2):
+        expect(clips.nth(index)).to_have_attribute("data-status", "succeeded")
+    expect(project.locator(".project-counts")).to_contain_text(re.compile(r"\b2\s*(/|of)\s*2\b"))
+    assert page.locator("#jobs .job").count() == 0, "a clip was shown as a lone job"
+    screenshot(page, "from-elsewhere")
+    page.reload()
+    expect(clips).to_have_count(2)
