@@ -86,3 +86,18 @@ async def test_a_client_gone_from_a_handed_off_stream_releases_it(
             await eventually(lambda: direct_sinks(server) == 0, "the sink detached")
             assert hub_readers(server) == 0
         await cancel(client, job_id)
+
+
+async def test_a_request_sent_on_a_held_stream_cuts_it_instead_of_being_answered_inside_it(
+    live_server: LiveServer,
+) -> None:
+    server = live_server()
+    async with asyncio.timeout(60), client_of(server) as client:
+        async with caught_up_streams(server, client, 1) as (job_id, [stream]):
+            stream._writer.write(request_bytes(server.url, f"/api/jobs/{job_id}"))
+            await eventually(lambda: direct_sinks(server) == 0, "the held stream was cut")
+            rest = b""
+            with contextlib.suppress(ConnectionError):
+                rest = await stream._reader.read()  # to the end of the connection
+        await cancel(client, job_id)
+    assert b"HTTP/1.1" not in rest, "a response was written inside the stream"

@@ -4,8 +4,15 @@ status comes from the feed's snapshot and the status events it has seen since.""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+from genwire.bus import LocalBus
+from genwire.models import format_event_id
+from genwire.service import JobService
+from genwire.storage import LocalStorage
+from genwire.store import Store
+from tests import pipelines as test_pipelines
 from tests.test_streams import (
     LiveServer,
     cancel,
@@ -58,3 +65,32 @@ async def test_long_polls_of_a_live_feed_read_no_job_yet_see_its_status_change(
     assert [(a["status"], a["done"]) for a in ending][-1] == ("cancelled", True)
     assert not any(a["done"] for a in ending[:-1])
     assert (again["events"], again["status"], again["done"]) == ([], "cancelled", True)
+
+
+async def test_a_cursor_ahead_of_the_feed_still_gets_the_jobs_end(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """The job's end was written by another process, which this server's feed has
+    not heard of; a client that saw it elsewhere resumes at it."""
+    server = live_server(workers=0)  # the job stays queued until cancelled elsewhere
+    settings = server.app.state.settings
+    elsewhere = Store(settings.resolved_database_url)
+    other = JobService(
+        elsewhere, LocalBus(), test_pipelines.test_registry(), LocalStorage(tmp_path)
+    )
+    async with asyncio.timeout(60), client_of(server) as client:
+        created = await client.post("/api/jobs", json={"pipeline": "test.raises", "input": {}})
+        job_id, cursor = created.json()["id"], created.json()["last_event_id"]
+        for _ in range(3):  # the feed starts and keeps the job's status
+            assert (await poll(client, job_id, cursor, 0))["status"] == "queued"
+        try:
+            await other.request_cancel(job_id)
+            end = (await elsewhere.get_job(job_id)).last_event_seq  # type: ignore[union-attr]
+        finally:
+            await elsewhere.close()
+        end_id = format_event_id(end)
+        # A wait longer than the client's read time-out: it must not wait at all.
+        answer = await poll(client, job_id, end_id, 60)
+        stream = await client.get(f"/api/jobs/{job_id}/events", headers={"Last-Event-ID": end_id})
+    assert (answer["events"], answer["status"], answer["done"]) == ([], "cancelled", True)
+    assert stream.status_code == 204

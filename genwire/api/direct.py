@@ -50,26 +50,33 @@ class HeldConnection:
     """The connection of a chunked HTTP/1.1 response already started by uvicorn's
     httptools protocol, which a sink can keep writing to after the app returned."""
 
-    __slots__ = ("_complete", "_cycle", "transport")
+    __slots__ = ("_complete", "_cycle", "_parser", "_protocol", "transport")
 
-    def __init__(self, cycle: Any, transport: asyncio.Transport) -> None:
+    def __init__(self, cycle: Any, protocol: Any, transport: asyncio.Transport) -> None:
         self._cycle = cycle
+        self._protocol = protocol
         self.transport = transport
         self._complete: Any = None
+        self._parser: Any = None
 
     def take(self, sink: DirectSink) -> None:
         """The sink writes alone from now on. uvicorn is told the response is complete,
-        so that the app may return without uvicorn closing the connection; a lost
-        connection then reaches the sink through the cycle's message event."""
+        so that the app may return without uvicorn closing the connection. A lost
+        connection then reaches the sink through the cycle's message event, and any
+        bytes the client sends through the protocol's parser: nothing may be
+        answered on this connection before the stream ends, so they cut it."""
         cycle = self._cycle
         self._complete = cycle.on_response  # uvicorn replaces it once the app returns
         cycle.response_complete = True
         cycle.message_event = _Hangup(sink)
+        self._parser = self._protocol.parser
+        self._protocol.parser = _Hangup(sink)
 
     def finish(self) -> None:
         """End the body and give the connection back to uvicorn (keep-alive)."""
         if self.transport.is_closing():
             return
+        self._protocol.parser = self._parser
         self.transport.write(LAST_CHUNK)
         if not self._cycle.keep_alive:
             self.transport.close()
@@ -78,9 +85,10 @@ class HeldConnection:
 
 
 class _Hangup:
-    """Stands in for the cycle's `asyncio.Event`, which nothing waits on once the app
-    returned: uvicorn sets it when the connection is lost, or when the client sends
-    a request body, which no stream reads (the connection is cut, and it resumes)."""
+    """Stands in for the cycle's message event and the protocol's parser while a
+    sink holds the connection: uvicorn sets the one when the connection is lost,
+    and feeds the other what the client sends. Either cuts the stream (the client
+    resumes from its cursor)."""
 
     __slots__ = ("_sink",)
 
@@ -90,20 +98,28 @@ class _Hangup:
     def set(self) -> None:
         self._sink.drop()
 
+    def feed_data(self, data: bytes) -> None:
+        self._sink.drop()
+
 
 def held_connection(scope: Scope) -> HeldConnection | None:
     """The connection, if a sink can write the response's next chunks and finish it;
-    None where only ASGI `send` can be used (another server, h11, HTTP/1.0)."""
+    None where only ASGI `send` can be used (another server, h11, a body that is not
+    chunked)."""
     cycle = scope.get(CYCLE_KEY)
     if cycle is None or getattr(cycle, "chunked_encoding", None) is not True:
         return None
     if not all(hasattr(cycle, name) for name in CYCLE_FIELDS):
         return None
+    # The protocol, through its bound `on_response_complete`: its parser is swapped.
+    protocol = getattr(cycle.on_response, "__self__", None)
+    if protocol is None or not hasattr(protocol, "parser"):
+        return None
     transport = cycle.transport
     # uvloop's transports do not subclass asyncio.Transport: check what is used.
     if not all(hasattr(transport, name) for name in TRANSPORT_CALLS):
         return None
-    return HeldConnection(cycle, transport)
+    return HeldConnection(cycle, protocol, transport)
 
 
 def chunk(data: bytes) -> bytes:
@@ -227,8 +243,14 @@ class DirectSink:
             return
         self.ended = reason
         self.feed.detach(self)
-        if reason != DROPPED:
-            self.connection.finish()
+        if reason == DROPPED:
+            return
+        if self.transport.get_write_buffer_size() > HIGH_WATER:
+            # Not reading: closing would wait on it; cut it, and it resumes.
+            self.transport.abort()
+            self.ended = DROPPED
+            return
+        self.connection.finish()
 
     def drop(self) -> None:
         """Cut the connection; the client resumes from its cursor."""

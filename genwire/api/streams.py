@@ -24,8 +24,9 @@ async def job_events(request: Request) -> Response:
     job_id = path_id(request, "job_id", "job")
     scope = Scope(ScopeKind.JOB, job_id)
     hub = hub_of(request)
-    known = await _job_status(request, hub, scope, await job_reader_tenant(request, job_id))
+    tenant = await job_reader_tenant(request, job_id)
     cursor = resume_cursor(request)
+    known = await _job_status(request, hub, scope, tenant, cursor)
     feed = hub.live_feed(scope)
     status, status_seq = _newest_status(known, feed.last_status if feed is not None else None)
     if status.is_terminal and cursor >= status_seq:
@@ -69,9 +70,9 @@ async def poll_job(request: Request) -> Response:
     tenant = await job_reader_tenant(request, job_id)
     scope = Scope(ScopeKind.JOB, job_id)
     hub = hub_of(request)
-    known = await _job_status(request, hub, scope, tenant)
     cursor = parse_cursor(request.query_params.get("after", "").strip(), "after")
     wait = _wait_param(request)
+    known = await _job_status(request, hub, scope, tenant, cursor)
     async with hub.follow(scope) as follower:
         status, status_seq = _newest_status(known, follower.feed.last_status)
         entries: list[LogEntry] = []
@@ -83,14 +84,18 @@ async def poll_job(request: Request) -> Response:
     return _poll_answer(entries, last, {"status": status.value, "done": done})
 
 
-async def _job_status(request: Request, hub: FeedHub, scope: Scope, tenant: str) -> StatusAt:
+async def _job_status(
+    request: Request, hub: FeedHub, scope: Scope, tenant: str, cursor: int
+) -> StatusAt:
     """The job's status as of some event (404 if the tenant has no such job), for a
-    stream or a long-poll to start from: kept on the job's feed once read while the
-    feed had its floor, so that every event after the snapshot reaches the feed's
-    `last_status`."""
+    stream or a long-poll from `cursor` to start from: kept on the job's feed once
+    read while the feed had its floor, so that every event after the snapshot
+    reaches the feed's `last_status`. Read again when the caller is ahead of the
+    feed (it saw events the feed has not read yet: from another process, say), so
+    a cursor at the job's end always gets its 204 or `done`."""
     feed = hub.live_feed(scope)
     known = feed.status_at if feed is not None else None
-    if known is not None and known.tenant == tenant:
+    if known is not None and known.tenant == tenant and feed is not None and cursor <= feed.head:
         return known
     cacheable = feed is not None and feed.floor is not None
     job = await service_of(request).get_job(scope.key, tenant)
