@@ -6,21 +6,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import socket
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
+import pytest
 
+from genwire.api.app import create_app
+from genwire.config import Settings
+from tests import pipelines as test_pipelines
 from tests.conftest import ThreadedServer
 from tests.test_streams import (
+    SMALL_BUFFER,
     LiveServer,
     RawStream,
     cancel,
     client_of,
+    create_job,
     direct_sinks,
     eventually,
     hub_readers,
     idle_running_job,
     request_bytes,
+    server_end_established,
+    stalled_subscriber,
+    wait_for,
 )
 
 
@@ -101,3 +113,43 @@ async def test_a_request_sent_on_a_held_stream_cuts_it_instead_of_being_answered
                 rest = await stream._reader.read()  # to the end of the connection
         await cancel(client, job_id)
     assert b"HTTP/1.1" not in rest, "a response was written inside the stream"
+
+
+@pytest.fixture
+def patient_small_buffer_server(tmp_path: Path) -> Iterator[ThreadedServer]:
+    """One worker slot, small socket buffers, and send and peer time-outs longer than
+    any test: only the end of a stream can let go of a client that stopped reading."""
+    settings = Settings(
+        data_dir=tmp_path / "patient",
+        workers=1,
+        stream_send_timeout_s=300.0,
+        peer_timeout_s=300.0,
+    )
+    server = ThreadedServer(create_app(settings, test_pipelines.test_registry()), 300.0)
+    server.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
+    with server:
+        yield server
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the kernel's table of TCP sockets")
+async def test_a_held_stream_whose_client_stopped_reading_is_cut_when_it_ends(
+    patient_small_buffer_server: ThreadedServer,
+) -> None:
+    server = patient_small_buffer_server
+    async with asyncio.timeout(90), client_of(server) as client:
+        gate, _ = await idle_running_job(client)  # holds the one worker slot
+        # ~1 000 events: far past the 64 KiB mark queued for the client, under 1 MiB.
+        job_id = await create_job(client, "demo.synthetic", steps=1000, step_ms=0)
+        stalled = stalled_subscriber(server, f"/api/jobs/{job_id}/events")
+        try:
+            await eventually(lambda: direct_sinks(server) == 1, "the stream caught up")
+            await cancel(client, gate)
+            await wait_for(client, job_id, lambda job: job["status"] == "succeeded")
+            await eventually(lambda: hub_readers(server) == 0, "the stream ended")
+            # Closing would wait forever on bytes the client never takes.
+            await eventually(
+                lambda: not server_end_established(server, stalled),
+                "the server lets go of the connection",
+            )
+        finally:
+            stalled.close()
