@@ -94,3 +94,45 @@ async def test_a_cursor_ahead_of_the_feed_still_gets_the_jobs_end(
         stream = await client.get(f"/api/jobs/{job_id}/events", headers={"Last-Event-ID": end_id})
     assert (answer["events"], answer["status"], answer["done"]) == ([], "cancelled", True)
     assert stream.status_code == 204
+
+
+async def test_long_polls_with_a_stream_token_read_no_job_either(
+    live_server: LiveServer,
+) -> None:
+    server = live_server(api_keys={"k1": "alice"})
+    store = server.app.state.service.store
+    read_job = store.get_job
+    reads: list[str] = []
+
+    async def counted(job_id: str, tenant: str | None = None) -> Any:
+        reads.append(job_id)
+        return await read_job(job_id, tenant)
+
+    async with (
+        asyncio.timeout(60),
+        client_of(server, api_key="k1") as alice,
+        client_of(server) as anonymous,
+    ):
+        job_id, cursor = await idle_running_job(alice)
+        poll_url = (await alice.get(f"/api/jobs/{job_id}")).json()["urls"]["poll"]
+        poll_url += f"&after={cursor}&wait=0"  # after its ?token=
+        store.get_job = counted
+        try:
+            answers = []
+            for _ in range(20):
+                warming = reads.count(job_id)
+                answers.append(await anonymous.get(poll_url))
+                if reads.count(job_id) == warming:
+                    break
+            steady = reads.count(job_id)
+            answers += [await anonymous.get(poll_url) for _ in range(5)]
+            polls_after = reads.count(job_id)
+            forged = await anonymous.get(
+                f"/api/jobs/{job_id}/poll", params={"after": cursor, "wait": 0, "token": "1.x"}
+            )
+        finally:
+            del store.get_job
+        await cancel(alice, job_id)
+    assert polls_after == steady, "token polls of a live feed read the job"
+    assert [a.status_code for a in answers] == [200] * len(answers), answers[0].text
+    assert forged.status_code == 401

@@ -11,6 +11,8 @@ from typing import Any
 from starlette.requests import Request
 
 from genwire.api.requests import service_of, tenant_of
+from genwire.delivery.entries import Scope, ScopeKind
+from genwire.delivery.feeds import FeedHub
 from genwire.models import Job
 from genwire.tokens import StreamTokens
 
@@ -39,9 +41,20 @@ async def job_reader_tenant(request: Request, job_id: str) -> str:
     checks out."""
     if not uses_stream_token(request):
         return tenant_of(request)
-    job = await service_of(request).get_job(job_id)
-    tokens_of(request).check(job.id, job.tenant, request.query_params[TOKEN_PARAM])
-    return job.tenant
+    tenant = _known_tenant(request, job_id)
+    if tenant is None:
+        tenant = (await service_of(request).get_job(job_id)).tenant
+    tokens_of(request).check(job_id, tenant, request.query_params[TOKEN_PARAM])
+    return tenant
+
+
+def _known_tenant(request: Request, job_id: str) -> str | None:
+    """The job's tenant as its live feed already knows it (a job never changes
+    tenant), so that a long-poll with a token reads no more than one with a key."""
+    hub: FeedHub = request.app.state.hub
+    feed = hub.live_feed(Scope(ScopeKind.JOB, job_id))
+    known = feed.status_at if feed is not None else None
+    return known.tenant if known is not None else None
 
 
 def uses_stream_token(request: Request) -> bool:
