@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,12 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from genwire.api.app import create_app
 from genwire.config import Settings
-from tests import pipelines as test_pipelines
 from tests.conftest import ThreadedServer
 from tests.test_streams import (
-    SMALL_BUFFER,
     LiveServer,
     RawStream,
     cancel,
@@ -31,6 +27,7 @@ from tests.test_streams import (
     idle_running_job,
     request_bytes,
     server_end_established,
+    serving_with_small_buffers,
     stalled_subscriber,
     wait_for,
 )
@@ -125,9 +122,7 @@ def patient_small_buffer_server(tmp_path: Path) -> Iterator[ThreadedServer]:
         stream_send_timeout_s=300.0,
         peer_timeout_s=300.0,
     )
-    server = ThreadedServer(create_app(settings, test_pipelines.test_registry()), 300.0)
-    server.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUFFER)
-    with server:
+    with serving_with_small_buffers(settings) as server:
         yield server
 
 

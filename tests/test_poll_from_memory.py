@@ -4,8 +4,10 @@ status comes from the feed's snapshot and the status events it has seen since.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from genwire.bus import LocalBus
 from genwire.models import format_event_id
@@ -13,6 +15,7 @@ from genwire.service import JobService
 from genwire.storage import LocalStorage
 from genwire.store import Store
 from tests import pipelines as test_pipelines
+from tests.conftest import ThreadedServer
 from tests.test_streams import (
     LiveServer,
     cancel,
@@ -21,11 +24,12 @@ from tests.test_streams import (
     poll,
 )
 
+T = TypeVar("T")
 
-async def test_long_polls_of_a_live_feed_read_no_job_yet_see_its_status_change(
-    live_server: LiveServer,
-) -> None:
-    server = live_server()
+
+@contextlib.contextmanager
+def job_reads(server: ThreadedServer) -> Iterator[list[str]]:
+    """The id of every job the server's store reads, while inside."""
     store = server.app.state.service.store
     read_job = store.get_job
     reads: list[str] = []
@@ -34,16 +38,37 @@ async def test_long_polls_of_a_live_feed_read_no_job_yet_see_its_status_change(
         reads.append(job_id)
         return await read_job(job_id, tenant)
 
+    store.get_job = counted
+    try:
+        yield reads
+    finally:
+        del store.get_job
+
+
+async def until_answered_without_a_read(
+    reads: list[str], job_id: str, ask: Callable[[], Awaitable[T]]
+) -> list[T]:
+    """Ask until an answer reads no job: the feed has started and keeps the job's
+    status (at most 20 times); the answers."""
+    answers = []
+    for _ in range(20):
+        before = reads.count(job_id)
+        answers.append(await ask())
+        if reads.count(job_id) == before:
+            break
+    return answers
+
+
+async def test_long_polls_of_a_live_feed_read_no_job_yet_see_its_status_change(
+    live_server: LiveServer,
+) -> None:
+    server = live_server()
     async with asyncio.timeout(60), client_of(server) as client:
         job_id, cursor = await idle_running_job(client)
-        store.get_job = counted
-        try:
-            # The feed starts, then keeps the job's status once it has its floor.
-            for _ in range(20):
-                warming = reads.count(job_id)
-                await poll(client, job_id, cursor, 0)
-                if reads.count(job_id) == warming:
-                    break
+        with job_reads(server) as reads:
+            await until_answered_without_a_read(
+                reads, job_id, lambda: poll(client, job_id, cursor, 0)
+            )
             polls_before = reads.count(job_id)
             answers = [await poll(client, job_id, cursor, 0) for _ in range(5)]
             polls_after = reads.count(job_id)
@@ -55,8 +80,6 @@ async def test_long_polls_of_a_live_feed_read_no_job_yet_see_its_status_change(
                 ending.append(await poll(client, job_id, ending[-1]["last_event_id"], 60))
             again = await poll(client, job_id, ending[-1]["last_event_id"], 60)
             reads_at_end = reads.count(job_id)
-        finally:
-            del store.get_job
     assert polls_after == polls_before, "polls of a live feed read the job"
     idle = {"events": [], "last_event_id": cursor, "status": "running", "done": False}
     assert answers == [idle] * 5
@@ -85,10 +108,11 @@ async def test_a_cursor_ahead_of_the_feed_still_gets_the_jobs_end(
             assert (await poll(client, job_id, cursor, 0))["status"] == "queued"
         try:
             await other.request_cancel(job_id)
-            end = (await elsewhere.get_job(job_id)).last_event_seq  # type: ignore[union-attr]
+            ended = await elsewhere.get_job(job_id)
         finally:
             await elsewhere.close()
-        end_id = format_event_id(end)
+        assert ended is not None
+        end_id = format_event_id(ended.last_event_seq)
         # A wait longer than the client's read time-out: it must not wait at all.
         answer = await poll(client, job_id, end_id, 60)
         stream = await client.get(f"/api/jobs/{job_id}/events", headers={"Last-Event-ID": end_id})
@@ -100,14 +124,6 @@ async def test_long_polls_with_a_stream_token_read_no_job_either(
     live_server: LiveServer,
 ) -> None:
     server = live_server(api_keys={"k1": "alice"})
-    store = server.app.state.service.store
-    read_job = store.get_job
-    reads: list[str] = []
-
-    async def counted(job_id: str, tenant: str | None = None) -> Any:
-        reads.append(job_id)
-        return await read_job(job_id, tenant)
-
     async with (
         asyncio.timeout(60),
         client_of(server, api_key="k1") as alice,
@@ -116,22 +132,16 @@ async def test_long_polls_with_a_stream_token_read_no_job_either(
         job_id, cursor = await idle_running_job(alice)
         poll_url = (await alice.get(f"/api/jobs/{job_id}")).json()["urls"]["poll"]
         poll_url += f"&after={cursor}&wait=0"  # after its ?token=
-        store.get_job = counted
-        try:
-            answers = []
-            for _ in range(20):
-                warming = reads.count(job_id)
-                answers.append(await anonymous.get(poll_url))
-                if reads.count(job_id) == warming:
-                    break
+        with job_reads(server) as reads:
+            answers = await until_answered_without_a_read(
+                reads, job_id, lambda: anonymous.get(poll_url)
+            )
             steady = reads.count(job_id)
             answers += [await anonymous.get(poll_url) for _ in range(5)]
             polls_after = reads.count(job_id)
             forged = await anonymous.get(
                 f"/api/jobs/{job_id}/poll", params={"after": cursor, "wait": 0, "token": "1.x"}
             )
-        finally:
-            del store.get_job
         await cancel(alice, job_id)
     assert polls_after == steady, "token polls of a live feed read the job"
     assert [a.status_code for a in answers] == [200] * len(answers), answers[0].text

@@ -529,11 +529,19 @@ async def test_caught_up_streams_are_written_by_their_feed_and_end_with_the_job(
 
 @pytest.fixture
 def small_buffer_server(tmp_path: Path) -> Iterator[ThreadedServer]:
-    """A live server whose connections have a small send buffer (accepted sockets
-    inherit SO_SNDBUF on Linux) and drop a client after 1 s without progress."""
+    """A live server whose connections have a small send buffer and drop a client
+    after 1 s without progress."""
     settings = Settings(
         data_dir=tmp_path / "small-buffers", stream_send_timeout_s=1.0, peer_timeout_s=1.0
     )
+    with serving_with_small_buffers(settings) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def serving_with_small_buffers(settings: Settings) -> Iterator[ThreadedServer]:
+    """A live server with `settings` whose accepted sockets have a small send buffer
+    (they inherit SO_SNDBUF on Linux)."""
     server = ThreadedServer(
         create_app(settings, test_pipelines.test_registry()), settings.peer_timeout_s
     )

@@ -29,7 +29,6 @@ from genwire.models import EventType
 
 #: Set by `GenwireApp` on each HTTP scope: uvicorn's request cycle, when it has one.
 CYCLE_KEY = "genwire.cycle"
-CHUNK_CACHE_KEY = "http1-chunk"
 #: Bytes queued for one client above which it counts as not reading (uvicorn's own
 #: high-water mark, where its `send` would start to wait).
 HIGH_WATER = 64 * 1024
@@ -175,7 +174,7 @@ class DirectSink:
         now: float,
     ) -> None:
         self.connection = connection
-        self.transport = connection.transport
+        self.transport = connection.transport  #: at hand: the fan-out uses it per event
         self.feed = feed
         self.cursor = cursor
         self.ends_with = ends_with
@@ -195,11 +194,9 @@ class DirectSink:
             return
         end = batch.end_of(self.ends_with)
         if self.cursor < batch.first_seq and (end is None or end == batch.last_seq):
-            data = batch.cache.get(CHUNK_CACHE_KEY)
+            data = batch.encoded
             if data is None:
-                data = batch.cache[CHUNK_CACHE_KEY] = chunk(
-                    b"".join(entry.frame for entry in batch.entries)
-                )
+                data = batch.encoded = chunk(b"".join(entry.frame for entry in batch.entries))
         else:
             entries = [e for e in batch.after(self.cursor) if end is None or e.seq <= end]
             if not entries:
@@ -241,16 +238,13 @@ class DirectSink:
         """Stop, and end the response unless the client is gone; the client resumes."""
         if self.ended is not None:
             return
+        if reason != DROPPED and self.transport.get_write_buffer_size() > HIGH_WATER:
+            self.drop()  # not reading: ending the body would wait on it forever
+            return
         self.ended = reason
         self.feed.detach(self)
-        if reason == DROPPED:
-            return
-        if self.transport.get_write_buffer_size() > HIGH_WATER:
-            # Not reading: closing would wait on it; cut it, and it resumes.
-            self.transport.abort()
-            self.ended = DROPPED
-            return
-        self.connection.finish()
+        if reason != DROPPED:
+            self.connection.finish()
 
     def drop(self) -> None:
         """Cut the connection; the client resumes from its cursor."""

@@ -15,14 +15,17 @@ from genwire.errors import NotFound
 
 async def get_file(request: Request) -> Response:
     # The key is checked before the id, so that a bad key is a 401 whatever the id.
-    tenant = None if uses_stream_token(request) else tenant_of(request)
+    by_token = uses_stream_token(request)
+    tenant = None if by_token else tenant_of(request)
     artifact_id = path_id(request, "artifact_id", "art")
     service = service_of(request)
-    if tenant is None:
-        tenant = await _token_reader_tenant(request, artifact_id)
     artifact = await service.store.get_artifact(artifact_id, tenant)
     if artifact is None:
         raise NotFound(f"no artifact {artifact_id!r}")
+    if by_token:
+        # A `<video>` or `<img>` cannot send a header: the job's stream token opens
+        # the job's files, which are read-only data of that job.
+        await job_reader_tenant(request, artifact.job_id)
     path = service.storage.resolve(artifact.path)
     if not path.is_file():
         raise NotFound(f"the file of {artifact_id!r} is gone from storage")
@@ -36,16 +39,6 @@ async def get_file(request: Request) -> Response:
     if _none_match(request, etag):
         return Response(status_code=304, headers=headers)
     return FileResponse(path, media_type=artifact.type, headers=headers)
-
-
-async def _token_reader_tenant(request: Request, artifact_id: str) -> str:
-    """The tenant of the job the file belongs to, once the request's stream token
-    checks out for that job. A `<video>` or `<img>` cannot send a header, and a
-    job's files are read-only data of that job."""
-    artifact = await service_of(request).store.get_artifact(artifact_id)
-    if artifact is None:
-        raise NotFound(f"no artifact {artifact_id!r}")
-    return await job_reader_tenant(request, artifact.job_id)
 
 
 def _none_match(request: Request, etag: str) -> bool:

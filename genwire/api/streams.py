@@ -16,6 +16,8 @@ from genwire.errors import BadRequest
 from genwire.models import TERMINAL_EVENT_TYPES, EventType, JobStatus, format_event_id
 
 MAX_POLL_WAIT_S = 60.0
+#: One set for every project stream: a batch looks its end up once per set it meets.
+PROJECT_END = frozenset({EventType.PROJECT_COMPLETED})
 DEFAULT_POLL_WAIT_S = 30.0
 
 
@@ -48,7 +50,7 @@ async def project_events(request: Request) -> Response:
         request,
         Scope(ScopeKind.PROJECT, project_id),
         cursor,
-        ends_with={EventType.PROJECT_COMPLETED},
+        ends_with=PROJECT_END,
     )
 
 

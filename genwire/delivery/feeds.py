@@ -48,14 +48,14 @@ OthersWriting = Callable[[], bool]
 class LiveBatch:
     """Events a feed has just read, as its sinks need them: encoded once for all."""
 
-    __slots__ = ("_ends", "cache", "entries", "first_seq", "last_seq")
+    __slots__ = ("_ends", "encoded", "entries", "first_seq", "last_seq")
 
     def __init__(self, entries: list[LogEntry]) -> None:
         self.entries = entries
         self.first_seq = entries[0].seq
         self.last_seq = entries[-1].seq
-        #: encodings of the whole batch, by the sink kind that made them
-        self.cache: dict[str, bytes] = {}
+        #: the whole batch as the sinks write it, made by the first sink that needs it
+        self.encoded: bytes | None = None
         self._ends: dict[int, int | None] = {}
 
     def after(self, cursor: int) -> list[LogEntry]:
@@ -102,6 +102,25 @@ class Sink(Protocol):
 
     def end(self, reason: str) -> None:
         """The feed is going away (shutdown, or it failed): finish; the client resumes."""
+
+
+async def read_after(
+    store: Store, scope: Scope, cursor: int, known_through: int | None = None
+) -> tuple[list[LogEntry], int]:
+    """The scope's events after `cursor` (at most READ_LIMIT) and the id through which
+    that answer is complete: from what this process committed lately when that holds
+    new events of the scope, or shows it has none up to `known_through` (no read, no
+    thread); else from the store."""
+    known = store.recent.after(scope, cursor) if store.recent is not None else None
+    if known is not None:
+        entries, through = known
+        if len(entries) > READ_LIMIT:
+            entries = entries[:READ_LIMIT]
+            through = entries[-1].seq
+        if entries or (known_through is not None and through >= known_through):
+            return entries, through
+    batch = await store.entries_after(scope, cursor, READ_LIMIT)
+    return batch, batch[-1].seq if batch else cursor
 
 
 def topic_of(scope: Scope) -> str:
@@ -213,7 +232,9 @@ class Feed:
             self._signal()
             while True:
                 try:
-                    batch, through = await self._read()
+                    # Nothing new in memory sends it to the store: another process
+                    # may have written.
+                    batch, through = await read_after(self._store, self.scope, self.head)
                 except Exception:
                     log.exception("reading the feed of %s failed; retrying", self.scope)
                     await asyncio.sleep(RETRY_S)
@@ -227,19 +248,6 @@ class Feed:
                         continue
                 await self._until_news(woken)
                 await self._gather_under_load()
-
-    async def _read(self) -> tuple[list[LogEntry], int]:
-        """The scope's events after `head`, and the id through which the answer is
-        complete. From what this process committed lately when that holds them (no
-        read, no thread), else from the store."""
-        recent = self._store.recent
-        if recent is not None:
-            known = recent.after(self.scope, self.head)
-            # Nothing new there: look in the store, where another process may have written.
-            if known is not None and known[0]:
-                return known
-        batch = await self._store.entries_after(self.scope, self.head, READ_LIMIT)
-        return batch, batch[-1].seq if batch else self.head
 
     async def _gather_under_load(self) -> None:
         """When fanning out takes most of the loop's time (news comes back within a
@@ -332,7 +340,8 @@ class Follower:
             batch = self._feed.since(search_from)
             if batch is None:
                 floor = self._feed.floor
-                batch = await self._before_window(search_from)
+                # Older than the window: memory serves if it reaches the floor.
+                batch, _ = await read_after(self._store, self._feed.scope, search_from, floor)
                 if not batch and floor is not None:
                     # Nothing of this scope up to `floor`: the feed has the rest.
                     search_from = max(search_from, floor)
@@ -346,17 +355,6 @@ class Follower:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await changed.wait()
-
-    async def _before_window(self, cursor: int) -> list[LogEntry]:
-        """The scope's events after a cursor older than the feed's window: from what
-        this process committed lately when that holds every id from the cursor to the
-        feed's floor (no read, no thread), else from the store."""
-        recent, floor = self._store.recent, self._feed.floor
-        if recent is not None and floor is not None:
-            known = recent.after(self._feed.scope, cursor)
-            if known is not None and (known[0] or known[1] >= floor):
-                return known[0][:READ_LIMIT]
-        return await self._store.entries_after(self._feed.scope, cursor, READ_LIMIT)
 
 
 class FeedHub:
