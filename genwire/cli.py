@@ -39,6 +39,7 @@ from genwire.config import (
     DEFAULT_SHUTDOWN_GRACE_S,
     DEFAULT_WEBHOOK_TIMEOUT_S,
     DEFAULT_WORKERS,
+    MAX_POLL_GATHER_S,
     Settings,
     parse_origins,
 )
@@ -175,6 +176,13 @@ def main() -> None:
     show_default=True,
     help="Seconds between keepalive comments on an idle stream.",
 )
+@click.option(
+    "--poll-gather",
+    type=click.FloatRange(min=0, max=MAX_POLL_GATHER_S),
+    default=Settings.poll_gather_s,
+    show_default=True,
+    help="Seconds a long-poll that waited gathers events after the first (0: none).",
+)
 @click.option("--insecure", is_flag=True, help="Allow listening beyond loopback with no API key.")
 @click.option(
     "--cors-origin",
@@ -195,6 +203,7 @@ def serve(
     database: str | None,
     workers: int,
     keepalive: float,
+    poll_gather: float,
     insecure: bool,
     cors_origins: tuple[str, ...],
     log_level: str,
@@ -209,6 +218,7 @@ def serve(
         port=port,
         workers=workers,
         keepalive_s=keepalive,
+        poll_gather_s=poll_gather,
         api_keys=Settings.from_env().api_keys,
         insecure=insecure,
         cors_origins=parse_origins(",".join(cors_origins)) or Settings.from_env().cors_origins,

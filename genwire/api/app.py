@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from genwire.api import files, health, jobs, projects, streams, web, webhooks
 from genwire.api.direct import CYCLE_KEY
+from genwire.api.hot_paths import HotPaths
 from genwire.api.problems import ProblemResponse, handle_genwire_error
 from genwire.config import Settings
 from genwire.errors import GenwireError
@@ -40,14 +41,23 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
 
 
 class GenwireApp(Starlette):
-    """Starlette, noting uvicorn's request cycle in the scope: caught-up SSE streams
-    write to its transport directly (`genwire.api.direct`)."""
+    """Starlette, noting uvicorn's request cycle in the scope (caught-up SSE streams
+    write to its transport directly: `genwire.api.direct`), and serving the delivery
+    routes that every poller and stream asks for without its routing
+    (`genwire.api.hot_paths`)."""
+
+    hot_paths: HotPaths | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             cycle = getattr(send, "__self__", None)
             if cycle is not None and hasattr(cycle, "transport"):
                 scope[CYCLE_KEY] = cycle
+            if self.hot_paths is not None:
+                matched = self.hot_paths.match(scope)
+                if matched is not None:
+                    await self.hot_paths.serve(self, matched, scope, receive, send)
+                    return
         await super().__call__(scope, receive, send)
 
 
@@ -121,6 +131,12 @@ def create_app(
         middleware=_cors(settings.cors_origins),
         lifespan=lifespan,
     )
+    if not settings.cors_origins:  # CORS answers need the middleware's headers
+        app.hot_paths = HotPaths(
+            {"poll": streams.poll_job, "events": streams.job_events},
+            {"/api/poll": streams.poll_tenant, "/api/events": streams.tenant_events},
+            _unexpected_error,
+        )
     app.state.settings = settings
     app.state.service = runtime.service
     app.state.projects = ProjectService(runtime.service)

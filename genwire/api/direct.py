@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from datetime import UTC, datetime
-from typing import Any
+from http import HTTPStatus
+from typing import Any, Protocol
 
 from starlette.types import Scope
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from genwire.delivery.feeds import Feed, LiveBatch
 from genwire.models import EventType
@@ -39,6 +41,8 @@ LAST_CHUNK = b"0\r\n\r\n"
 TRANSPORT_CALLS = ("write", "get_write_buffer_size", "abort", "is_closing", "close")
 #: What a sink needs of uvicorn's request cycle to finish the response on its own.
 CYCLE_FIELDS = ("transport", "on_response", "response_complete", "keep_alive", "message_event")
+#: What a sink needs besides, to write a whole answer as uvicorn would.
+ANSWER_FIELDS = ("default_headers", "access_log", "access_logger", "scope")
 
 ENDED = "ended"  #: the stream's last event went out
 DROPPED = "dropped"  #: the client went away or stopped reading
@@ -46,8 +50,9 @@ LIFETIME = "lifetime"  #: the stream reached its maximum lifetime
 
 
 class HeldConnection:
-    """The connection of a chunked HTTP/1.1 response already started by uvicorn's
-    httptools protocol, which a sink can keep writing to after the app returned."""
+    """The connection of an HTTP/1.1 request on uvicorn's httptools protocol, which a
+    sink keeps after the app returned: to write the next chunks of a chunked response
+    uvicorn started (a stream), or the whole answer (a parked long-poll)."""
 
     __slots__ = ("_complete", "_cycle", "_parser", "_protocol", "transport")
 
@@ -58,7 +63,7 @@ class HeldConnection:
         self._complete: Any = None
         self._parser: Any = None
 
-    def take(self, sink: DirectSink) -> None:
+    def take(self, sink: HeldSink) -> None:
         """The sink writes alone from now on. uvicorn is told the response is complete,
         so that the app may return without uvicorn closing the connection. A lost
         connection then reaches the sink through the cycle's message event, and any
@@ -66,17 +71,43 @@ class HeldConnection:
         answered on this connection before the stream ends, so they cut it."""
         cycle = self._cycle
         self._complete = cycle.on_response  # uvicorn replaces it once the app returns
+        cycle.response_started = True  # a long-poll's answer is the sink's to write
         cycle.response_complete = True
         cycle.message_event = _Hangup(sink)
         self._parser = self._protocol.parser
         self._protocol.parser = _Hangup(sink)
 
-    def finish(self) -> None:
-        """End the body and give the connection back to uvicorn (keep-alive)."""
+    def head(self, status: int, headers: bytes, content_length: int) -> bytes:
+        """A response's head as uvicorn would write it (its default headers, and
+        `connection: close` when the connection ends), logged as uvicorn logs it."""
+        cycle = self._cycle
+        scope = cycle.scope
+        if cycle.access_log:
+            cycle.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(scope),
+                scope["method"],
+                get_path_with_query_string(scope),
+                scope["http_version"],
+                status,
+            )
+        return b"".join(
+            (
+                b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode()),
+                *(b"%s: %s\r\n" % pair for pair in cycle.default_headers),
+                headers,
+                b"" if cycle.keep_alive else b"connection: close\r\n",
+                b"content-length: %d\r\n\r\n" % content_length,
+            )
+        )
+
+    def finish(self, last: bytes = LAST_CHUNK) -> None:
+        """Write the response's last bytes (by default, the end of a chunked body) and
+        give the connection back to uvicorn (keep-alive)."""
         if self.transport.is_closing():
             return
         self._protocol.parser = self._parser
-        self.transport.write(LAST_CHUNK)
+        self.transport.write(last)
         if not self._cycle.keep_alive:
             self.transport.close()
         elif self._complete is not None:
@@ -91,7 +122,7 @@ class _Hangup:
 
     __slots__ = ("_sink",)
 
-    def __init__(self, sink: DirectSink) -> None:
+    def __init__(self, sink: HeldSink) -> None:
         self._sink = sink
 
     def set(self) -> None:
@@ -101,6 +132,11 @@ class _Hangup:
         self._sink.drop()
 
 
+class HeldSink(Protocol):
+    def drop(self) -> None:
+        """The client went away, or sent bytes nothing may answer yet: cut."""
+
+
 def held_connection(scope: Scope) -> HeldConnection | None:
     """The connection, if a sink can write the response's next chunks and finish it;
     None where only ASGI `send` can be used (another server, h11, a body that is not
@@ -108,7 +144,22 @@ def held_connection(scope: Scope) -> HeldConnection | None:
     cycle = scope.get(CYCLE_KEY)
     if cycle is None or getattr(cycle, "chunked_encoding", None) is not True:
         return None
-    if not all(hasattr(cycle, name) for name in CYCLE_FIELDS):
+    return _held(cycle)
+
+
+def unanswered_connection(scope: Scope) -> HeldConnection | None:
+    """The connection, if nothing was answered on it yet and a sink can write the
+    whole answer; None where only ASGI `send` can be used."""
+    cycle = scope.get(CYCLE_KEY)
+    if cycle is None or getattr(cycle, "response_started", True) is not False:
+        return None
+    if not _has(cycle, ANSWER_FIELDS):
+        return None
+    return _held(cycle)
+
+
+def _held(cycle: Any) -> HeldConnection | None:
+    if not _has(cycle, CYCLE_FIELDS):
         return None
     # The protocol, through its bound `on_response_complete`: its parser is swapped.
     protocol = getattr(cycle.on_response, "__self__", None)
@@ -116,9 +167,22 @@ def held_connection(scope: Scope) -> HeldConnection | None:
         return None
     transport = cycle.transport
     # uvloop's transports do not subclass asyncio.Transport: check what is used.
-    if not all(hasattr(transport, name) for name in TRANSPORT_CALLS):
+    if not _has(transport, TRANSPORT_CALLS):
         return None
     return HeldConnection(cycle, protocol, transport)
+
+
+_fits: dict[tuple[type, tuple[str, ...]], bool] = {}
+
+
+def _has(thing: object, names: tuple[str, ...]) -> bool:
+    """Whether `thing` has every attribute in `names`, looked up once per class: every
+    request asks it of objects of the same two or three classes."""
+    key = (type(thing), names)
+    fits = _fits.get(key)
+    if fits is None:
+        fits = _fits[key] = all(hasattr(thing, name) for name in names)
+    return fits
 
 
 def chunk(data: bytes) -> bytes:

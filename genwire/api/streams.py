@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Send
+from starlette.types import Scope as ASGIScope
 
-from genwire.api.requests import path_id, projects_of, service_of, tenant_of
+from genwire.api.direct import unanswered_connection
+from genwire.api.parked import AnswerBody, ParkedPoll
+from genwire.api.requests import path_id, projects_of, service_of, settings_of, tenant_of
 from genwire.api.sse import event_stream, hub_of, parse_cursor, resume_cursor
 from genwire.api.tokens import job_reader_tenant
 from genwire.delivery.entries import LogEntry, Scope, ScopeKind
-from genwire.delivery.feeds import FeedHub, StatusAt, changes_status
+from genwire.delivery.feeds import READ_LIMIT, FeedHub, Follower, StatusAt
 from genwire.errors import BadRequest
 from genwire.models import TERMINAL_EVENT_TYPES, EventType, JobStatus, format_event_id
 
@@ -76,14 +83,20 @@ async def poll_job(request: Request) -> Response:
     wait = _wait_param(request)
     known = await _job_status(request, hub, scope, tenant, cursor)
     async with hub.follow(scope) as follower:
-        status, status_seq = _newest_status(known, follower.feed.last_status)
+        feed = follower.feed
+
+        def body(entries: list[LogEntry], last: int) -> bytes:
+            status, status_seq = _newest_status(known, feed.last_status, entries)
+            done = status.is_terminal and last >= status_seq
+            return _poll_body(entries, last, {"status": status.value, "done": done})
+
+        status, status_seq = _newest_status(known, feed.last_status)
         entries: list[LogEntry] = []
         if not (status.is_terminal and cursor >= status_seq):
-            entries = await follower.next(cursor, wait)
-            status, status_seq = _newest_status(known, follower.feed.last_status, *entries)
-    last = entries[-1].seq if entries else cursor
-    done = status.is_terminal and last >= status_seq
-    return _poll_answer(entries, last, {"status": status.value, "done": done})
+            if _park(request, follower, cursor, wait, body):
+                return PARKED
+            entries = await _poll_entries(request, follower, cursor, wait)
+    return _poll_answer(body(entries, entries[-1].seq if entries else cursor))
 
 
 async def _job_status(
@@ -107,14 +120,21 @@ async def _job_status(
     return known
 
 
-def _newest_status(known: StatusAt, *entries: LogEntry | None) -> tuple[JobStatus, int]:
-    """The newest of the snapshot's status and those of the status events among
-    `entries`, with the seq it holds from."""
-    status, seq = known.status, known.seq
-    for entry in entries:
-        if entry is not None and entry.seq > seq and changes_status(entry):
-            status, seq = JobStatus(orjson.loads(entry.stored)["status"]), entry.seq
-    return status, seq
+def _newest_status(
+    known: StatusAt, last_status: LogEntry | None, entries: Sequence[LogEntry] = ()
+) -> tuple[JobStatus, int]:
+    """The newest of the snapshot's status, the feed's newest status event and the
+    status events among `entries` (in seq order), with the seq it holds from."""
+    newest = last_status
+    for entry in reversed(entries):
+        if newest is not None and entry.seq <= newest.seq:
+            break
+        if entry.changes_status:
+            newest = entry
+            break
+    if newest is None or newest.seq <= known.seq:
+        return known.status, known.seq
+    return newest.job_status, newest.seq
 
 
 async def poll_tenant(request: Request) -> Response:
@@ -122,21 +142,91 @@ async def poll_tenant(request: Request) -> Response:
     caller can see, on the same cursor as `/api/events` (a page whose stream a proxy
     blocks keeps one request open, not one per job)."""
     cursor = parse_cursor(request.query_params.get("after", "").strip(), "after")
-    entries = await _next_entries(request, Scope(ScopeKind.TENANT, tenant_of(request)), cursor)
-    return _poll_answer(entries, entries[-1].seq if entries else cursor, {})
-
-
-async def _next_entries(request: Request, scope: Scope, cursor: int) -> list[LogEntry]:
+    scope = Scope(ScopeKind.TENANT, tenant_of(request))
     wait = _wait_param(request)
+
+    def body(entries: list[LogEntry], last: int) -> bytes:
+        return _poll_body(entries, last, {})
+
     async with hub_of(request).follow(scope) as follower:
-        return await follower.next(cursor, wait)
+        if _park(request, follower, cursor, wait, body):
+            return PARKED
+        entries = await _poll_entries(request, follower, cursor, wait)
+    return _poll_answer(body(entries, entries[-1].seq if entries else cursor))
 
 
-def _poll_answer(entries: list[LogEntry], last: int, extra: dict[str, object]) -> Response:
+def _park(request: Request, follower: Follower, cursor: int, wait: float, body: AnswerBody) -> bool:
+    """Leave a poll that has caught up to its feed, which answers it
+    (`genwire.api.parked`); False where it cannot (not caught up as far as the feed
+    knows, nothing to wait for, or a server whose connection the poll cannot write
+    to: it then waits in its request)."""
+    settings = settings_of(request)
+    # A CORS answer needs the middleware's headers, which a parked poll cannot add.
+    if wait <= 0 or request.method != "GET" or settings.cors_origins:
+        return False
+    connection = unanswered_connection(request.scope)
+    if connection is None:
+        return False
+    poll = ParkedPoll(
+        connection,
+        follower.feed,
+        cursor,
+        body=body,
+        wait_s=wait,
+        gather_s=settings.poll_gather_s,
+        ends_with=TERMINAL_EVENT_TYPES,
+    )
+    if not hub_of(request).attach(follower, poll, cursor):
+        return False
+    connection.take(poll)
+    poll.start()
+    return True
+
+
+class _Parked(Response):
+    """What a parked poll's request returns: the poll writes the answer itself."""
+
+    def __init__(self) -> None:
+        self.background = None
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        return
+
+
+PARKED = _Parked()
+
+
+async def _poll_entries(
+    request: Request, follower: Follower, cursor: int, wait: float
+) -> list[LogEntry]:
+    """What a long-poll answers with: the events after `cursor` at once if there are
+    any; else the first to come within `wait`, with those that follow it within the
+    gathering time (never past `wait`), unless one ends a job (docs/ARCHITECTURE.md).
+
+    A poller that keeps up is at the head of the log: without gathering, every event
+    costs it a request and the server a whole HTTP exchange, while a stream costs
+    one write. With it, a poller asks about once per gathering time whatever the
+    rate, and the end of a job is still answered at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    entries = await follower.next(cursor, wait)
+    gather_s = min(settings_of(request).poll_gather_s, deadline - loop.time())
+    if not entries or not follower.waited or gather_s <= 0 or len(entries) >= READ_LIMIT:
+        return entries
+    if any(entry.type in TERMINAL_EVENT_TYPES for entry in entries):
+        return entries
+    await asyncio.sleep(gather_s)
+    return entries + await follower.next(entries[-1].seq, 0)
+
+
+def _poll_body(entries: list[LogEntry], last: int, extra: dict[str, object]) -> bytes:
     tail = orjson.dumps({"last_event_id": format_event_id(last) if last else None, **extra})
     # The events go out as stored, encoded once; only the envelope is built here.
     events = ",".join(entry.json for entry in entries).encode()
-    body = b'{"events":[' + events + b"]," + tail[1:]
+    return b'{"events":[' + events + b"]," + tail[1:]
+
+
+def _poll_answer(body: bytes) -> Response:
     return Response(body, media_type="application/json", headers={"cache-control": "no-store"})
 
 

@@ -6,7 +6,11 @@ import enum
 from dataclasses import dataclass
 from functools import cached_property
 
-from genwire.models import EventType, format_event_id
+import orjson
+
+from genwire.models import TERMINAL_EVENT_TYPES, EventType, JobStatus, format_event_id
+
+STATUS_EVENT_TYPES = TERMINAL_EVENT_TYPES | {EventType.JOB_STATUS}
 
 
 class ScopeKind(enum.StrEnum):
@@ -53,3 +57,13 @@ class LogEntry:
     @property
     def is_terminal(self) -> bool:
         return self.type.is_terminal
+
+    @property
+    def changes_status(self) -> bool:
+        """Whether it sets its job's status (`job-status` and the terminal events)."""
+        return self.type in STATUS_EVENT_TYPES
+
+    @cached_property
+    def job_status(self) -> JobStatus:
+        """The status a status event sets, read once for every poller that needs it."""
+        return JobStatus(orjson.loads(self.stored)["status"])

@@ -87,10 +87,6 @@ class StatusAt:
     seq: int
 
 
-def changes_status(entry: LogEntry) -> bool:
-    return entry.type is EventType.JOB_STATUS or entry.type.is_terminal
-
-
 class Sink(Protocol):
     """A caught-up reader that the feed writes to directly (see `Feed.attach`)."""
 
@@ -274,7 +270,9 @@ class Feed:
         self._entries.extend(batch)
         self._seqs.extend(entry.seq for entry in batch)
         if self.scope.kind is ScopeKind.JOB:
-            self.last_status = next(filter(changes_status, reversed(batch)), self.last_status)
+            self.last_status = next(
+                (entry for entry in reversed(batch) if entry.changes_status), self.last_status
+            )
         excess = len(self._entries) - WINDOW
         if excess > WINDOW // 4:  # trim in chunks: slicing a list is O(n)
             self.floor = self._seqs[excess - 1]
@@ -312,6 +310,8 @@ class Follower:
         #: where to look in the feed; it can run ahead of the caller's cursor when
         #: the store proved that the scope has no event in between
         self._search_from: int | None = None
+        #: whether the last `next` had to wait for its events (they were new, not due)
+        self.waited = False
 
     @property
     def feed(self) -> Feed:
@@ -335,6 +335,7 @@ class Follower:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         search_from = max(cursor, self._search_from or 0)
+        self.waited = False
         while True:
             changed = self._feed.changed
             batch = self._feed.since(search_from)
@@ -352,6 +353,7 @@ class Follower:
             remaining = deadline - loop.time()
             if remaining <= 0 or self._closing.is_set():
                 return []
+            self.waited = True
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await changed.wait()

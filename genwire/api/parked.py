@@ -1,0 +1,124 @@
+"""Long-polls parked on their feed, which answers them (see `streams.poll_job`).
+
+A long-poll that finds nothing after its cursor must wait. Waiting in its own task
+costs the task, its timers and, for the answer, the whole ASGI response path, and a
+poller that keeps up pays it at every answer. A poll that has caught up instead
+hands its connection to a `ParkedPoll` on its feed, and its app returns: the feed
+hands the poll each new batch as it does a stream's sink, and the poll writes its
+whole answer, head and body in one write, once its gathering time is up (at once
+for the end of a job) or its wait is over. The connection then goes back to uvicorn
+for the poller's next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Collection
+
+from genwire.api.direct import HeldConnection
+from genwire.delivery.entries import LogEntry
+from genwire.delivery.feeds import READ_LIMIT, Feed, LiveBatch
+from genwire.models import EventType
+
+#: The answer's JSON body for its events and the cursor they end at.
+AnswerBody = Callable[[list[LogEntry], int], bytes]
+
+HEADERS = b"content-type: application/json\r\ncache-control: no-store\r\n"
+
+
+class ParkedPoll:
+    """One waiting long-poll, written to by its feed; it answers once, then detaches."""
+
+    __slots__ = (
+        "_timer",
+        "body",
+        "connection",
+        "cursor",
+        "deadline",
+        "done",
+        "ends_with",
+        "entries",
+        "feed",
+        "gather_s",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        connection: HeldConnection,
+        feed: Feed,
+        cursor: int,
+        *,
+        body: AnswerBody,
+        wait_s: float,
+        gather_s: float,
+        ends_with: Collection[EventType],
+    ) -> None:
+        self.connection = connection
+        self.transport = connection.transport
+        self.feed = feed
+        self.cursor = cursor
+        self.body = body
+        self.gather_s = gather_s
+        self.ends_with = ends_with
+        self.entries: list[LogEntry] = []
+        self.done = False
+        self.deadline = asyncio.get_running_loop().time() + wait_s
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """Once attached: the wait is timed from the request, not from here."""
+        self._answer_at(self.deadline)
+
+    def _answer_at(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_at(when, self.answer)
+
+    def deliver(self, batch: LiveBatch) -> None:
+        if self.done:
+            return
+        fresh = batch.after(self.entries[-1].seq if self.entries else self.cursor)
+        if not fresh:
+            return
+        first = not self.entries
+        self.entries.extend(fresh)
+        if (
+            self.gather_s <= 0
+            or batch.end_of(self.ends_with) is not None
+            or len(self.entries) >= READ_LIMIT
+        ):
+            self.answer()
+        elif first:
+            # Gather what follows the first event, within the wait.
+            now = asyncio.get_running_loop().time()
+            self._answer_at(min(now + self.gather_s, self.deadline))
+
+    def tick(self, now: float) -> None:
+        if not self.done and self.transport.is_closing():
+            self.drop()
+
+    def end(self, reason: str) -> None:
+        """The feed is going away (shutdown, or it failed): answer with what came."""
+        self.answer()
+
+    def answer(self) -> None:
+        if self.done:
+            return
+        self._stop()
+        body = self.body(self.entries, self.entries[-1].seq if self.entries else self.cursor)
+        self.connection.finish(self.connection.head(200, HEADERS, len(body)) + body)
+
+    def drop(self) -> None:
+        """The client went away: no answer; it asks again from its cursor."""
+        if self.done:
+            return
+        self._stop()
+        if not self.transport.is_closing():
+            self.transport.abort()
+
+    def _stop(self) -> None:
+        self.done = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self.feed.detach(self)
