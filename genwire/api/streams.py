@@ -210,13 +210,20 @@ async def _poll_entries(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     entries = await follower.next(cursor, wait)
-    gather_s = min(settings_of(request).poll_gather_s, deadline - loop.time())
-    if not entries or not follower.waited or gather_s <= 0 or len(entries) >= READ_LIMIT:
+    if not entries or not follower.waited:
         return entries
-    if any(entry.type in TERMINAL_EVENT_TYPES for entry in entries):
-        return entries
-    await asyncio.sleep(gather_s)
-    return entries + await follower.next(entries[-1].seq, 0)
+    gather_until = min(loop.time() + settings_of(request).poll_gather_s, deadline)
+    while not _answer_now(entries) and (remaining := gather_until - loop.time()) > 0:
+        more = await follower.next(entries[-1].seq, remaining)
+        if not more:
+            break
+        entries += more
+    return entries
+
+
+def _answer_now(entries: list[LogEntry]) -> bool:
+    """Whether a gathering poll stops: a job ended, or the answer is full."""
+    return len(entries) >= READ_LIMIT or any(e.type in TERMINAL_EVENT_TYPES for e in entries)
 
 
 def _poll_body(entries: list[LogEntry], last: int, extra: dict[str, object]) -> bytes:

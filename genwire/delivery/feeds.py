@@ -18,7 +18,7 @@ import bisect
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -317,6 +317,15 @@ class Follower:
     def feed(self) -> Feed:
         return self._feed
 
+    async def __aenter__(self) -> Follower:
+        self._feed.followers += 1
+        self._feed.idle_since = None
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._feed.followers -= 1
+        self._feed.note_if_idle()
+
     def caught_up(self, cursor: int) -> int:
         """Where the feed may take over a reader at `cursor`: past the stretch the store
         has shown to hold none of the scope's events."""
@@ -389,8 +398,9 @@ class FeedHub:
         feed = self._feeds.get(scope)
         return None if feed is None or feed.dead else feed
 
-    @contextlib.asynccontextmanager
-    async def follow(self, scope: Scope) -> AsyncIterator[Follower]:
+    def follow(self, scope: Scope) -> Follower:
+        """A reader of the scope's feed, counted while inside `async with`; the first
+        starts the feed. (A class, not a generator: every long-poll answer enters one.)"""
         feed = self._feeds.get(scope)
         if feed is None or feed.dead:
             if feed is not None:
@@ -398,13 +408,7 @@ class FeedHub:
             feed = self._feeds[scope] = Feed(scope, self._store, self._bus, self._others_writing)
             feed.start()
             self._ensure_sweeper()
-        feed.followers += 1
-        feed.idle_since = None
-        try:
-            yield Follower(feed, self._store, self.closing)
-        finally:
-            feed.followers -= 1
-            feed.note_if_idle()
+        return Follower(feed, self._store, self.closing)
 
     def attach(self, follower: Follower, sink: Sink, cursor: int) -> bool:
         """`Feed.attach` for the follower's feed; the hub then ticks the sink."""
