@@ -13,6 +13,7 @@ for the poller's next request.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Collection
 
 from genwire.api.direct import HeldConnection
@@ -22,6 +23,8 @@ from genwire.models import EventType
 
 #: The answer's JSON body for its events and the cursor they end at.
 AnswerBody = Callable[[list[LogEntry], int], bytes]
+
+log = logging.getLogger("genwire.delivery")
 
 HEADERS = b"content-type: application/json\r\ncache-control: no-store\r\n"
 
@@ -106,7 +109,13 @@ class ParkedPoll:
         if self.done:
             return
         self._stop()
-        body = self.body(self.entries, self.entries[-1].seq if self.entries else self.cursor)
+        try:
+            body = self.body(self.entries, self.entries[-1].seq if self.entries else self.cursor)
+        except Exception:
+            # Never leave the client waiting on a held connection: it asks again.
+            log.exception("answering a long-poll of %s failed", self.feed.scope)
+            self.transport.abort()
+            return
         self.connection.finish(self.connection.head(200, HEADERS, len(body)) + body)
 
     def drop(self) -> None:

@@ -93,9 +93,10 @@ async def poll_job(request: Request) -> Response:
         status, status_seq = _newest_status(known, feed.last_status)
         entries: list[LogEntry] = []
         if not (status.is_terminal and cursor >= status_seq):
-            if _park(request, follower, cursor, wait, body):
+            found = await _poll_entries(request, follower, cursor, wait, body)
+            if found is None:
                 return PARKED
-            entries = await _poll_entries(request, follower, cursor, wait)
+            entries = found
     return _poll_answer(body(entries, entries[-1].seq if entries else cursor))
 
 
@@ -149,9 +150,9 @@ async def poll_tenant(request: Request) -> Response:
         return _poll_body(entries, last, {})
 
     async with hub_of(request).follow(scope) as follower:
-        if _park(request, follower, cursor, wait, body):
-            return PARKED
-        entries = await _poll_entries(request, follower, cursor, wait)
+        entries = await _poll_entries(request, follower, cursor, wait, body)
+    if entries is None:
+        return PARKED
     return _poll_answer(body(entries, entries[-1].seq if entries else cursor))
 
 
@@ -162,7 +163,7 @@ def _park(request: Request, follower: Follower, cursor: int, wait: float, body: 
     to: it then waits in its request)."""
     settings = settings_of(request)
     # A CORS answer needs the middleware's headers, which a parked poll cannot add.
-    if wait <= 0 or request.method != "GET" or settings.cors_origins:
+    if request.method != "GET" or settings.cors_origins:
         return False
     connection = unanswered_connection(request.scope)
     if connection is None:
@@ -197,11 +198,12 @@ PARKED = _Parked()
 
 
 async def _poll_entries(
-    request: Request, follower: Follower, cursor: int, wait: float
-) -> list[LogEntry]:
+    request: Request, follower: Follower, cursor: int, wait: float, body: AnswerBody
+) -> list[LogEntry] | None:
     """What a long-poll answers with: the events after `cursor` at once if there are
     any; else the first to come within `wait`, with those that follow it within the
     gathering time (never past `wait`), unless one ends a job (docs/ARCHITECTURE.md).
+    None when the poll was left to its feed to answer (`_park`).
 
     A poller that keeps up is at the head of the log: without gathering, every event
     costs it a request and the server a whole HTTP exchange, while a stream costs
@@ -209,8 +211,15 @@ async def _poll_entries(
     rate, and the end of a job is still answered at once."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
-    entries = await follower.next(cursor, wait)
-    if not entries or not follower.waited:
+    # Also proves, from memory or the store, that nothing of the scope lies between
+    # the cursor and the feed's floor: a quiet scope's poll can then park too.
+    entries = await follower.next(cursor, 0)
+    if entries or wait <= 0:
+        return entries
+    if _park(request, follower, cursor, deadline - loop.time(), body):
+        return None
+    entries = await follower.next(cursor, deadline - loop.time())
+    if not entries:
         return entries
     gather_until = min(loop.time() + settings_of(request).poll_gather_s, deadline)
     while not _answer_now(entries) and (remaining := gather_until - loop.time()) > 0:

@@ -310,8 +310,6 @@ class Follower:
         #: where to look in the feed; it can run ahead of the caller's cursor when
         #: the store proved that the scope has no event in between
         self._search_from: int | None = None
-        #: whether the last `next` had to wait for its events (they were new, not due)
-        self.waited = False
 
     @property
     def feed(self) -> Feed:
@@ -344,7 +342,6 @@ class Follower:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         search_from = max(cursor, self._search_from or 0)
-        self.waited = False
         while True:
             changed = self._feed.changed
             batch = self._feed.since(search_from)
@@ -362,7 +359,6 @@ class Follower:
             remaining = deadline - loop.time()
             if remaining <= 0 or self._closing.is_set():
                 return []
-            self.waited = True
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(remaining):
                     await changed.wait()
