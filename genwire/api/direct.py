@@ -18,6 +18,7 @@ connection back to uvicorn for its next request.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Collection
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -81,8 +82,8 @@ class HeldConnection:
         """A response's head as uvicorn would write it (its default headers, and
         `connection: close` when the connection ends), logged as uvicorn logs it."""
         cycle = self._cycle
-        scope = cycle.scope
-        if cycle.access_log:
+        if cycle.access_log and cycle.access_logger.isEnabledFor(logging.INFO):
+            scope = cycle.scope
             cycle.access_logger.info(
                 '%s - "%s %s HTTP/%s" %d',
                 get_client_addr(scope),
@@ -91,15 +92,9 @@ class HeldConnection:
                 scope["http_version"],
                 status,
             )
-        return b"".join(
-            (
-                b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode()),
-                *(b"%s: %s\r\n" % pair for pair in cycle.default_headers),
-                headers,
-                b"" if cycle.keep_alive else b"connection: close\r\n",
-                b"content-length: %d\r\n\r\n" % content_length,
-            )
-        )
+        close = b"" if cycle.keep_alive else b"connection: close\r\n"
+        length = b"content-length: %d\r\n\r\n" % content_length
+        return _head_start(status, cycle.default_headers) + headers + close + length
 
     def finish(self, last: bytes = LAST_CHUNK) -> None:
         """Write the response's last bytes (by default, the end of a chunked body) and
@@ -112,6 +107,25 @@ class HeldConnection:
             self.transport.close()
         elif self._complete is not None:
             self._complete()
+
+
+_head_starts: dict[int, tuple[object, bytes]] = {}
+
+
+def _head_start(status: int, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    """The status line and uvicorn's default headers (`server`, `date`), built once
+    per status for each list of them uvicorn makes (a new one every second)."""
+    cached = _head_starts.get(status)
+    if cached is not None and cached[0] is default_headers:
+        return cached[1]
+    start = b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode()),
+            *(b"%s: %s\r\n" % pair for pair in default_headers),
+        )
+    )
+    _head_starts[status] = (default_headers, start)
+    return start
 
 
 class _Hangup:

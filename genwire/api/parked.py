@@ -18,13 +18,17 @@ from collections.abc import Callable, Collection
 
 from genwire.api.direct import HeldConnection
 from genwire.delivery.entries import LogEntry
-from genwire.delivery.feeds import READ_LIMIT, Feed, LiveBatch
+from genwire.delivery.feeds import READ_LIMIT, SINK_TICK_S, Feed, LiveBatch
 from genwire.models import EventType
 
 #: The answer's JSON body for its events and the cursor they end at.
 AnswerBody = Callable[[list[LogEntry], int], bytes]
 
 log = logging.getLogger("genwire.delivery")
+
+#: A wait ending within this gets its timer now; later ones at a later tick (two
+#: ticks: one may come late on a busy loop).
+TIMER_HORIZON_S = 2 * SINK_TICK_S
 
 HEADERS = b"content-type: application/json\r\ncache-control: no-store\r\n"
 
@@ -70,8 +74,11 @@ class ParkedPoll:
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        """Once attached: the wait is timed from the request, not from here."""
-        self._answer_at(self.deadline)
+        """Once attached. A wait longer than a tick gets its timer from the hub's tick
+        (`tick`) as its end nears: most polls are answered well before, so they
+        never make one."""
+        if self.deadline - asyncio.get_running_loop().time() <= TIMER_HORIZON_S:
+            self._answer_at(self.deadline)
 
     def _answer_at(self, when: float) -> None:
         if self._timer is not None:
@@ -98,8 +105,12 @@ class ParkedPoll:
             self._answer_at(min(now + self.gather_s, self.deadline))
 
     def tick(self, now: float) -> None:
-        if not self.done and self.transport.is_closing():
+        if self.done:
+            return
+        if self.transport.is_closing():
             self.drop()
+        elif self._timer is None and self.deadline - now <= TIMER_HORIZON_S:
+            self._answer_at(self.deadline)
 
     def end(self, reason: str) -> None:
         """The feed is going away (shutdown, or it failed): answer with what came."""

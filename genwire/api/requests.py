@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
 from starlette.requests import Request
@@ -29,6 +30,30 @@ _ID_BODY = re.compile(r"[0-9a-hjkmnp-tv-z]{26}")
 _NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 MAX_PIPELINE_NAME_LENGTH = 200
 MAX_PROJECT_ID_LENGTH = 40
+QUERY_KEY = "genwire.query"  #: the scope's parsed query string (`query_value`)
+
+
+def query_value(request: Request, name: str) -> str | None:
+    """Query parameter `name` as Starlette's `query_params` gives it (the last of
+    several), parsed once per request into a plain dict: the delivery routes ask for
+    two or three at every long-poll answer, and the multi-dict costs more than the
+    answer's own work."""
+    values: dict[str, str] | None = request.scope.get(QUERY_KEY)
+    if values is None:
+        values = request.scope[QUERY_KEY] = _parse_query(request.scope["query_string"])
+    return values.get(name)
+
+
+def _parse_query(raw: bytes) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for pair in raw.decode("latin-1").split("&"):
+        if not pair:
+            continue
+        key, _, value = pair.partition("=")
+        if "%" in pair or "+" in pair:
+            key, value = unquote_plus(key), unquote_plus(value)
+        values[key] = value
+    return values
 
 
 def settings_of(request: Request) -> Settings:

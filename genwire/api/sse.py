@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from genwire.api.direct import DirectSink, HeldConnection, held_connection, keepalive_frame
-from genwire.api.requests import settings_of
+from genwire.api.requests import query_value, settings_of
 from genwire.config import Settings
 from genwire.delivery.entries import Scope as EventScope
 from genwire.delivery.feeds import FeedHub, Follower
@@ -54,7 +54,7 @@ def resume_cursor(request: Request, query_name: str = "last_event_id") -> int:
     A browser reconnects with the header while its URL still carries the query it
     first opened with, so the header is the newer of the two.
     """
-    raw = request.headers.get("last-event-id") or request.query_params.get(query_name) or ""
+    raw = request.headers.get("last-event-id") or query_value(request, query_name) or ""
     return parse_cursor(raw.strip(), query_name)
 
 

@@ -14,7 +14,14 @@ from starlette.types import Scope as ASGIScope
 
 from genwire.api.direct import unanswered_connection
 from genwire.api.parked import AnswerBody, ParkedPoll
-from genwire.api.requests import path_id, projects_of, service_of, settings_of, tenant_of
+from genwire.api.requests import (
+    path_id,
+    projects_of,
+    query_value,
+    service_of,
+    settings_of,
+    tenant_of,
+)
 from genwire.api.sse import event_stream, hub_of, parse_cursor, resume_cursor
 from genwire.api.tokens import job_reader_tenant
 from genwire.delivery.entries import LogEntry, Scope, ScopeKind
@@ -79,7 +86,7 @@ async def poll_job(request: Request) -> Response:
     tenant = await job_reader_tenant(request, job_id)
     scope = Scope(ScopeKind.JOB, job_id)
     hub = hub_of(request)
-    cursor = parse_cursor(request.query_params.get("after", "").strip(), "after")
+    cursor = parse_cursor((query_value(request, "after") or "").strip(), "after")
     wait = _wait_param(request)
     known = await _job_status(request, hub, scope, tenant, cursor)
     async with hub.follow(scope) as follower:
@@ -142,7 +149,7 @@ async def poll_tenant(request: Request) -> Response:
     """`GET /api/poll?after=ID&wait=S`: long-poll over the events of every job the
     caller can see, on the same cursor as `/api/events` (a page whose stream a proxy
     blocks keeps one request open, not one per job)."""
-    cursor = parse_cursor(request.query_params.get("after", "").strip(), "after")
+    cursor = parse_cursor((query_value(request, "after") or "").strip(), "after")
     scope = Scope(ScopeKind.TENANT, tenant_of(request))
     wait = _wait_param(request)
 
@@ -247,7 +254,7 @@ def _poll_answer(body: bytes) -> Response:
 
 
 def _wait_param(request: Request) -> float:
-    raw = request.query_params.get("wait")
+    raw = query_value(request, "wait")
     if raw is None or raw == "":
         return DEFAULT_POLL_WAIT_S
     try:

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from genwire.api.requests import service_of, tenant_of
+from genwire.api.requests import query_value, service_of, tenant_of
 from genwire.delivery.entries import Scope, ScopeKind
 from genwire.delivery.feeds import FeedHub
 from genwire.models import Job
@@ -44,7 +44,7 @@ async def job_reader_tenant(request: Request, job_id: str) -> str:
     tenant = _known_tenant(request, job_id)
     if tenant is None:
         tenant = (await service_of(request).get_job(job_id)).tenant
-    tokens_of(request).check(job_id, tenant, request.query_params[TOKEN_PARAM])
+    tokens_of(request).check(job_id, tenant, query_value(request, TOKEN_PARAM) or "")
     return tenant
 
 
@@ -60,7 +60,7 @@ def _known_tenant(request: Request, job_id: str) -> str | None:
 def uses_stream_token(request: Request) -> bool:
     """Whether the request reads with a stream token instead of an API key."""
     return (
-        TOKEN_PARAM in request.query_params
-        and bool(request.app.state.settings.api_keys)
+        bool(request.app.state.settings.api_keys)
+        and query_value(request, TOKEN_PARAM) is not None
         and not request.headers.get("authorization")
     )
