@@ -244,9 +244,24 @@ def _answer_now(entries: list[LogEntry]) -> bool:
 
 def _poll_body(entries: list[LogEntry], last: int, extra: dict[str, object]) -> bytes:
     tail = orjson.dumps({"last_event_id": format_event_id(last) if last else None, **extra})
-    # The events go out as stored, encoded once; only the envelope is built here.
-    events = ",".join(entry.json for entry in entries).encode()
-    return b'{"events":[' + events + b"]," + tail[1:]
+    return b'{"events":[' + _joined(entries) + b"]," + tail[1:]
+
+
+_last_joined: tuple[LogEntry | None, LogEntry | None, int, bytes] = (None, None, 0, b"")
+
+
+def _joined(entries: list[LogEntry]) -> bytes:
+    """The events as stored, joined: made once for the run of pollers a feed answers
+    with the same events, one after another (each entry is encoded once anyway)."""
+    global _last_joined
+    if not entries:
+        return b""
+    first, last, count, joined = _last_joined
+    if first is entries[0] and last is entries[-1] and count == len(entries):
+        return joined
+    joined = ",".join(entry.json for entry in entries).encode()
+    _last_joined = (entries[0], entries[-1], len(entries), joined)
+    return joined
 
 
 def _poll_answer(body: bytes) -> Response:
