@@ -243,7 +243,14 @@ def serve(
     url = f"http://{shown_host}:{sock.getsockname()[1]}"
     app = create_app(settings, server_lock=server_lock)
     server = _AnnouncingServer(
-        uvicorn.Config(app, log_level=log_level, lifespan="on", timeout_graceful_shutdown=5),
+        uvicorn.Config(
+            app,
+            log_level=log_level,
+            # Off unless shown: uvicorn formats each line's fields before the level check.
+            access_log=log_level in ("debug", "info"),
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        ),
         f"genwire {__version__} serving on [bold]{url}[/] "
         f"(data: {settings.data_dir}, workers: {workers})",
         app.state.hub,

@@ -88,21 +88,25 @@ class ParkedPoll:
     def deliver(self, batch: LiveBatch) -> None:
         if self.done:
             return
-        fresh = batch.after(self.entries[-1].seq if self.entries else self.cursor)
-        if not fresh:
-            return
-        first = not self.entries
-        self.entries.extend(fresh)
+        if self.entries:
+            # Gathering: a later batch of the feed is all new (one per event, at every
+            # parked poll: kept short).
+            self.entries += batch.entries
+        else:
+            fresh = batch.after(self.cursor)
+            if not fresh:
+                return
+            self.entries = list(fresh)
+            if self.gather_s > 0:
+                # Gather what follows the first event, within the wait.
+                now = asyncio.get_running_loop().time()
+                self._answer_at(min(now + self.gather_s, self.deadline))
         if (
             self.gather_s <= 0
-            or batch.end_of(self.ends_with) is not None
             or len(self.entries) >= READ_LIMIT
+            or batch.end_of(self.ends_with) is not None
         ):
             self.answer()
-        elif first:
-            # Gather what follows the first event, within the wait.
-            now = asyncio.get_running_loop().time()
-            self._answer_at(min(now + self.gather_s, self.deadline))
 
     def tick(self, now: float) -> None:
         if self.done:
