@@ -504,7 +504,7 @@ async def test_a_parked_poll_whose_client_goes_away_is_released_and_nothing_is_l
         await eventually(lambda: hub_readers(server) == 0, "nothing follows the job")
         await cancel(client, job_id)
         polled: list[dict[str, Any]] = []
-        answer = {"last_event_id": cursor, "done": False}
+        answer: dict[str, Any] = {"last_event_id": cursor, "done": False}
         while not answer["done"]:
             answer = await poll(client, job_id, answer["last_event_id"], 30)
             polled += answer["events"]

@@ -105,8 +105,8 @@ class HeldConnection:
         self.transport.write(last)
         if not self._cycle.keep_alive:
             self.transport.close()
-        elif self._complete is not None:
-            self._complete()
+        if self._complete is not None:
+            self._complete()  # as uvicorn does: it counts the request, then reads on
 
 
 _head_starts: dict[int, tuple[object, bytes]] = {}
@@ -162,10 +162,14 @@ def held_connection(scope: Scope) -> HeldConnection | None:
 
 
 def unanswered_connection(scope: Scope) -> HeldConnection | None:
-    """The connection, if nothing was answered on it yet and a sink can write the
-    whole answer; None where only ASGI `send` can be used."""
+    """The connection, if the request has been read whole, nothing was answered on it
+    yet, and a sink can write the whole answer; None where only ASGI `send` can be
+    used."""
     cycle = scope.get(CYCLE_KEY)
     if cycle is None or getattr(cycle, "response_started", True) is not False:
+        return None
+    # A body still to come would reach the stand-in parser and cut the connection.
+    if getattr(cycle, "more_body", True) is not False:
         return None
     if not _has(cycle, ANSWER_FIELDS):
         return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -44,7 +45,7 @@ class HotPaths:
     def match(self, scope: Scope) -> tuple[Endpoint, dict[str, str]] | None:
         if scope["method"] != "GET":
             return None
-        path: str = scope["path"]
+        path = get_route_path(scope)  # as Starlette routes: without the root path
         endpoint = self._exact.get(path)
         if endpoint is not None:
             return endpoint, {}

@@ -426,7 +426,13 @@ class FeedHub:
                     feed.end_sinks("feed stopped")
                     continue
                 for sink in list(feed.sinks):
-                    sink.tick(now)
+                    try:
+                        sink.tick(now)
+                    except Exception:
+                        # One bad sink must not stop the ticks every other one needs.
+                        log.exception("a sink of %s failed its tick; it ends", feed.scope)
+                        feed.sinks.discard(sink)
+                        sink.end("failed")
 
     def _ensure_sweeper(self) -> None:
         if self._sweeper is None or self._sweeper.done():

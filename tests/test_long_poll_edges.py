@@ -1,0 +1,135 @@
+"""Edges of parked long-polls and the hot paths, where a parked poll or a hot path
+could answer differently from the routed, in-request poll: a request body still to
+come, a root path, a sink whose tick fails."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+from genwire.delivery.feeds import Feed, LiveBatch
+from tests.test_long_poll import (
+    poll_path,
+    raw_connection,
+    serve,
+    warm_job_feed,
+)
+from tests.test_streams import (
+    LiveServer,
+    cancel,
+    client_of,
+    eventually,
+    hub_readers,
+    idle_running_job,
+)
+
+#: A read time-out for an answer that is due at once (or at a short wait's end).
+AT_ONCE_S = 10.0
+
+
+async def test_a_poll_whose_request_body_comes_after_it_waits_is_answered_not_cut(
+    live_server: LiveServer,
+) -> None:
+    """A GET may carry a body (RFC 9110 gives it no meaning, but it is framed like
+    any other). uvicorn starts the app once the headers are in; a poll that parks
+    then swaps the protocol's parser for `_Hangup`, so the body's bytes, when they
+    arrive in a later segment (or after `Expect: 100-continue`), cut the poll: the
+    client never gets an answer, and its retry is cut the same way. Waiting in its
+    request (before the change, and with CORS origins set) it is answered."""
+    server = serve(live_server)
+    async with asyncio.timeout(60), client_of(server) as client:
+        job_id, cursor = await idle_running_job(client)
+        await warm_job_feed(server, client, job_id, cursor)
+        async with raw_connection(server) as connection:
+            connection.send(poll_path(job_id, cursor, 30), {"Content-Length": "2"})
+            await eventually(lambda: hub_readers(server) == 1, "the poll waits")
+            await asyncio.sleep(0.3)  # parked (or waiting in its request)
+            connection.writer.write(b"{}")  # the rest of the request
+            await asyncio.sleep(0.3)
+            await cancel(client, job_id)
+            async with asyncio.timeout(AT_ONCE_S):
+                rest = await connection.rest()
+
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), f"no answer: {rest[:200]!r}"
+    assert b'"job-cancelled"' in rest
+
+
+async def test_the_hot_paths_route_on_the_path_within_root_path_as_starlette_does(
+    live_server: LiveServer,
+) -> None:
+    """uvicorn puts `root_path` in front of `scope["path"]` (ASGI 3 / uvicorn ≥ 0.26);
+    Starlette routes on the path within it (`get_route_path`). `HotPaths.match`
+    looks at `scope["path"]` whole: with `--root-path /api`, `GET /poll` (whose
+    route path is `/poll`, no route) is served as `/api/poll` by the hot path, while
+    Starlette answers 404; and with any root path the hot paths never match the
+    requests they exist for."""
+    hot = serve(live_server)
+    routed = serve(live_server, "in-request")  # CORS origins: Starlette routes all
+    for server in (hot, routed):
+        server.server.config.root_path = "/api"  # read by each new connection
+    statuses: dict[str, int] = {}
+    async with asyncio.timeout(60):
+        for name, server in (("hot", hot), ("routed", routed)):
+            async with client_of(server) as client:
+                response = await client.get("/poll", params={"wait": "0"})
+                statuses[name] = response.status_code
+
+    assert hot.app.hot_paths is not None
+    assert routed.app.hot_paths is None
+    assert statuses["routed"] == 404
+    assert statuses["hot"] == statuses["routed"]
+
+
+class _FailingTick:
+    """A sink whose tick raises (standing in for any bug in a sink's tick)."""
+
+    def deliver(self, batch: LiveBatch) -> None:
+        return
+
+    def tick(self, now: float) -> None:
+        raise RuntimeError("a sink's tick failed")
+
+    def end(self, reason: str) -> None:
+        return
+
+
+@contextlib.contextmanager
+def _sink_on(feed: Feed, sink: _FailingTick) -> Iterator[None]:
+    assert feed._task is not None
+    loop = feed._task.get_loop()  # the server's loop
+    loop.call_soon_threadsafe(feed.sinks.add, sink)
+    try:
+        yield
+    finally:
+        loop.call_soon_threadsafe(feed.sinks.discard, sink)
+
+
+async def test_a_parked_poll_ends_at_its_wait_even_when_a_sink_tick_fails(
+    live_server: LiveServer,
+) -> None:
+    """A parked poll whose wait is longer than TIMER_HORIZON_S gets its timer only
+    from the hub's tick. `FeedHub._tick` does not guard `sink.tick` (unlike
+    `Feed._fan_out`, which guards `deliver`): one sink whose tick raises ends the
+    ticker, and each `attach` restarts it only for it to die at the next tick, so
+    every poll parked meanwhile outlives its wait until an event comes."""
+    server = serve(live_server)
+    async with asyncio.timeout(60), client_of(server) as client:
+        job_id, cursor = await idle_running_job(client)
+        feed = await warm_job_feed(server, client, job_id, cursor)
+        try:
+            with _sink_on(feed, _FailingTick()):
+                async with raw_connection(server) as connection:
+                    connection.send(poll_path(job_id, cursor, 1.5))
+                    answered = True
+                    try:
+                        async with asyncio.timeout(1.5 + 2.0):
+                            answer = await connection.answer()
+                    except TimeoutError:
+                        answered = False
+        finally:
+            await cancel(client, job_id)
+        await eventually(lambda: hub_readers(server) == 0, "the poll released its feed")
+
+    assert answered, "a poll with wait=1.5 was still parked 2 s after its wait"
+    assert answer.json()["events"] == []
