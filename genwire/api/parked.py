@@ -98,15 +98,26 @@ class ParkedPoll:
                 return
             self.entries = list(fresh)
             if self.gather_s > 0:
-                # Gather what follows the first event, within the wait.
-                now = asyncio.get_running_loop().time()
-                self._answer_at(min(now + self.gather_s, self.deadline))
+                self._gather(batch)
         if (
             self.gather_s <= 0
             or len(self.entries) >= READ_LIMIT
             or batch.end_of(self.ends_with) is not None
         ):
             self.answer()
+
+    def _gather(self, batch: LiveBatch) -> None:
+        """Answer after the gathering time, with what follows the first event: one
+        timer for all the polls whose first event came in this batch (at every
+        event, at every poller that keeps up), unless the wait ends sooner."""
+        loop = asyncio.get_running_loop()
+        if loop.time() + self.gather_s > self.deadline:
+            self._answer_at(self.deadline)
+            return
+        round_ = batch.gathering
+        if not isinstance(round_, _Round) or round_.gather_s != self.gather_s:
+            round_ = batch.gathering = _Round(loop, self.gather_s)
+        round_.polls.append(self)
 
     def tick(self, now: float) -> None:
         if self.done:
@@ -146,3 +157,23 @@ class ParkedPoll:
         if self._timer is not None:
             self._timer.cancel()
         self.feed.detach(self)
+
+
+class _Round:
+    """Parked polls whose first new event came in the same batch: answered together."""
+
+    __slots__ = ("due", "gather_s", "polls")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, gather_s: float) -> None:
+        self.gather_s = gather_s
+        self.due = loop.time() + gather_s
+        self.polls: list[ParkedPoll] = []
+        loop.call_at(self.due, self.answer)
+
+    def answer(self) -> None:
+        for poll in self.polls:
+            try:
+                poll.answer()  # nothing for those answered already (a job's end, a drop)
+            except Exception:
+                log.exception("answering a long-poll of %s failed", poll.feed.scope)
+                poll.drop()

@@ -48,7 +48,7 @@ OthersWriting = Callable[[], bool]
 class LiveBatch:
     """Events a feed has just read, as its sinks need them: encoded once for all."""
 
-    __slots__ = ("_ends", "encoded", "entries", "first_seq", "last_seq")
+    __slots__ = ("_ends", "encoded", "entries", "first_seq", "gathering", "last_seq")
 
     def __init__(self, entries: list[LogEntry]) -> None:
         self.entries = entries
@@ -56,6 +56,8 @@ class LiveBatch:
         self.last_seq = entries[-1].seq
         #: the whole batch as the sinks write it, made by the first sink that needs it
         self.encoded: bytes | None = None
+        #: what the sinks that start gathering at this batch share (`api.parked`)
+        self.gathering: object | None = None
         self._ends: dict[int, int | None] = {}
 
     def after(self, cursor: int) -> list[LogEntry]:
