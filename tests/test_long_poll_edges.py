@@ -10,7 +10,10 @@ from collections.abc import Iterator
 
 from genwire.delivery.feeds import Feed, LiveBatch
 from tests.test_long_poll import (
+    job_scope,
+    parked_polls,
     poll_path,
+    queued_behind_a_blocker,
     raw_connection,
     serve,
     warm_job_feed,
@@ -133,3 +136,34 @@ async def test_a_parked_poll_ends_at_its_wait_even_when_a_sink_tick_fails(
 
     assert answered, "a poll with wait=1.5 was still parked 2 s after its wait"
     assert answer.json()["events"] == []
+
+
+async def test_every_poll_that_gathers_from_the_same_event_is_answered_with_the_same_events(
+    live_server: LiveServer,
+) -> None:
+    """Polls whose first new event came in one batch share one gathering timer
+    (`parked._Round`): each must still get its own answer, well before its wait."""
+    server = serve(live_server, workers=1, poll_gather_s=1.0)
+    async with asyncio.timeout(60), client_of(server) as client:
+        blocker, job_id, cursor = await queued_behind_a_blocker(client, steps=100, step_ms=100)
+        await warm_job_feed(server, client, job_id, cursor)
+        waiting = [
+            asyncio.create_task(
+                client.get(
+                    f"/api/jobs/{job_id}/poll",
+                    params={"after": cursor, "wait": "60"},
+                    timeout=AT_ONCE_S,  # a poll its round forgot would wait its 60 s
+                )
+            )
+            for _ in range(3)
+        ]
+        await eventually(
+            lambda: parked_polls(server, job_scope(job_id)) == 3, "the three polls are parked"
+        )
+        await cancel(client, blocker)  # the job starts: an event every 100 ms
+        answers = [response.json() for response in await asyncio.gather(*waiting)]
+        await cancel(client, job_id)
+
+    assert all(answer["events"] for answer in answers)
+    assert answers[1:] == answers[:-1], "polls answered at the same moment differ"
+    assert answers[0]["events"][0]["type"] == "job-status"
