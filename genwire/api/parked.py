@@ -162,13 +162,12 @@ class ParkedPoll:
 class _Round:
     """Parked polls whose first new event came in the same batch: answered together."""
 
-    __slots__ = ("due", "gather_s", "polls")
+    __slots__ = ("gather_s", "polls")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, gather_s: float) -> None:
         self.gather_s = gather_s
-        self.due = loop.time() + gather_s
         self.polls: list[ParkedPoll] = []
-        loop.call_at(self.due, self.answer)
+        loop.call_later(gather_s, self.answer)
 
     def answer(self) -> None:
         for poll in self.polls:
