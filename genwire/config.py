@@ -65,7 +65,7 @@ class Settings:
     peer_timeout_s: float = 120.0
     retry_ms: int = 2000  #: the `retry:` an EventSource waits before reconnecting
     #: a long-poll that waited for news answers this long after the first event, with
-    #: what came meanwhile (the end of a job at once; docs/API.md)
+    #: what came meanwhile (the end of a job at once; docs/ARCHITECTURE.md)
     poll_gather_s: float = 0.1
     webhook_secret: str | None = None  #: `whsec_…`; None: generated once in the data dir
     allow_private_webhooks: bool = False  #: allow targets in private address ranges

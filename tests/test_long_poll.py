@@ -107,6 +107,16 @@ async def warm_job_feed(
     return await warm_feed(server, job_scope(job_id))
 
 
+async def idle_job_on_warm_feed(
+    server: ThreadedServer, client: httpx.AsyncClient
+) -> tuple[str, str]:
+    """A running job that appends nothing, and its cursor, on a started feed (where
+    a poll from that cursor can park)."""
+    job_id, cursor = await idle_running_job(client)
+    await warm_job_feed(server, client, job_id, cursor)
+    return job_id, cursor
+
+
 async def until_waiting(server: ThreadedServer, scope: Scope, way: str) -> None:
     """Until one poll of the scope waits: parked on the feed, or in its request."""
     if way == "parked":
@@ -215,8 +225,7 @@ async def test_a_caught_up_poll_parks_and_answers_whole_on_its_kept_alive_connec
 ) -> None:
     server = serve(live_server)
     async with asyncio.timeout(60), client_of(server) as client:
-        job_id, cursor = await idle_running_job(client)
-        await warm_job_feed(server, client, job_id, cursor)
+        job_id, cursor = await idle_job_on_warm_feed(server, client)
         scope = job_scope(job_id)
         async with raw_connection(server) as connection:
             connection.send(poll_path(job_id, cursor, 60))
@@ -254,8 +263,7 @@ async def test_a_caught_up_poll_parks_and_answers_whole_on_its_kept_alive_connec
 async def test_every_poll_parked_on_a_job_gets_the_same_answer(live_server: LiveServer) -> None:
     server = serve(live_server, poll_gather_s=0)  # each answers with the first batch
     async with asyncio.timeout(60), client_of(server) as client:
-        job_id, cursor = await idle_running_job(client)
-        await warm_job_feed(server, client, job_id, cursor)
+        job_id, cursor = await idle_job_on_warm_feed(server, client)
         async with contextlib.AsyncExitStack() as stack:
             connections = [
                 await stack.enter_async_context(raw_connection(server)) for _ in range(5)
@@ -278,8 +286,7 @@ async def test_a_parked_poll_asked_to_close_its_connection_says_so_and_closes_it
 ) -> None:
     server = serve(live_server)
     async with asyncio.timeout(60), client_of(server) as client:
-        job_id, cursor = await idle_running_job(client)
-        await warm_job_feed(server, client, job_id, cursor)
+        job_id, cursor = await idle_job_on_warm_feed(server, client)
         async with raw_connection(server) as connection:
             connection.send(poll_path(job_id, cursor, 60), {"Connection": "close"})
             await until_waiting(server, job_scope(job_id), "parked")
@@ -492,8 +499,7 @@ async def test_a_parked_poll_whose_client_goes_away_is_released_and_nothing_is_l
 ) -> None:
     server = serve(live_server)
     async with asyncio.timeout(60), client_of(server) as client:
-        job_id, cursor = await idle_running_job(client)
-        await warm_job_feed(server, client, job_id, cursor)
+        job_id, cursor = await idle_job_on_warm_feed(server, client)
         scope = job_scope(job_id)
         async with raw_connection(server) as connection:
             connection.send(poll_path(job_id, cursor, 60))
@@ -520,8 +526,7 @@ async def test_a_request_sent_on_a_parked_polls_connection_cuts_it(
 ) -> None:
     server = serve(live_server)
     async with asyncio.timeout(60), client_of(server) as client:
-        job_id, cursor = await idle_running_job(client)
-        await warm_job_feed(server, client, job_id, cursor)
+        job_id, cursor = await idle_job_on_warm_feed(server, client)
         scope = job_scope(job_id)
         async with raw_connection(server) as connection:
             connection.send(poll_path(job_id, cursor, 60))
@@ -545,8 +550,7 @@ async def test_a_request_pipelined_before_the_poll_parked_is_answered_after_it(
     parked, so nothing cuts the poll, and the second is answered once it is."""
     server = serve(live_server)
     async with asyncio.timeout(60), client_of(server) as client:
-        job_id, cursor = await idle_running_job(client)
-        await warm_job_feed(server, client, job_id, cursor)
+        job_id, cursor = await idle_job_on_warm_feed(server, client)
         async with raw_connection(server) as connection:
             host = f"Host: {connection.url.host}:{connection.url.port}"
             both = [

@@ -9,7 +9,10 @@ import contextlib
 from collections.abc import Iterator
 
 from genwire.delivery.feeds import Feed, LiveBatch
+from tests.conftest import ThreadedServer
 from tests.test_long_poll import (
+    AT_ONCE_S,
+    idle_job_on_warm_feed,
     job_scope,
     parked_polls,
     poll_path,
@@ -27,29 +30,37 @@ from tests.test_streams import (
     idle_running_job,
 )
 
-#: A read time-out for an answer that is due at once (or at a short wait's end).
-AT_ONCE_S = 10.0
+
+def request_read_whole(server: ThreadedServer) -> bool:
+    """No connection of the server is still reading a request's body (a connection
+    that was cut counts too: it reads nothing)."""
+    while True:  # the server's thread may change the set while this one copies it
+        with contextlib.suppress(RuntimeError):
+            connections = list(server.server.server_state.connections)
+            break
+    cycles = [getattr(protocol, "cycle", None) for protocol in connections]
+    return not any(cycle is not None and cycle.more_body for cycle in cycles)
 
 
 async def test_a_poll_whose_request_body_comes_after_it_waits_is_answered_not_cut(
     live_server: LiveServer,
 ) -> None:
     """A GET may carry a body (RFC 9110 gives it no meaning, but it is framed like
-    any other). uvicorn starts the app once the headers are in; a poll that parks
-    then swaps the protocol's parser for `_Hangup`, so the body's bytes, when they
-    arrive in a later segment (or after `Expect: 100-continue`), cut the poll: the
-    client never gets an answer, and its retry is cut the same way. Waiting in its
-    request (before the change, and with CORS origins set) it is answered."""
+    any other). uvicorn starts the app once the headers are in, and a parked poll's
+    connection treats any bytes from the client as a hang-up: so a poll whose body
+    comes in a later segment (or after `Expect: 100-continue`) must not park. It
+    waits in its request, and is answered."""
     server = serve(live_server)
     async with asyncio.timeout(60), client_of(server) as client:
-        job_id, cursor = await idle_running_job(client)
-        await warm_job_feed(server, client, job_id, cursor)
+        job_id, cursor = await idle_job_on_warm_feed(server, client)
         async with raw_connection(server) as connection:
             connection.send(poll_path(job_id, cursor, 30), {"Content-Length": "2"})
             await eventually(lambda: hub_readers(server) == 1, "the poll waits")
-            await asyncio.sleep(0.3)  # parked (or waiting in its request)
-            connection.writer.write(b"{}")  # the rest of the request
+            # Counted from its first step; deciding to park or to wait comes later in
+            # that step, unless a store read intervenes: the body comes after either.
             await asyncio.sleep(0.3)
+            connection.writer.write(b"{}")  # the rest of the request
+            await eventually(lambda: request_read_whole(server), "the body was read")
             await cancel(client, job_id)
             async with asyncio.timeout(AT_ONCE_S):
                 rest = await connection.rest()
@@ -62,11 +73,9 @@ async def test_the_hot_paths_route_on_the_path_within_root_path_as_starlette_doe
     live_server: LiveServer,
 ) -> None:
     """uvicorn puts `root_path` in front of `scope["path"]` (ASGI 3 / uvicorn ≥ 0.26);
-    Starlette routes on the path within it (`get_route_path`). `HotPaths.match`
-    looks at `scope["path"]` whole: with `--root-path /api`, `GET /poll` (whose
-    route path is `/poll`, no route) is served as `/api/poll` by the hot path, while
-    Starlette answers 404; and with any root path the hot paths never match the
-    requests they exist for."""
+    Starlette routes on the path within it (`get_route_path`), and so must
+    `HotPaths.match`: with `--root-path /api`, `GET /poll` names no route (404), not
+    `/api/poll`."""
     hot = serve(live_server)
     routed = serve(live_server, "in-request")  # CORS origins: Starlette routes all
     for server in (hot, routed):
@@ -112,10 +121,9 @@ async def test_a_parked_poll_ends_at_its_wait_even_when_a_sink_tick_fails(
     live_server: LiveServer,
 ) -> None:
     """A parked poll whose wait is longer than TIMER_HORIZON_S gets its timer only
-    from the hub's tick. `FeedHub._tick` does not guard `sink.tick` (unlike
-    `Feed._fan_out`, which guards `deliver`): one sink whose tick raises ends the
-    ticker, and each `attach` restarts it only for it to die at the next tick, so
-    every poll parked meanwhile outlives its wait until an event comes."""
+    from the hub's tick, so one sink whose tick raises must end alone: were the
+    ticker to stop, every poll parked meanwhile would outlive its wait until an
+    event came."""
     server = serve(live_server)
     async with asyncio.timeout(60), client_of(server) as client:
         job_id, cursor = await idle_running_job(client)

@@ -166,8 +166,8 @@ async def poll_tenant(request: Request) -> Response:
 def _park(request: Request, follower: Follower, cursor: int, wait: float, body: AnswerBody) -> bool:
     """Leave a poll that has caught up to its feed, which answers it
     (`genwire.api.parked`); False where it cannot (not caught up as far as the feed
-    knows, nothing to wait for, or a server whose connection the poll cannot write
-    to: it then waits in its request)."""
+    knows, a request body still to come, CORS, or a server whose connection the
+    poll cannot write to: it then waits in its request)."""
     settings = settings_of(request)
     # A CORS answer needs the middleware's headers, which a parked poll cannot add.
     if request.method != "GET" or settings.cors_origins:

@@ -11,8 +11,8 @@ from typing import Any
 from starlette.requests import Request
 
 from genwire.api.requests import query_value, service_of, tenant_of
+from genwire.api.sse import hub_of
 from genwire.delivery.entries import Scope, ScopeKind
-from genwire.delivery.feeds import FeedHub
 from genwire.models import Job
 from genwire.tokens import StreamTokens
 
@@ -51,8 +51,7 @@ async def job_reader_tenant(request: Request, job_id: str) -> str:
 def _known_tenant(request: Request, job_id: str) -> str | None:
     """The job's tenant as its live feed already knows it (a job never changes
     tenant), so that a long-poll with a token reads no more than one with a key."""
-    hub: FeedHub = request.app.state.hub
-    feed = hub.live_feed(Scope(ScopeKind.JOB, job_id))
+    feed = hub_of(request).live_feed(Scope(ScopeKind.JOB, job_id))
     known = feed.status_at if feed is not None else None
     return known.tenant if known is not None else None
 

@@ -207,6 +207,13 @@ class Feed:
         if self.readers == 0 and self.idle_since is None:
             self.idle_since = asyncio.get_running_loop().time()
 
+    def end_failed(self, sink: Sink) -> None:
+        """Called where a sink raised: it alone ends (its client resumes), and the
+        error is logged."""
+        log.exception("a sink of %s failed; it ends", self.scope)
+        self.sinks.discard(sink)
+        sink.end("failed")
+
     def end_sinks(self, reason: str) -> None:
         """Detach and end every sink: their streams finish and the clients resume."""
         sinks, self.sinks = self.sinks, set()
@@ -291,9 +298,7 @@ class Feed:
             try:
                 sink.deliver(live)
             except Exception:
-                log.exception("a sink of %s failed; it ends", self.scope)
-                self.sinks.discard(sink)
-                sink.end("failed")
+                self.end_failed(sink)
         self._fan_out_ended = time.perf_counter()
         self._fanned_out_s = self._fan_out_ended - started
 
@@ -431,10 +436,7 @@ class FeedHub:
                     try:
                         sink.tick(now)
                     except Exception:
-                        # One bad sink must not stop the ticks every other one needs.
-                        log.exception("a sink of %s failed its tick; it ends", feed.scope)
-                        feed.sinks.discard(sink)
-                        sink.end("failed")
+                        feed.end_failed(sink)  # the others still need their ticks
 
     def _ensure_sweeper(self) -> None:
         if self._sweeper is None or self._sweeper.done():
