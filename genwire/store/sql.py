@@ -65,6 +65,8 @@ class _SqliteRunner:
         self._write_engine = self._engine(url, 1, "BEGIN IMMEDIATE", synchronous)
         self._read_engine = self._engine(url, READER_THREADS, "BEGIN", synchronous)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="genwire-sqlite-writer")
+        #: the writer thread's connection, kept open between its transactions
+        self._write_connection: Connection | None = None
         self._readers = ThreadPoolExecutor(
             READER_THREADS, thread_name_prefix="genwire-sqlite-reader"
         )
@@ -106,10 +108,30 @@ class _SqliteRunner:
         )
 
     def _commit(self, fn: Callable[[Connection], T], committed: Callable[[T], None] | None) -> T:
-        value = self._in_transaction(self._write_engine, fn)
+        connection = self._writer_connection()
+        try:
+            with connection.begin():
+                value = fn(connection)
+        except BaseException:
+            if connection.invalidated:
+                self._close_writer_connection()
+            raise
         if committed is not None:
             committed(value)  # still in the one writer thread: in commit order
         return value
+
+    def _writer_connection(self) -> Connection:
+        """Kept between transactions: a pool check-out and check-in (with its reset)
+        cost more than an event's statements, and they came between the commit and
+        the wake-up of the event's readers."""
+        if self._write_connection is None:
+            self._write_connection = self._write_engine.connect()
+        return self._write_connection
+
+    def _close_writer_connection(self) -> None:
+        connection, self._write_connection = self._write_connection, None
+        if connection is not None:
+            connection.close()
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(
@@ -122,6 +144,9 @@ class _SqliteRunner:
             return fn(connection)
 
     async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(
+            self._writer, self._close_writer_connection
+        )
         await asyncio.to_thread(self._writer.shutdown, True)
         await asyncio.to_thread(self._readers.shutdown, True)
         self._write_engine.dispose()

@@ -1,0 +1,165 @@
+"""`HeldConnection.write`: a held connection's bytes go straight to its socket while
+its transport holds none, and to the transport otherwise, in order, on both event
+loops uvicorn runs on; a client that is gone is reported, not raised."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, cast
+
+import pytest
+import uvloop
+
+from genwire.api.direct import HeldConnection, plain_socket_fd
+
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+
+
+def run_on(loop_name: str, test: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    loop = LOOPS[loop_name]()
+    try:
+        loop.run_until_complete(test())
+    finally:
+        loop.close()
+
+
+@asynccontextmanager
+async def connected() -> AsyncIterator[tuple[asyncio.Transport, socket.socket]]:
+    """A server-side transport and the plain client socket at its other end."""
+    accepted: asyncio.Future[asyncio.Transport] = asyncio.get_running_loop().create_future()
+
+    class Accept(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            # uvloop's transports are not subclasses of asyncio's: no isinstance here.
+            accepted.set_result(cast(asyncio.Transport, transport))
+
+    server = await asyncio.get_running_loop().create_server(Accept, "127.0.0.1", 0)
+    client = socket.create_connection(server.sockets[0].getsockname())
+    try:
+        async with asyncio.timeout(10):
+            transport = await accepted
+        yield transport, client
+        transport.abort()
+    finally:
+        client.close()
+        server.close()
+
+
+@contextmanager
+def counting_socket_writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """What each of `HeldConnection.write`'s own socket writes sent (-1: it raised)."""
+    sizes: list[int] = []
+    real_write = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        sizes.append(-1)
+        sizes[-1] = sent = real_write(fd, data)
+        return sent
+
+    monkeypatch.setattr(os, "write", write)  # what `genwire.api.direct` calls
+    yield sizes
+
+
+def read_exactly(client: socket.socket, size: int) -> bytes:
+    received = bytearray()
+    client.settimeout(10)
+    while len(received) < size:
+        piece = client.recv(size - len(received))
+        assert piece, "the connection ended early"
+        received += piece
+    return bytes(received)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_bytes_go_to_the_socket_itself_while_the_transport_holds_none(
+    loop_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def test() -> None:
+        with counting_socket_writes(monkeypatch) as direct_sizes:
+            async with connected() as (transport, client):
+                connection = HeldConnection(None, None, transport)
+                assert connection.fd == transport.get_extra_info("socket").fileno()
+                assert connection.write(b"data: one\n\n")
+                assert connection.write(b"data: two\n\n")
+                assert transport.get_write_buffer_size() == 0
+                assert read_exactly(client, 22) == b"data: one\n\ndata: two\n\n"
+        assert direct_sizes == [11, 11]
+
+    run_on(loop_name, test)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_what_the_socket_does_not_take_follows_through_the_transport_in_order(
+    loop_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def test() -> None:
+        with counting_socket_writes(monkeypatch) as direct_sizes:
+            async with connected() as (transport, client):
+                connection = HeldConnection(None, None, transport)
+                pieces = [bytes([65 + n % 26]) * 50_000 for n in range(200)]  # 10 MB
+                queued_at = None
+                for number, piece in enumerate(pieces):
+                    assert connection.write(piece)
+                    if queued_at is None and transport.get_write_buffer_size():
+                        queued_at = number
+                # The client never read: the socket filled, and the rest queued.
+                assert queued_at is not None
+                assert transport.get_write_buffer_size() > 0
+                writes_when_full = len(direct_sizes)
+                received = await asyncio.to_thread(read_exactly, client, sum(map(len, pieces)))
+                assert received == b"".join(pieces)
+        # Once the transport held bytes, later writes went behind them, not around.
+        assert writes_when_full == queued_at + 1
+        assert direct_sizes[-1] < len(pieces[queued_at])
+
+    run_on(loop_name, test)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_a_client_that_reset_its_connection_is_reported_gone(loop_name: str) -> None:
+    async def test() -> None:
+        async with connected() as (transport, client):
+            connection = HeldConnection(None, None, transport)
+            # Close with a reset; the loop does not run in between, so the transport
+            # has not heard of it: only the socket write can tell.
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            assert not transport.is_closing()
+            assert connection.write(b"data: lost\n\n") is False
+
+    run_on(loop_name, test)
+
+
+def test_a_transport_that_is_not_plain_tcp_is_written_through_itself() -> None:
+    """A TLS transport's socket carries ciphertext: never written to directly."""
+
+    underneath = socket.socket()
+
+    class TlsLikeTransport(asyncio.Transport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.written: list[bytes] = []
+
+        def get_extra_info(self, name: str, default: Any = None) -> Any:
+            return underneath if name == "socket" else default
+
+        def get_write_buffer_size(self) -> int:
+            return 0
+
+        def write(self, data: bytes | bytearray | memoryview) -> None:
+            self.written.append(bytes(data))
+
+    with underneath:
+        transport = TlsLikeTransport()
+        assert plain_socket_fd(transport) == -1
+        connection = HeldConnection(None, None, transport)
+        assert connection.write(b"data: x\n\n")
+        assert transport.written == [b"data: x\n\n"]
