@@ -1,6 +1,7 @@
 """`HeldConnection.write`: a held connection's bytes go straight to its socket while
 its transport holds none, and to the transport otherwise, in order, on both event
-loops uvicorn runs on; a client that is gone is reported, not raised."""
+loops uvicorn runs on; it says what the transport then holds, and a client that is
+gone is reported (-1), not raised."""
 
 from __future__ import annotations
 
@@ -87,8 +88,8 @@ def test_bytes_go_to_the_socket_itself_while_the_transport_holds_none(
             async with connected() as (transport, client):
                 connection = HeldConnection(None, None, transport)
                 assert connection.fd == transport.get_extra_info("socket").fileno()
-                assert connection.write(b"data: one\n\n")
-                assert connection.write(b"data: two\n\n")
+                assert connection.write(b"data: one\n\n") == 0  # nothing left queued
+                assert connection.write(b"data: two\n\n") == 0
                 assert transport.get_write_buffer_size() == 0
                 assert read_exactly(client, 22) == b"data: one\n\ndata: two\n\n"
         assert direct_sizes == [11, 11]
@@ -107,8 +108,9 @@ def test_what_the_socket_does_not_take_follows_through_the_transport_in_order(
                 pieces = [bytes([65 + n % 26]) * 50_000 for n in range(200)]  # 10 MB
                 queued_at = None
                 for number, piece in enumerate(pieces):
-                    assert connection.write(piece)
-                    if queued_at is None and transport.get_write_buffer_size():
+                    queued = connection.write(piece)
+                    assert queued == transport.get_write_buffer_size()
+                    if queued_at is None and queued:
                         queued_at = number
                 # The client never read: the socket filled, and the rest queued.
                 assert queued_at is not None
@@ -133,7 +135,7 @@ def test_a_client_that_reset_its_connection_is_reported_gone(loop_name: str) -> 
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()
             assert not transport.is_closing()
-            assert connection.write(b"data: lost\n\n") is False
+            assert connection.write(b"data: lost\n\n") == -1
 
     run_on(loop_name, test)
 
@@ -161,5 +163,5 @@ def test_a_transport_that_is_not_plain_tcp_is_written_through_itself() -> None:
         transport = TlsLikeTransport()
         assert plain_socket_fd(transport) == -1
         connection = HeldConnection(None, None, transport)
-        assert connection.write(b"data: x\n\n")
+        assert connection.write(b"data: x\n\n") == 0
         assert transport.written == [b"data: x\n\n"]

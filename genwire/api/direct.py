@@ -71,9 +71,9 @@ class HeldConnection:
         #: the socket's descriptor, where `write` may use it (see `write`); else -1
         self.fd = plain_socket_fd(transport)
 
-    def write(self, data: bytes) -> bool:
-        """Write `data` to the open transport; False if the client is gone (the
-        caller drops it).
+    def write(self, data: bytes) -> int:
+        """Write `data` to the open transport: the bytes the transport then holds,
+        or -1 if the client is gone (the caller drops it).
 
         While the transport holds no bytes of its own, this writes to the socket
         itself: it is what the transport's `write` does then, without its
@@ -85,16 +85,17 @@ class HeldConnection:
         transport = self.transport
         if self.fd < 0 or transport.get_write_buffer_size():
             transport.write(data)
-            return True
+            return transport.get_write_buffer_size()
         try:
             sent = os.write(self.fd, data)
         except BlockingIOError:
             sent = 0
         except OSError:  # reset, or a broken pipe: the transport learns it later
-            return False
-        if sent < len(data):
-            transport.write(data[sent:])
-        return True
+            return -1
+        if sent == len(data):
+            return 0
+        transport.write(data[sent:])
+        return transport.get_write_buffer_size()
 
     def take(self, sink: HeldSink) -> None:
         """The sink writes alone from now on. uvicorn is told the response is complete,
@@ -133,8 +134,10 @@ class HeldConnection:
         give the connection back to uvicorn (keep-alive)."""
         if self.transport.is_closing():
             return
+        if self.write(last) < 0:
+            self.transport.abort()  # gone: uvicorn hears of it and lets go
+            return
         self._protocol.parser = self._parser
-        self.transport.write(last)
         if not self._cycle.keep_alive:
             self.transport.close()
         if self._complete is not None:
@@ -324,14 +327,15 @@ class DirectSink:
             if not entries:
                 return
             data = chunk(b"".join(entry.frame for entry in entries))
-        if not self.connection.write(data):
+        queued = self.connection.write(data)
+        if queued < 0:
             self.drop()
             return
         self.wrote = True
         self.cursor = batch.last_seq if end is None else end
         if end is not None:
             self.end(ENDED)
-        elif self.transport.get_write_buffer_size() > HARD_LIMIT:
+        elif queued > HARD_LIMIT:
             self.drop()
 
     def tick(self, now: float) -> None:

@@ -25,6 +25,10 @@ class Subscription:
 
     async def wait(self, timeout: float | None) -> bool:
         """True when notified (and re-armed), False when `timeout` passed first."""
+        if timeout is None:  # a feed's wait for news: no time-out to arm at every event
+            await self._woken.wait()
+            self._woken.clear()
+            return True
         try:
             async with asyncio.timeout(timeout):
                 await self._woken.wait()
