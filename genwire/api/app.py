@@ -1,4 +1,5 @@
-"""The ASGI app: routes under `/api`, `/healthz` at the root, problem+json errors."""
+"""The ASGI app: routes under `/api`, `/healthz` and `/metrics` at the root,
+problem+json errors."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
-from genwire.api import files, health, jobs, projects, streams, web, webhooks
+from genwire.api import files, health, jobs, metrics, projects, streams, web, webhooks
 from genwire.api.direct import CYCLE_KEY
 from genwire.api.hot_paths import HotPaths
 from genwire.api.problems import ProblemResponse, handle_genwire_error
@@ -111,6 +112,7 @@ def create_app(
     app = GenwireApp(
         routes=[
             *health.routes,
+            *metrics.routes,
             *web.routes,
             Mount(
                 "/api",

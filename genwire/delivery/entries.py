@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 
 import orjson
@@ -62,6 +63,16 @@ class LogEntry:
     def changes_status(self) -> bool:
         """Whether it sets its job's status (`job-status` and the terminal events)."""
         return self.type in STATUS_EVENT_TYPES
+
+    @cached_property
+    def appended_at(self) -> float | None:
+        """When it was appended (its `ts`), in seconds since the epoch; None if its
+        payload has no time (`GET /metrics` measures delivery from it)."""
+        ts = orjson.loads(self.stored).get("ts")
+        try:
+            return datetime.fromisoformat(ts).timestamp() if isinstance(ts, str) else None
+        except ValueError:
+            return None
 
     @cached_property
     def job_status(self) -> JobStatus:

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from genwire.bus import Bus, Subscription, topics
 from genwire.delivery.entries import LogEntry, Scope, ScopeKind
+from genwire.metrics import Histogram
 from genwire.models import EventType, JobStatus
 from genwire.store import Store
 
@@ -77,6 +78,18 @@ class LiveBatch:
                 (entry.seq for entry in self.entries if entry.type in ends_with), None
             )
         return self._ends[key]
+
+
+class FanOutStats:
+    """What a hub's feeds handed their sinks, for `GET /metrics`."""
+
+    __slots__ = ("batches", "delay", "seconds")
+
+    def __init__(self) -> None:
+        self.batches = 0  #: batches handed to a sink, one per sink
+        self.seconds = Histogram()  #: how long each fan-out took, every sink of a feed
+        #: from the append of a batch's first event to the end of its fan-out
+        self.delay = Histogram()
 
 
 @dataclass(frozen=True)
@@ -138,9 +151,15 @@ class Feed:
     """
 
     def __init__(
-        self, scope: Scope, store: Store, bus: Bus, others_writing: OthersWriting | None
+        self,
+        scope: Scope,
+        store: Store,
+        bus: Bus,
+        others_writing: OthersWriting | None,
+        stats: FanOutStats,
     ) -> None:
         self.scope = scope
+        self._stats = stats
         self._store = store
         self._bus = bus
         self._others_writing = others_writing
@@ -294,13 +313,19 @@ class Feed:
             return
         started = time.perf_counter()
         live = LiveBatch(batch)
-        for sink in list(self.sinks):  # a sink may detach itself as it takes the batch
+        sinks = list(self.sinks)  # a sink may detach itself as it takes the batch
+        for sink in sinks:
             try:
                 sink.deliver(live)
             except Exception:
                 self.end_failed(sink)
         self._fan_out_ended = time.perf_counter()
         self._fanned_out_s = self._fan_out_ended - started
+        self._stats.batches += len(sinks)
+        self._stats.seconds.observe(self._fanned_out_s)
+        appended_at = batch[0].appended_at
+        if appended_at is not None:
+            self._stats.delay.observe(max(0.0, time.time() - appended_at))
 
     def _signal(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()
@@ -386,6 +411,7 @@ class FeedHub:
         self._store = store
         self._bus = bus
         self._others_writing = others_writing
+        self.fan_out_stats = FanOutStats()
         #: set when the server begins to shut down: streams end at once
         self.closing = asyncio.Event()
         self._linger_s = linger_s
@@ -396,6 +422,16 @@ class FeedHub:
     @property
     def readers(self) -> int:
         return sum(feed.readers for feed in self._feeds.values())
+
+    def census(self) -> tuple[int, int, int]:
+        """Live feeds, sinks (readers the feeds write to), and followers (readers
+        still in their own request), for `GET /metrics`."""
+        feeds = [feed for feed in self._feeds.values() if not feed.dead]
+        return (
+            len(feeds),
+            sum(len(feed.sinks) for feed in feeds),
+            sum(feed.followers for feed in feeds),
+        )
 
     def live_feed(self, scope: Scope) -> Feed | None:
         feed = self._feeds.get(scope)
@@ -408,7 +444,9 @@ class FeedHub:
         if feed is None or feed.dead:
             if feed is not None:
                 feed.end_sinks("feed stopped")  # the tick no longer sees it once replaced
-            feed = self._feeds[scope] = Feed(scope, self._store, self._bus, self._others_writing)
+            feed = self._feeds[scope] = Feed(
+                scope, self._store, self._bus, self._others_writing, self.fan_out_stats
+            )
             feed.start()
             self._ensure_sweeper()
         return Follower(feed, self._store, self.closing)

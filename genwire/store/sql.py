@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from genwire.delivery.entries import LogEntry, Scope, ScopeKind
+from genwire.metrics import Histogram
 from genwire.models import Artifact, Event, EventType, Job, JobStatus, JsonObject
 from genwire.store import rows, schema
 from genwire.store.migrations import migrate
@@ -208,6 +210,10 @@ class Store:
         )
         #: what this process committed lately (SQLite only: see `genwire.store.recent`)
         self.recent = RecentEvents() if self.is_sqlite else None
+        #: for `GET /metrics`: events this process appended, and how long its write
+        #: transactions took from being asked for to their commit
+        self.events_appended = 0
+        self.write_seconds = Histogram()
 
     @classmethod
     def for_data_dir(cls, data_dir: Path) -> Store:
@@ -249,7 +255,11 @@ class Store:
                 )
                 self.recent.forget()
 
-        return await self._runner.write(run, committed)
+        started = time.perf_counter()
+        result = await self._runner.write(run, committed)
+        self.write_seconds.observe(time.perf_counter() - started)
+        self.events_appended += len(result[1].appended)
+        return result
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         return await self._runner.read(fn)

@@ -1,0 +1,86 @@
+"""`GET /metrics` at the root, outside `/api` (SPEC §3): the server's numbers for
+Prometheus. With API keys set it asks for one, as the API does; it shows counts and
+durations only, never an id or a tenant."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from genwire.api.problems import ProblemResponse
+from genwire.api.requests import service_of, tenant_of
+from genwire.api.sse import hub_of
+from genwire.metrics import CONTENT_TYPE, Metric, render
+from genwire.models import JobStatus
+
+log = logging.getLogger("genwire.api")
+
+
+async def metrics(request: Request) -> Response:
+    tenant_of(request)  # authenticates: 401 without a valid key where keys are set
+    store = service_of(request).store
+    try:
+        by_status = await store.count_by_status()
+    except Exception:
+        log.warning("metrics: the database does not answer", exc_info=True)
+        return ProblemResponse(
+            503, "database-unavailable", "Database unavailable", "the database does not answer"
+        )
+    hub = hub_of(request)
+    feeds, held, following = hub.census()
+    fan_outs = hub.fan_out_stats
+    families = [
+        Metric(
+            "genwire_jobs",
+            "gauge",
+            "Jobs in the database, by status.",
+            [({"status": status.value}, by_status.get(status.value, 0)) for status in JobStatus],
+        ),
+        Metric(
+            "genwire_connections",
+            "gauge",
+            "Streams and long-polls open on this process: held (written by their feed) "
+            "or following (still in their own request: replaying, or waiting).",
+            [({"state": "held"}, held), ({"state": "following"}, following)],
+        ),
+        Metric("genwire_feeds", "gauge", "Scopes this process is tailing.", [({}, feeds)]),
+        Metric(
+            "genwire_events_appended_total",
+            "counter",
+            "Events this process appended to the log.",
+            [({}, store.events_appended)],
+        ),
+        Metric(
+            "genwire_store_write_seconds",
+            "histogram",
+            "Write transactions of this process, from being asked for to their commit.",
+            histogram=store.write_seconds,
+        ),
+        Metric(
+            "genwire_fanout_batches_total",
+            "counter",
+            "Batches of new events the feeds handed to held streams and long-polls, "
+            "one per reader.",
+            [({}, fan_outs.batches)],
+        ),
+        Metric(
+            "genwire_event_delivery_seconds",
+            "histogram",
+            "From an event's append (its ts) to the end of the fan-out that handed it "
+            "to held readers: one observation per batch, for its oldest event.",
+            histogram=fan_outs.delay,
+        ),
+        Metric(
+            "genwire_fanout_seconds",
+            "histogram",
+            "How long a feed took to hand one batch to all of its held readers.",
+            histogram=fan_outs.seconds,
+        ),
+    ]
+    return Response(render(families), media_type=CONTENT_TYPE)
+
+
+routes = [Route("/metrics", metrics, methods=["GET"])]
