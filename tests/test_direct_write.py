@@ -1,22 +1,26 @@
 """`HeldConnection.write`: a held connection's bytes go straight to its socket while
 its transport holds none, and to the transport otherwise, in order, on both event
-loops uvicorn runs on; it says what the transport then holds, and a client that is
-gone is reported (-1), not raised."""
+loops uvicorn runs on; never for TLS; it says what the transport then holds, and a
+client that is gone, or a transport that is closing, is reported (-1), not raised."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+import ssl
 import struct
+import subprocess
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 import uvloop
 
-from genwire.api.direct import HeldConnection, plain_socket_fd
+from genwire.api.direct import HeldConnection
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
@@ -52,6 +56,8 @@ async def connected() -> AsyncIterator[tuple[asyncio.Transport, socket.socket]]:
     finally:
         client.close()
         server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0.01)  # the loop closes aborted transports' sockets
 
 
 @contextmanager
@@ -140,28 +146,86 @@ def test_a_client_that_reset_its_connection_is_reported_gone(loop_name: str) -> 
     run_on(loop_name, test)
 
 
-def test_a_transport_that_is_not_plain_tcp_is_written_through_itself() -> None:
-    """A TLS transport's socket carries ciphertext: never written to directly."""
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate and its key, made with openssl."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    request = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    subprocess.run(
+        [*request, "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
-    underneath = socket.socket()
 
-    class TlsLikeTransport(asyncio.Transport):
-        def __init__(self) -> None:
-            super().__init__()
-            self.written: list[bytes] = []
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_a_tls_connection_is_written_through_its_transport(
+    loop_name: str, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A TLS transport's socket carries ciphertext: plaintext must never reach it."""
 
-        def get_extra_info(self, name: str, default: Any = None) -> Any:
-            return underneath if name == "socket" else default
+    async def test() -> None:
+        server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_tls.load_cert_chain(*certificate)
+        client_tls = ssl.create_default_context()
+        client_tls.check_hostname = False
+        client_tls.verify_mode = ssl.CERT_NONE
+        accepted: asyncio.Future[asyncio.Transport] = asyncio.get_running_loop().create_future()
 
-        def get_write_buffer_size(self) -> int:
-            return 0
+        class Accept(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                accepted.set_result(cast(asyncio.Transport, transport))
 
-        def write(self, data: bytes | bytearray | memoryview) -> None:
-            self.written.append(bytes(data))
+        server = await asyncio.get_running_loop().create_server(
+            Accept, "127.0.0.1", 0, ssl=server_tls
+        )
+        host, port = server.sockets[0].getsockname()[:2]
+        reader, writer = await asyncio.open_connection(host, port, ssl=client_tls)
+        try:
+            async with asyncio.timeout(10):
+                transport = await accepted
+                connection = HeldConnection(None, None, transport)
+                assert transport.get_extra_info("socket") is not None  # it has one...
+                assert connection.fd == -1  # ...and it is not written to
+                with counting_socket_writes(monkeypatch) as direct_sizes:
+                    connection.write(b"data: secret\n\n")
+                assert direct_sizes == []
+                assert await reader.readexactly(14) == b"data: secret\n\n"
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            server.close()
+            await server.wait_closed()
 
-    with underneath:
-        transport = TlsLikeTransport()
-        assert plain_socket_fd(transport) == -1
-        connection = HeldConnection(None, None, transport)
-        assert connection.write(b"data: x\n\n") == 0
-        assert transport.written == [b"data: x\n\n"]
+    run_on(loop_name, test)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_a_closing_transport_is_reported_gone_and_not_written(
+    loop_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def test() -> None:
+        async with connected() as (transport, _client):
+            connection = HeldConnection(None, None, transport)
+            transport.close()
+            with counting_socket_writes(monkeypatch) as direct_sizes:
+                assert connection.write(b"data: late\n\n") == -1
+            assert direct_sizes == []
+
+    run_on(loop_name, test)
+
+
+@pytest.mark.parametrize("loop_name", LOOPS)
+def test_finishing_for_a_client_that_reset_aborts_without_raising(loop_name: str) -> None:
+    async def test() -> None:
+        async with connected() as (transport, client):
+            connection = HeldConnection(None, None, transport)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            connection.finish()  # its last chunk cannot be written: the connection ends
+            assert transport.is_closing()
+
+    run_on(loop_name, test)

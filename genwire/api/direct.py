@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 from collections.abc import Collection
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -80,9 +81,11 @@ class HeldConnection:
         bookkeeping, a microsecond per subscriber per event. What the socket does
         not take goes to the transport, after everything written before. No loop
         callback runs in between, so the descriptor cannot have been closed and
-        reused: an open transport's socket is open.
+        reused: a transport that is not closing has its socket open.
         """
         transport = self.transport
+        if transport.is_closing():
+            return -1
         if self.fd < 0 or transport.get_write_buffer_size():
             transport.write(data)
             return transport.get_write_buffer_size()
@@ -136,6 +139,8 @@ class HeldConnection:
             return
         if self.write(last) < 0:
             self.transport.abort()  # gone: uvicorn hears of it and lets go
+            if self._complete is not None:
+                self._complete()  # the request still counts (`--limit-max-requests`)
             return
         self._protocol.parser = self._parser
         if not self._cycle.keep_alive:
@@ -145,8 +150,9 @@ class HeldConnection:
 
 
 def plain_socket_fd(transport: asyncio.BaseTransport) -> int:
-    """The descriptor of a plain TCP transport's socket, or -1 (TLS, or no socket)."""
-    if type(transport).__name__ not in PLAIN_TRANSPORTS:
+    """The descriptor of a plain TCP transport's socket, or -1 (TLS, no socket, or
+    Windows, whose sockets are not file descriptors)."""
+    if sys.platform == "win32" or type(transport).__name__ not in PLAIN_TRANSPORTS:
         return -1
     sock = transport.get_extra_info("socket")
     return -1 if sock is None else int(sock.fileno())

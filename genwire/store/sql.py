@@ -98,11 +98,9 @@ class _SqliteRunner:
 
         @sa_event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:
-            # On the driver's connection itself: through SQLAlchemy's execution path
-            # this one statement cost a fifth of a short write transaction.
-            driver = connection.connection.dbapi_connection
-            assert driver is not None  # a connection being begun is checked out
-            driver.execute(begin)
+            # Through SQLAlchemy, so that "database is locked" here is a DBAPIError
+            # like any other store error (the worker retries those).
+            connection.exec_driver_sql(begin)
 
         return engine
 
@@ -119,8 +117,9 @@ class _SqliteRunner:
             with connection.begin():
                 value = fn(connection)
         except BaseException:
-            if connection.invalidated:
-                self._close_writer_connection()
+            # Some failed commits leave SQLite's transaction open, and SQLAlchemy
+            # leaves its rollback to the pool: give the connection back, for a new one.
+            self._close_writer_connection()
             raise
         if committed is not None:
             committed(value)  # still in the one writer thread: in commit order
@@ -150,11 +149,9 @@ class _SqliteRunner:
             return fn(connection)
 
     async def close(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(
-            self._writer, self._close_writer_connection
-        )
         await asyncio.to_thread(self._writer.shutdown, True)
         await asyncio.to_thread(self._readers.shutdown, True)
+        self._close_writer_connection()  # its thread has finished every write
         self._write_engine.dispose()
         self._read_engine.dispose()
 

@@ -1,0 +1,78 @@
+"""The SQLite runner keeps its writer thread's connection between transactions; a
+transaction that fails, at its BEGIN or at its COMMIT, leaves the next one as
+good as new, and its error is SQLAlchemy's (the worker retries `DBAPIError`s)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from genwire.store.sql import _SqliteRunner
+
+
+@pytest.fixture
+async def runner(tmp_path: Path) -> AsyncIterator[_SqliteRunner]:
+    runner = _SqliteRunner(f"sqlite:///{tmp_path / 'store.db'}", "FULL")
+    await runner.write(lambda c: c.exec_driver_sql("CREATE TABLE parents (id INTEGER PRIMARY KEY)"))
+    await runner.write(
+        lambda c: c.exec_driver_sql(
+            "CREATE TABLE children (parent INTEGER REFERENCES parents(id)"
+            " DEFERRABLE INITIALLY DEFERRED)"
+        )
+    )
+    yield runner
+    await runner.close()  # closing again is harmless (the last test)
+
+
+def insert(table: str, value: int) -> Callable[[Connection], None]:
+    def run(connection: Connection) -> None:
+        connection.exec_driver_sql(f"INSERT INTO {table} VALUES ({value})")
+
+    return run
+
+
+async def rows(runner: _SqliteRunner, table: str) -> list[int]:
+    result = await runner.read(lambda c: c.exec_driver_sql(f"SELECT * FROM {table}").all())
+    return [row[0] for row in result]
+
+
+async def test_a_locked_database_at_begin_is_a_dbapi_error_and_the_next_write_works(
+    runner: _SqliteRunner, tmp_path: Path
+) -> None:
+    # The kept connection keeps this setting: wait 0.1 s for the lock, not 30.
+    await runner.write(lambda c: c.exec_driver_sql("PRAGMA busy_timeout=100"))
+    other = sqlite3.connect(tmp_path / "store.db", isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with pytest.raises(DBAPIError, match="database is locked"):
+            await runner.write(insert("parents", 1))
+        other.execute("ROLLBACK")
+        await runner.write(insert("parents", 2))
+    finally:
+        other.close()
+
+    assert await rows(runner, "parents") == [2]
+
+
+async def test_a_failed_commit_leaves_no_transaction_behind(runner: _SqliteRunner) -> None:
+    """A deferred foreign key fails at COMMIT, where SQLite keeps the transaction
+    open; the runner must not carry it into its next write."""
+    with pytest.raises(DBAPIError, match="FOREIGN KEY"):
+        await runner.write(insert("children", 5))
+    await runner.write(insert("parents", 1))
+    await runner.write(insert("children", 1))
+
+    assert await rows(runner, "parents") == [1]
+    assert await rows(runner, "children") == [1]
+
+
+async def test_closing_twice_is_harmless(runner: _SqliteRunner) -> None:
+    await runner.write(insert("parents", 1))
+    await runner.close()
+    await runner.close()
+    assert runner._write_connection is None
