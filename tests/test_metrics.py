@@ -10,6 +10,8 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from genwire.metrics import Histogram, Metric, render
+from tests.test_api_input import _drop_database
+from tests.test_api_jobs import assert_problem
 from tests.test_streams import (
     LiveServer,
     RawStream,
@@ -151,3 +153,18 @@ def test_histograms_count_each_value_under_every_bound_it_does_not_exceed() -> N
     assert buckets == {"0.1": 2, "1.0": 3, "+Inf": 4}  # `le` is "at most"
     assert [sample.labels for sample in families["t"].samples] == [{"k": 'a"b\\c'}]
     assert families["t"].samples[0].value == 2
+
+
+def test_metrics_answer_503_without_the_database_error_when_the_database_is_gone(
+    live_server: LiveServer, postgres_url: str
+) -> None:
+    database_name = postgres_url.rsplit("/", 1)[1]
+    with httpx.Client(base_url=live_server(workers=0, database_url=postgres_url).url) as client:
+        assert client.get("/metrics").status_code == 200
+        asyncio.run(_drop_database(postgres_url))
+
+        response = client.get("/metrics")
+
+    problem = assert_problem(response, 503, "database-unavailable")
+    assert problem["detail"] == "the database does not answer"
+    assert database_name not in response.text

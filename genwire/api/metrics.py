@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from genwire.api.problems import ProblemResponse
+from genwire.api.health import database_unavailable
 from genwire.api.requests import service_of, tenant_of
 from genwire.api.sse import hub_of
 from genwire.metrics import CONTENT_TYPE, Metric, render
@@ -26,9 +26,7 @@ async def metrics(request: Request) -> Response:
         by_status = await store.count_by_status()
     except Exception:
         log.warning("metrics: the database does not answer", exc_info=True)
-        return ProblemResponse(
-            503, "database-unavailable", "Database unavailable", "the database does not answer"
-        )
+        return database_unavailable()
     hub = hub_of(request)
     feeds, held, following = hub.census()
     fan_outs = hub.fan_out_stats
