@@ -183,13 +183,6 @@ def main() -> None:
     show_default=True,
     help="Seconds a long-poll that waited gathers events after the first (0: none).",
 )
-@click.option(
-    "--max-streams",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Streams and long-polls open at once, past which new ones get 429 with "
-    "Retry-After (default: no limit).",
-)
 @click.option("--insecure", is_flag=True, help="Allow listening beyond loopback with no API key.")
 @click.option(
     "--cors-origin",
@@ -211,7 +204,6 @@ def serve(
     workers: int,
     keepalive: float,
     poll_gather: float,
-    max_streams: int | None,
     insecure: bool,
     cors_origins: tuple[str, ...],
     log_level: str,
@@ -227,7 +219,6 @@ def serve(
         workers=workers,
         keepalive_s=keepalive,
         poll_gather_s=poll_gather,
-        max_streams=max_streams,
         api_keys=Settings.from_env().api_keys,
         insecure=insecure,
         cors_origins=parse_origins(",".join(cors_origins)) or Settings.from_env().cors_origins,

@@ -15,8 +15,6 @@ DEFAULT_LEASE_TTL_S = 30.0  #: a silent worker's job is taken back after this
 DEFAULT_SHUTDOWN_GRACE_S = 10.0  #: running jobs get this long to finish on SIGTERM
 DEFAULT_WEBHOOK_TIMEOUT_S = 10.0  #: one webhook request, connect to answer
 MAX_POLL_GATHER_S = 5.0  #: longer would make a long-poll feel like plain polling
-#: What a stream or long-poll refused for `max_streams` is told to wait, in seconds.
-STREAMS_RETRY_AFTER_S = 5
 #: Pauses before the 2nd…8th attempt of a webhook: the Standard Webhooks schedule,
 #: over 27 h in all, so a receiver down for a day still gets its events (SPEC §5).
 WEBHOOK_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -69,9 +67,6 @@ class Settings:
     #: a long-poll that waited for news answers this long after the first event, with
     #: what came meanwhile (the end of a job at once; docs/ARCHITECTURE.md)
     poll_gather_s: float = 0.1
-    #: streams and long-polls open at once on this process, past which new ones get
-    #: 429 with Retry-After (their clients back off, or fall back); None: no limit
-    max_streams: int | None = None
     webhook_secret: str | None = None  #: `whsec_…`; None: generated once in the data dir
     allow_private_webhooks: bool = False  #: allow targets in private address ranges
     webhook_timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT_S

@@ -8,8 +8,6 @@ GenwireError            500  a bug: no handler expected it
 ├── Conflict            409  cancel of an ended job
 ├── InvalidInput        422  unknown pipeline, input failing its schema
 ├── IdempotencyMismatch 422  same Idempotency-Key, different body
-├── TooBusy             429  more streams and long-polls than the server takes;
-│                            says when to come back (Retry-After)
 └── LeaseLost           500  a worker wrote to a job it no longer holds
 
 A subclass inherits its parent's status, so a new kind of NotFound is still a 404.
@@ -58,15 +56,6 @@ class NotFound(GenwireError):
 class Conflict(GenwireError):
     status = 409
     code = "conflict"
-
-
-class TooBusy(GenwireError):
-    status = 429
-    code = "too-many-streams"
-
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class InvalidInput(GenwireError):

@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from genwire.errors import GenwireError, InvalidInput, TooBusy
+from genwire.errors import GenwireError, InvalidInput
 
 PROBLEM_TYPE_PREFIX = "urn:genwire:problem:"
 
@@ -47,8 +47,6 @@ def problem_from_error(error: GenwireError) -> ProblemResponse:
         extensions["errors"] = [{"field": e.field, "message": e.message} for e in error.errors]
     # RFC 9110 §15.5.2: a 401 must say how to authenticate.
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    if isinstance(error, TooBusy):
-        headers = {"Retry-After": str(error.retry_after_s)}
     return ProblemResponse(
         error.status,
         error.code,

@@ -25,10 +25,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from genwire.api.direct import DirectSink, HeldConnection, held_connection, keepalive_frame
 from genwire.api.requests import query_value, settings_of
-from genwire.config import STREAMS_RETRY_AFTER_S, Settings
+from genwire.config import Settings
 from genwire.delivery.entries import Scope as EventScope
 from genwire.delivery.feeds import FeedHub, Follower
-from genwire.errors import BadRequest, TooBusy
+from genwire.errors import BadRequest
 from genwire.models import EventType
 
 log = logging.getLogger("genwire.sse")
@@ -45,20 +45,6 @@ HEADERS = [
 
 def hub_of(request: Request) -> FeedHub:
     hub: FeedHub = request.app.state.hub
-    return hub
-
-
-def admitting_hub(request: Request) -> FeedHub:
-    """The hub, for one more stream or long-poll; 429 with Retry-After once the
-    process holds `max_streams` of them (SPEC §3). Requests admitted at the same
-    moment may pass the limit by a few: it protects the process, it is no quota."""
-    hub = hub_of(request)
-    limit = settings_of(request).max_streams
-    if limit is not None and hub.readers >= limit:
-        raise TooBusy(
-            f"this server holds {limit} streams and long-polls already; try again later",
-            retry_after_s=STREAMS_RETRY_AFTER_S,
-        )
     return hub
 
 
@@ -205,5 +191,4 @@ class StreamPlan:
 def event_stream(
     request: Request, scope: EventScope, cursor: int, *, ends_with: Collection[EventType] = ()
 ) -> EventStream:
-    hub = admitting_hub(request)
-    return EventStream(StreamPlan(hub, settings_of(request), scope, cursor, ends_with))
+    return EventStream(StreamPlan(hub_of(request), settings_of(request), scope, cursor, ends_with))

@@ -22,7 +22,7 @@ from genwire.api.requests import (
     settings_of,
     tenant_of,
 )
-from genwire.api.sse import admitting_hub, event_stream, hub_of, parse_cursor, resume_cursor
+from genwire.api.sse import event_stream, hub_of, parse_cursor, resume_cursor
 from genwire.api.tokens import job_reader_tenant
 from genwire.delivery.entries import LogEntry, Scope, ScopeKind
 from genwire.delivery.feeds import READ_LIMIT, FeedHub, Follower, StatusAt
@@ -89,7 +89,7 @@ async def poll_job(request: Request) -> Response:
     cursor = parse_cursor((query_value(request, "after") or "").strip(), "after")
     wait = _wait_param(request)
     known = await _job_status(request, hub, scope, tenant, cursor)
-    async with admitting_hub(request).follow(scope) as follower:
+    async with hub.follow(scope) as follower:
         feed = follower.feed
 
         def body(entries: list[LogEntry], last: int) -> bytes:
@@ -156,7 +156,7 @@ async def poll_tenant(request: Request) -> Response:
     def body(entries: list[LogEntry], last: int) -> bytes:
         return _poll_body(entries, last, {})
 
-    async with admitting_hub(request).follow(scope) as follower:
+    async with hub_of(request).follow(scope) as follower:
         entries = await _poll_entries(request, follower, cursor, wait, body)
     if entries is None:
         return PARKED
