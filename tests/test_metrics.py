@@ -11,7 +11,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from genwire.metrics import Histogram, Metric, render
 from tests.test_api_input import _drop_database
-from tests.test_api_jobs import assert_problem
 from tests.test_streams import (
     LiveServer,
     RawStream,
@@ -155,16 +154,25 @@ def test_histograms_count_each_value_under_every_bound_it_does_not_exceed() -> N
     assert families["t"].samples[0].value == 2
 
 
-def test_metrics_answer_503_without_the_database_error_when_the_database_is_gone(
+def test_with_the_database_gone_metrics_still_answer_and_say_so(
     live_server: LiveServer, postgres_url: str
 ) -> None:
+    """The process's own numbers are what an operator needs during an outage: the
+    scrape succeeds, `genwire_database_up` is 0, and the database's error stays in
+    the log."""
     database_name = postgres_url.rsplit("/", 1)[1]
     with httpx.Client(base_url=live_server(workers=0, database_url=postgres_url).url) as client:
-        assert client.get("/metrics").status_code == 200
+        before = client.get("/metrics")
         asyncio.run(_drop_database(postgres_url))
 
-        response = client.get("/metrics")
+        during = client.get("/metrics")
 
-    problem = assert_problem(response, 503, "database-unavailable")
-    assert problem["detail"] == "the database does not answer"
-    assert database_name not in response.text
+    up = {f.name: f for f in text_string_to_metric_families(before.text)}
+    down = {f.name: f for f in text_string_to_metric_families(during.text)}
+    assert up["genwire_database_up"].samples[0].value == 1
+    assert "genwire_jobs" in up
+    assert during.status_code == 200
+    assert down["genwire_database_up"].samples[0].value == 0
+    assert "genwire_jobs" not in down
+    assert "genwire_events_appended" in down  # the process's own numbers stay
+    assert database_name not in during.text

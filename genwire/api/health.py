@@ -26,15 +26,10 @@ async def healthz(request: Request) -> Response:
         await store.read(lambda connection: connection.exec_driver_sql("SELECT 1").scalar())
     except Exception:
         log.warning("health check: the database does not answer", exc_info=True)
-        return database_unavailable()
+        return ProblemResponse(
+            503, "database-unavailable", "Database unavailable", "the database does not answer"
+        )
     return JsonResponse({"status": "ok", "version": __version__})
-
-
-def database_unavailable() -> ProblemResponse:
-    """503 for a caller who needs no more (and must not see the database's error)."""
-    return ProblemResponse(
-        503, "database-unavailable", "Database unavailable", "the database does not answer"
-    )
 
 
 routes = [Route("/healthz", healthz, methods=["GET"])]

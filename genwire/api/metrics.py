@@ -1,6 +1,7 @@
 """`GET /metrics` at the root, outside `/api` (SPEC §3): the server's numbers for
 Prometheus. With API keys set it asks for one, as the API does; it shows counts and
-durations only, never an id or a tenant."""
+durations only, never an id or a tenant. A database that does not answer is a
+gauge at 0, not a failed scrape."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from genwire.api.health import database_unavailable
 from genwire.api.requests import service_of, tenant_of
 from genwire.api.sse import hub_of
 from genwire.metrics import CONTENT_TYPE, Metric, render
@@ -22,21 +22,34 @@ log = logging.getLogger("genwire.api")
 async def metrics(request: Request) -> Response:
     tenant_of(request)  # authenticates: 401 without a valid key where keys are set
     store = service_of(request).store
+    by_status: dict[str, int] | None
     try:
         by_status = await store.count_by_status()
     except Exception:
+        # The process's own numbers matter most now: they are still shown.
         log.warning("metrics: the database does not answer", exc_info=True)
-        return database_unavailable()
+        by_status = None
     hub = hub_of(request)
     feeds, held, following = hub.census()
     fan_outs = hub.fan_out_stats
     families = [
         Metric(
-            "genwire_jobs",
+            "genwire_database_up",
             "gauge",
-            "Jobs in the database, by status.",
-            [({"status": status.value}, by_status.get(status.value, 0)) for status in JobStatus],
+            "1 when the database answered this scrape, else 0 (and no genwire_jobs).",
+            [({}, 0 if by_status is None else 1)],
         ),
+    ]
+    if by_status is not None:
+        families.append(
+            Metric(
+                "genwire_jobs",
+                "gauge",
+                "Jobs in the database, by status.",
+                [({"status": s.value}, by_status.get(s.value, 0)) for s in JobStatus],
+            )
+        )
+    families += [
         Metric(
             "genwire_connections",
             "gauge",
