@@ -39,25 +39,37 @@ def run_on(loop_name: str, test: Callable[[], Coroutine[Any, Any, None]]) -> Non
 @asynccontextmanager
 async def connected() -> AsyncIterator[tuple[asyncio.Transport, socket.socket]]:
     """A server-side transport and the plain client socket at its other end."""
-    accepted: asyncio.Future[asyncio.Transport] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[asyncio.Transport] = loop.create_future()
+    lost: asyncio.Future[None] = loop.create_future()
 
     class Accept(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
             # uvloop's transports are not subclasses of asyncio's: no isinstance here.
             accepted.set_result(cast(asyncio.Transport, transport))
 
-    server = await asyncio.get_running_loop().create_server(Accept, "127.0.0.1", 0)
+        def connection_lost(self, exc: Exception | None) -> None:
+            lost.set_result(None)
+
+    server = await loop.create_server(Accept, "127.0.0.1", 0)
     client = socket.create_connection(server.sockets[0].getsockname())
     try:
         async with asyncio.timeout(10):
             transport = await accepted
         yield transport, client
         transport.abort()
+        async with asyncio.timeout(10):
+            await lost  # the loop has closed the transport's socket
     finally:
         client.close()
         server.close()
         await server.wait_closed()
-        await asyncio.sleep(0.01)  # the loop closes aborted transports' sockets
+
+
+def reset(client: socket.socket) -> None:
+    """Close with a reset (RST), as a client that vanished does."""
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
 
 
 @contextmanager
@@ -136,10 +148,9 @@ def test_a_client_that_reset_its_connection_is_reported_gone(loop_name: str) -> 
     async def test() -> None:
         async with connected() as (transport, client):
             connection = HeldConnection(None, None, transport)
-            # Close with a reset; the loop does not run in between, so the transport
-            # has not heard of it: only the socket write can tell.
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            client.close()
+            # The loop does not run in between, so the transport has not heard of the
+            # reset: only the socket write can tell.
+            reset(client)
             assert not transport.is_closing()
             assert connection.write(b"data: lost\n\n") == -1
 
@@ -223,8 +234,7 @@ def test_finishing_for_a_client_that_reset_aborts_without_raising(loop_name: str
     async def test() -> None:
         async with connected() as (transport, client):
             connection = HeldConnection(None, None, transport)
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            client.close()
+            reset(client)
             connection.finish()  # its last chunk cannot be written: the connection ends
             assert transport.is_closing()
 

@@ -192,6 +192,17 @@ async def raw_connection(server: ThreadedServer) -> AsyncIterator[RawConnection]
         await close_writer(writer)
 
 
+@contextlib.asynccontextmanager
+async def parked_job_poll(
+    server: ThreadedServer, job_id: str, cursor: str
+) -> AsyncIterator[RawConnection]:
+    """A raw connection whose poll of the job (a 60 s wait) has parked on its feed."""
+    async with raw_connection(server) as connection:
+        connection.send(poll_path(job_id, cursor, 60))
+        await until_waiting(server, job_scope(job_id), "parked")
+        yield connection
+
+
 def poll_path(job_id: str, after: str, wait: float) -> str:
     return f"/api/jobs/{job_id}/poll?after={after}&wait={wait:g}"
 
@@ -226,10 +237,7 @@ async def test_a_caught_up_poll_parks_and_answers_whole_on_its_kept_alive_connec
     server = serve(live_server)
     async with asyncio.timeout(60), client_of(server) as client:
         job_id, cursor = await idle_job_on_warm_feed(server, client)
-        scope = job_scope(job_id)
-        async with raw_connection(server) as connection:
-            connection.send(poll_path(job_id, cursor, 60))
-            await until_waiting(server, scope, "parked")
+        async with parked_job_poll(server, job_id, cursor) as connection:
             # Its app returned: no request task waits for the poll.
             await eventually(lambda: not server.server.server_state.tasks, "the app returned")
             assert hub_readers(server) == 1
@@ -501,9 +509,8 @@ async def test_a_parked_poll_whose_client_goes_away_is_released_and_nothing_is_l
     async with asyncio.timeout(60), client_of(server) as client:
         job_id, cursor = await idle_job_on_warm_feed(server, client)
         scope = job_scope(job_id)
-        async with raw_connection(server) as connection:
-            connection.send(poll_path(job_id, cursor, 60))
-            await until_waiting(server, scope, "parked")
+        async with parked_job_poll(server, job_id, cursor):
+            pass
         # Released long before its wait, with no event to write and no tick needed
         # to notice (though a tick would notice too).
         await eventually(lambda: sinks_of(server, scope) == 0, "the parked poll is released")
@@ -528,9 +535,7 @@ async def test_a_request_sent_on_a_parked_polls_connection_cuts_it(
     async with asyncio.timeout(60), client_of(server) as client:
         job_id, cursor = await idle_job_on_warm_feed(server, client)
         scope = job_scope(job_id)
-        async with raw_connection(server) as connection:
-            connection.send(poll_path(job_id, cursor, 60))
-            await until_waiting(server, scope, "parked")
+        async with parked_job_poll(server, job_id, cursor) as connection:
             connection.send(f"/api/jobs/{job_id}")  # pipelined behind the poll
             await eventually(lambda: sinks_of(server, scope) == 0, "the parked poll was cut")
             async with asyncio.timeout(AT_ONCE_S):
@@ -579,9 +584,7 @@ async def test_a_parked_poll_answers_when_the_server_begins_to_shut_down(
     async with asyncio.timeout(60), client_of(server) as client:
         job_id, cursor = await idle_running_job(client)
         feed = await warm_job_feed(server, client, job_id, cursor)
-        async with raw_connection(server) as connection:
-            connection.send(poll_path(job_id, cursor, 60))
-            await until_waiting(server, job_scope(job_id), "parked")
+        async with parked_job_poll(server, job_id, cursor) as connection:
             assert feed._task is not None
             feed._task.get_loop().call_soon_threadsafe(hub.begin_shutdown)  # the server's loop
             async with asyncio.timeout(AT_ONCE_S):  # not at the end of its wait

@@ -11,9 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from genwire.metrics import Histogram, Metric, render
 from tests.test_api_input import _drop_database
+from tests.test_handoff import caught_up_streams
 from tests.test_streams import (
     LiveServer,
-    RawStream,
     all_events,
     cancel,
     client_of,
@@ -87,22 +87,19 @@ async def test_held_streams_fan_outs_and_delivery_delay_are_measured(
     live_server: LiveServer,
 ) -> None:
     server = live_server()
-    async with asyncio.timeout(60), client_of(server) as client:
-        job_id, _ = await idle_running_job(client)
-        streams = [await RawStream.open(server.url, f"/api/jobs/{job_id}/events") for _ in range(3)]
-        try:
-            await eventually(lambda: direct_sinks(server) == 3, "the streams are held")
-            held = await scrape(client)
-            await cancel(client, job_id)  # the job's last events reach the three
-            for stream in streams:
-                while (event := await stream.next_event()) is not None:
-                    if event.type == "job-cancelled":
-                        break
-            await eventually(lambda: direct_sinks(server) == 0, "the streams ended")
-            after = await scrape(client)
-        finally:
-            for stream in streams:
-                await stream.close()
+    async with (
+        asyncio.timeout(60),
+        client_of(server) as client,
+        caught_up_streams(server, client, 3) as (job_id, streams),
+    ):
+        held = await scrape(client)
+        await cancel(client, job_id)  # the job's last events reach the three
+        for stream in streams:
+            while (event := await stream.next_event()) is not None:
+                if event.type == "job-cancelled":
+                    break
+        await eventually(lambda: direct_sinks(server) == 0, "the streams ended")
+        after = await scrape(client)
 
     assert value(held, "genwire_connections", state="held") == 3
     assert value(held, "genwire_feeds") >= 1

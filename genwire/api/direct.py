@@ -320,9 +320,6 @@ class DirectSink:
     def deliver(self, batch: LiveBatch) -> None:
         if self.ended is not None:
             return
-        if self.transport.is_closing():
-            self.end(DROPPED)
-            return
         end = batch.end_of(self.ends_with)
         if self.cursor < batch.first_seq and (end is None or end == batch.last_seq):
             data = batch.encoded
@@ -334,7 +331,7 @@ class DirectSink:
                 return
             data = chunk(b"".join(entry.frame for entry in entries))
         queued = self.connection.write(data)
-        if queued < 0:
+        if queued < 0:  # the transport is closing, or the client is gone
             self.drop()
             return
         self.wrote = True
