@@ -155,6 +155,23 @@ class Project:
 
 
 @dataclass
+class JobProgress:
+    """What a progress report reads of a running job's snapshot and writes back:
+    less than a whole `Job`, so that the most frequent write stays small."""
+
+    id: str
+    tenant: str
+    project_id: str | None
+    webhook: JsonObject | None
+    status: JobStatus
+    lease_owner: str | None
+    phase: str | None
+    progress: float
+    message: str | None
+    last_event_seq: int
+
+
+@dataclass
 class Job:
     """The snapshot of a job, as stored; `queue_position` is filled in on read."""
 

@@ -26,6 +26,7 @@ from genwire.models import (
     EventType,
     Job,
     JobError,
+    JobProgress,
     JobStatus,
     JsonObject,
     StepState,
@@ -328,20 +329,20 @@ class AttemptReporter:
         self._lease = lease
 
     async def _append(
-        self, event_type: EventType, fields: JsonObject, update: Callable[[Job], None]
+        self, event_type: EventType, fields: JsonObject, update: Callable[[JobProgress], None]
     ) -> None:
         def append(tx: WriteTx) -> None:
-            job = transitions.owned(tx, self._job_id, self._lease)
+            job = transitions.owned_progress(tx, self._job_id, self._lease)
             update(job)
             if event_type is EventType.STEP_STATUS or event_type is EventType.STEP_PROGRESS:
                 fields["progress"] = round(job.progress, 2)
             tx.append_event(job, event_type, fields)
-            tx.save_job(job)
+            tx.save_progress(job)
 
         await asyncio.shield(self._service.change(append))
 
     async def step_status(self, phase: str, state: StepState, progress: float) -> None:
-        def update(job: Job) -> None:
+        def update(job: JobProgress) -> None:
             job.phase = phase
             job.progress = max(job.progress, progress)
 
@@ -355,7 +356,7 @@ class AttemptReporter:
         message: str | None,
         eta_s: float | None,
     ) -> None:
-        def update(job: Job) -> None:
+        def update(job: JobProgress) -> None:
             job.phase = phase
             job.progress = max(job.progress, progress)
             if message is not None:

@@ -10,7 +10,15 @@ from datetime import datetime, timedelta
 
 from genwire import projects
 from genwire.errors import IdempotencyMismatch, LeaseLost
-from genwire.models import ErrorCode, EventType, Job, JobError, JobStatus, JsonObject
+from genwire.models import (
+    ErrorCode,
+    EventType,
+    Job,
+    JobError,
+    JobProgress,
+    JobStatus,
+    JsonObject,
+)
 from genwire.store import WriteTx
 
 
@@ -23,6 +31,14 @@ def lease_of(worker_id: str, attempt: int) -> str:
 def owned(tx: WriteTx, job_id: str, lease: str) -> Job:
     """The running job whose current lease is `lease`; LeaseLost otherwise."""
     job = tx.lock_job(job_id)
+    if job is None or job.status is not JobStatus.RUNNING or job.lease_owner != lease:
+        raise LeaseLost(f"lease {lease} no longer holds job {job_id}")
+    return job
+
+
+def owned_progress(tx: WriteTx, job_id: str, lease: str) -> JobProgress:
+    """`owned`, for a progress report: only what it changes of the snapshot."""
+    job = tx.lock_progress(job_id)
     if job is None or job.status is not JobStatus.RUNNING or job.lease_owner != lease:
         raise LeaseLost(f"lease {lease} no longer holds job {job_id}")
     return job

@@ -124,6 +124,35 @@ async def test_event_ids_increase_as_numbers_and_as_zero_padded_strings(
     assert (await service.get_job(job_id)).last_event_id == ids[-1]
 
 
+async def test_progress_reports_write_the_snapshot_and_never_move_progress_back(
+    service: JobService,
+) -> None:
+    job_id = await create(service)
+    await claim(service)
+    reporter = service.reporter(job_id, "worker-1#1")
+    await reporter.step_status("render", StepState.STARTED, 10.0)
+    await reporter.step_progress("render", 40.0, 50.0, "frame 12 of 24", 3.5)
+    after_progress = await service.get_job(job_id)
+    await reporter.step_progress("render", 25.0, 60.0, None, None)  # a lower overall figure
+    await reporter.warning("slow provider", "slow")
+
+    job = await service.get_job(job_id)
+    events = await events_of(service, job_id)
+    assert (after_progress.phase, after_progress.progress) == ("render", 40.0)
+    assert after_progress.message == "frame 12 of 24"
+    assert (job.phase, job.progress, job.message) == ("render", 40.0, "frame 12 of 24")
+    assert job.last_event_id == events[-1].id
+    assert job.status is JobStatus.RUNNING
+    assert job.lease_owner == "worker-1#1"
+    progress_events = [event.payload for event in events if event.type is EventType.STEP_PROGRESS]
+    assert progress_events[0]["progress"] == 40.0
+    assert progress_events[0]["eta_s"] == 3.5
+    assert progress_events[1]["progress"] == 40.0  # the snapshot's, not the lower report
+    assert progress_events[1]["phase_progress"] == 60.0
+    assert events[-1].type is EventType.WARNING
+    assert events[-1].payload["message"] == "slow provider"
+
+
 async def test_events_after_any_cursor_returns_exactly_the_events_after_it(
     service: JobService,
 ) -> None:

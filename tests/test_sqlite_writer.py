@@ -1,6 +1,7 @@
 """The SQLite runner keeps its writer thread's connection between transactions; a
-transaction that fails, at its BEGIN or at its COMMIT, leaves the next one as
-good as new, and its error is SQLAlchemy's (the worker retries `DBAPIError`s)."""
+transaction that fails, at its BEGIN, at its COMMIT or in an event's statements
+(which run on the driver itself), leaves the next one as good as new, and its
+error is SQLAlchemy's (the worker retries `DBAPIError`s)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ import pytest
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from genwire.bus import LocalBus
+from genwire.models import StepState
+from genwire.service import CreateJob, JobService
+from genwire.storage import LocalStorage
+from genwire.store import Store
 from genwire.store.sql import _SqliteRunner
+from tests.pipelines import test_registry as pipelines_for_tests
 
 
 @pytest.fixture
@@ -76,3 +83,43 @@ async def test_closing_twice_is_harmless(runner: _SqliteRunner) -> None:
     await runner.close()
     await runner.close()
     assert runner._write_connection is None
+
+
+async def test_an_event_the_driver_refuses_is_a_dbapi_error_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    database = tmp_path / "genwire.db"
+    store = Store(f"sqlite:///{database}")
+    await store.migrate()
+    service = JobService(store, LocalBus(), pipelines_for_tests(), LocalStorage(tmp_path / "files"))
+    try:
+        job, _ = await service.create_job("t", CreateJob("demo.synthetic", {"steps": 3}))
+        claimed = await service.claim_next_job("worker", 60.0)
+        assert claimed is not None
+        reporter = service.reporter(job.id, str(claimed.lease_owner))
+        await reporter.step_progress("work", 10.0, 10.0, "one", None)
+        before = await service.get_job(job.id)
+        other = sqlite3.connect(database, isolation_level=None)
+        other.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events"
+            " BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+        )
+
+        with pytest.raises(DBAPIError, match="refused by a trigger"):
+            await reporter.step_progress("work", 20.0, 20.0, "two", None)
+        with pytest.raises(DBAPIError, match="refused by a trigger"):
+            await reporter.step_status("work", StepState.COMPLETED, 30.0)
+        refused = await service.get_job(job.id)
+
+        other.execute("DROP TRIGGER refuse")
+        other.close()
+        await reporter.step_progress("work", 40.0, 40.0, "three", None)
+        after = await service.get_job(job.id)
+        messages = [event.payload.get("message") for event in await store.events_after(job.id)]
+    finally:
+        await store.close()
+
+    assert (refused.progress, refused.message) == (10.0, "one")
+    assert refused.last_event_seq == before.last_event_seq
+    assert (after.progress, after.message) == (40.0, "three")
+    assert messages[-2:] == ["one", "three"]

@@ -31,7 +31,7 @@ from genwire.models import Artifact, Event, EventType, Job, JobStatus, JsonObjec
 from genwire.store import rows, schema
 from genwire.store.migrations import migrate
 from genwire.store.recent import RecentEvents
-from genwire.store.transactions import MIGRATE_LOCK_KEY, WriteTx
+from genwire.store.transactions import MIGRATE_LOCK_KEY, WriteTx, on_sqlite_driver
 
 T = TypeVar("T")
 log = logging.getLogger("genwire.store")
@@ -98,9 +98,11 @@ class _SqliteRunner:
 
         @sa_event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:
-            # Through SQLAlchemy, so that "database is locked" here is a DBAPIError
-            # like any other store error (the worker retries those).
-            connection.exec_driver_sql(begin)
+            # On the driver, a tenth of SQLAlchemy's cost; "database is locked" here
+            # is still a DBAPIError like any other store error.
+            driver = connection.connection.driver_connection
+            assert driver is not None  # a connection that is open
+            on_sqlite_driver(driver, begin)
 
         return engine
 

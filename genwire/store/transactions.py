@@ -7,18 +7,22 @@ greenlet over asyncpg — so a transaction costs one hand-off, not one per state
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import sqlite3
+from collections.abc import Collection, Mapping
 from datetime import datetime
+from typing import Any, Protocol
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from genwire.models import (
     Artifact,
     Event,
     EventType,
     Job,
+    JobProgress,
     JobStatus,
     JsonObject,
     Project,
@@ -32,9 +36,35 @@ WRITE_LOCK_KEY = 0x67656E77
 MIGRATE_LOCK_KEY = 0x67656E78
 
 
+def on_sqlite_driver(
+    driver: sqlite3.Connection, sql: str, params: Mapping[str, Any] | tuple[()] = ()
+) -> sqlite3.Cursor:
+    """Run `sql` on SQLite's driver itself; its errors become SQLAlchemy's, as every
+    other store error is (the worker retries those)."""
+    try:
+        return driver.execute(sql, params)
+    except sqlite3.Error as error:
+        raise DBAPIError.instance(sql, params, error, sqlite3.Error) from error
+
+
+class EventOwner(Protocol):
+    """A job as an event of its own needs it (a `Job` or a `JobProgress`)."""
+
+    id: str
+    tenant: str
+    project_id: str | None
+    webhook: JsonObject | None
+    last_event_seq: int
+
+
 class WriteTx:
     def __init__(self, connection: Connection, is_postgres: bool) -> None:
         self._connection = connection
+        #: On SQLite, the driver's own connection, in the same transaction: the
+        #: statements of every event run on it (see `rows.sqlite_text`).
+        self._driver: sqlite3.Connection | None = (
+            None if is_postgres else connection.connection.driver_connection
+        )
         if is_postgres:
             # First thing, before any row lock: every writer takes this one lock in
             # the same order, so no two can deadlock, and ids are allocated and
@@ -64,6 +94,27 @@ class WriteTx:
             )
         row = result.mappings().first()
         return rows.job_from_row(row) if row else None
+
+    def lock_progress(self, job_id: str) -> JobProgress | None:
+        """The part of a job's snapshot that a progress report changes, locked."""
+        if self._driver is not None:
+            row = self._on_driver(rows.SQLITE_LOCK_PROGRESS, {"job_id": job_id}).fetchone()
+        else:
+            row = self._connection.execute(rows.LOCK_PROGRESS, {"job_id": job_id}).first()
+        return (
+            rows.progress_from_row(row, webhook_is_text=self._driver is not None) if row else None
+        )
+
+    def save_progress(self, job: JobProgress) -> None:
+        params = rows.save_progress_params(job)
+        if self._driver is not None:
+            self._on_driver(rows.SQLITE_SAVE_PROGRESS, params)
+        else:
+            self._connection.execute(rows.SAVE_PROGRESS, params)
+
+    def _on_driver(self, sql: str, params: Mapping[str, Any]) -> sqlite3.Cursor:
+        assert self._driver is not None
+        return on_sqlite_driver(self._driver, sql, params)
 
     def claim_queued(self, pipelines: Collection[str]) -> Job | None:
         """Lock the oldest queued job of one of `pipelines` that no other transaction holds.
@@ -99,7 +150,7 @@ class WriteTx:
         )
         return [rows.job_from_row(row) for row in self._connection.execute(query).mappings()]
 
-    def append_event(self, job: Job, event_type: EventType, fields: JsonObject) -> Event:
+    def append_event(self, job: EventOwner, event_type: EventType, fields: JsonObject) -> Event:
         """Append one event of `job` to the log and advance `job.last_event_seq`."""
         event = self._append(job.tenant, job.id, job.project_id, event_type, fields, job.webhook)
         job.last_event_seq = event.seq
@@ -130,16 +181,17 @@ class WriteTx:
         payload["ts"] = format_time(utc_now())
         payload.update(fields)
         stored = orjson.dumps(payload).decode()
-        seq = self._connection.execute(
-            rows.INSERT_EVENT,
-            {
-                "tenant": tenant,
-                "job_id": job_id,
-                "project_id": project_id,
-                "type": event_type.value,
-                "payload": stored,
-            },
-        ).scalar_one()
+        params = {
+            "tenant": tenant,
+            "job_id": job_id,
+            "project_id": project_id,
+            "type": event_type.value,
+            "payload": stored,
+        }
+        if self._driver is not None:
+            (seq,) = self._on_driver(rows.SQLITE_INSERT_EVENT, params).fetchone()
+        else:
+            seq = self._connection.execute(rows.INSERT_EVENT, params).scalar_one()
         event = Event(
             seq=int(seq),
             tenant=tenant,
