@@ -1,14 +1,21 @@
-"""Feeds and their sinks, on a real store: a sink never waits on a feed that died."""
+"""Feeds and their sinks, on a real store: a sink never waits on a feed that died,
+and feeds hear of what another process appended."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from genwire.bus import LocalBus
 from genwire.delivery.entries import Scope, ScopeKind
 from genwire.delivery.feeds import FeedHub, LiveBatch
+from genwire.models import EventType
+from genwire.service import CreateJob, JobService
+from genwire.storage import LocalStorage
 from genwire.store import Store
+from tests.pipelines import test_registry as pipelines_for_tests
 
 
 @dataclass(eq=False)
@@ -76,3 +83,34 @@ async def test_shutdown_ends_every_sink(store: Store) -> None:
     assert all(sink.ended == ["shutdown"] for sink in sinks)
     await hub.close()
     assert all(sink.ended == ["shutdown"] for sink in sinks)
+
+
+async def test_feeds_read_what_another_process_appended_when_the_hub_says_to_look(
+    store: Store, tmp_path: Path
+) -> None:
+    """Another process's appends wake no feed here (its bus is its own): the hub asks
+    once a second whether anyone else writes, and then every feed reads again."""
+    elsewhere = Store(store.url)  # a `genwire worker` on the same database
+    other = JobService(elsewhere, LocalBus(), pipelines_for_tests(), LocalStorage(tmp_path))
+    asked: list[float] = []
+
+    def others_writing() -> bool:
+        asked.append(time.monotonic())
+        return True
+
+    hub = FeedHub(store, LocalBus(), linger_s=60, others_writing=others_writing)
+    try:
+        job, _ = await other.create_job("t", CreateJob("demo.synthetic", {"steps": 1}))
+        scopes = [Scope(ScopeKind.JOB, job.id), Scope(ScopeKind.TENANT, "t")]
+        async with hub.follow(scopes[0]) as by_job, hub.follow(scopes[1]) as by_tenant:
+            await by_job.started(10)
+            await by_tenant.started(10)
+            cursor = by_job.feed.head
+            await other.request_cancel(job.id)  # appended elsewhere, after the feeds began
+            seen = [await follower.next(cursor, 10) for follower in (by_job, by_tenant)]
+    finally:
+        await hub.close()
+        await elsewhere.close()
+
+    assert [[entry.type for entry in batch] for batch in seen] == [[EventType.JOB_CANCELLED]] * 2
+    assert asked  # by the hub's one clock: no feed arms a time-out of its own

@@ -5,6 +5,7 @@ error is SQLAlchemy's (the worker retries `DBAPIError`s)."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -99,20 +100,17 @@ async def test_an_event_the_driver_refuses_is_a_dbapi_error_and_leaves_nothing(
         reporter = service.reporter(job.id, str(claimed.lease_owner))
         await reporter.step_progress("work", 10.0, 10.0, "one", None)
         before = await service.get_job(job.id)
-        other = sqlite3.connect(database, isolation_level=None)
-        other.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON events"
-            " BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
-        )
-
-        with pytest.raises(DBAPIError, match="refused by a trigger"):
-            await reporter.step_progress("work", 20.0, 20.0, "two", None)
-        with pytest.raises(DBAPIError, match="refused by a trigger"):
-            await reporter.step_status("work", StepState.COMPLETED, 30.0)
-        refused = await service.get_job(job.id)
-
-        other.execute("DROP TRIGGER refuse")
-        other.close()
+        with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as other:
+            other.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON events"
+                " BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+            )
+            with pytest.raises(DBAPIError, match="refused by a trigger"):
+                await reporter.step_progress("work", 20.0, 20.0, "two", None)
+            with pytest.raises(DBAPIError, match="refused by a trigger"):
+                await reporter.step_status("work", StepState.COMPLETED, 30.0)
+            refused = await service.get_job(job.id)
+            other.execute("DROP TRIGGER refuse")
         await reporter.step_progress("work", 40.0, 40.0, "three", None)
         after = await service.get_job(job.id)
         messages = [event.payload.get("message") for event in await store.events_after(job.id)]

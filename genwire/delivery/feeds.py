@@ -34,7 +34,7 @@ WINDOW = 2048  #: events a feed keeps in memory
 READ_LIMIT = 500  #: events read from the store at once
 LINGER_S = 10.0  #: an unused feed stays this long, for readers that reconnect
 RETRY_S = 1.0  #: pause after a failed read of the store
-RECHECK_S = 1.0  #: how often a feed looks for writes the bus cannot announce
+RECHECK_S = 1.0  #: how often feeds look for writes the bus cannot announce
 #: the longest a feed under load waits to gather a batch (see `_gather_under_load`)
 GATHER_MAX_S = 0.005
 #: the share of the loop's time above which fan-outs gather (see `_gather_under_load`)
@@ -42,7 +42,7 @@ GATHER_LOAD = 0.8
 SINK_TICK_S = 0.25  #: how often sinks are ticked (keepalive and time-out precision)
 
 #: Whether another process may be writing events this process's bus never hears of
-#: (asked each RECHECK_S while a feed has readers; see `FeedHub`).
+#: (asked by the hub each RECHECK_S while it has feeds; see `FeedHub._recheck`).
 OthersWriting = Callable[[], bool]
 
 
@@ -155,14 +155,13 @@ class Feed:
         scope: Scope,
         store: Store,
         bus: Bus,
-        others_writing: OthersWriting | None,
         stats: FanOutStats,
     ) -> None:
         self.scope = scope
         self._stats = stats
         self._store = store
         self._bus = bus
-        self._others_writing = others_writing
+        self._woken: Subscription | None = None  #: the tail's subscription, while it waits
         self._entries: list[LogEntry] = []
         self._seqs: list[int] = []
         self.floor: int | None = None  #: None until the feed has found where it starts
@@ -285,14 +284,15 @@ class Feed:
             await asyncio.sleep(min(busy, GATHER_MAX_S))
 
     async def _until_news(self, woken: Subscription) -> None:
-        """Wait for the bus; where another process may write events this process's bus
-        never hears of, also look again every RECHECK_S (one indexed read per scope)."""
-        if self._others_writing is None:
-            await woken.wait(None)
-            return
-        while not await woken.wait(RECHECK_S):
-            if await asyncio.to_thread(self._others_writing):
-                return
+        """Wait for the bus, or for the hub's `look_again`."""
+        self._woken = woken
+        await woken.wait(None)
+
+    def look_again(self) -> None:
+        """Read the store once more: another process may have appended events that
+        this process's bus never heard of (`FeedHub`)."""
+        if self._woken is not None:
+            self._woken.notify()
 
     def _keep(self, batch: list[LogEntry]) -> None:
         self._entries.extend(batch)
@@ -407,7 +407,8 @@ class FeedHub:
         others_writing: OthersWriting | None = None,
     ) -> None:
         """`others_writing`: None when every writer of the database announces on
-        `bus`; else asked, while a feed has readers, whether to look again."""
+        `bus`; else asked every RECHECK_S, while there are feeds, whether they
+        should all look again."""
         self._store = store
         self._bus = bus
         self._others_writing = others_writing
@@ -417,6 +418,7 @@ class FeedHub:
         self._linger_s = linger_s
         self._feeds: dict[Scope, Feed] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._rechecker: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
 
     @property
@@ -444,11 +446,9 @@ class FeedHub:
         if feed is None or feed.dead:
             if feed is not None:
                 feed.end_sinks("feed stopped")  # the tick no longer sees it once replaced
-            feed = self._feeds[scope] = Feed(
-                scope, self._store, self._bus, self._others_writing, self.fan_out_stats
-            )
+            feed = self._feeds[scope] = Feed(scope, self._store, self._bus, self.fan_out_stats)
             feed.start()
-            self._ensure_sweeper()
+            self._ensure_sweepers()
         return Follower(feed, self._store, self.closing)
 
     def attach(self, follower: Follower, sink: Sink, cursor: int) -> bool:
@@ -476,9 +476,28 @@ class FeedHub:
                     except Exception:
                         feed.end_failed(sink)  # the others still need their ticks
 
-    def _ensure_sweeper(self) -> None:
+    def _ensure_sweepers(self) -> None:
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._sweep(), name="genwire-feed-sweeper")
+        if self._others_writing is not None and (self._rechecker is None or self._rechecker.done()):
+            self._rechecker = asyncio.create_task(
+                self._recheck(self._others_writing), name="genwire-feed-rechecker"
+            )
+
+    async def _recheck(self, others_writing: OthersWriting) -> None:
+        """Every RECHECK_S while there are feeds, ask once whether another process may
+        be appending; if so, every feed reads the store again (one indexed read per
+        scope). One clock for all feeds, so that no feed arms a time-out per event."""
+        while self._feeds:
+            await asyncio.sleep(RECHECK_S)
+            try:
+                others = await asyncio.to_thread(others_writing)
+            except Exception:
+                log.exception("asking whether other processes write failed")
+                others = True
+            if others:
+                for feed in list(self._feeds.values()):
+                    feed.look_again()
 
     async def _sweep(self) -> None:
         """Stop feeds nobody has read for a while."""
@@ -499,7 +518,7 @@ class FeedHub:
 
     async def close(self) -> None:
         self.begin_shutdown()
-        for task in (self._sweeper, self._ticker):
+        for task in (self._sweeper, self._rechecker, self._ticker):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
