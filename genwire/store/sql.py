@@ -32,6 +32,7 @@ from genwire.store import rows, schema
 from genwire.store.migrations import migrate
 from genwire.store.recent import RecentEvents
 from genwire.store.transactions import MIGRATE_LOCK_KEY, WriteTx, on_sqlite_driver
+from genwire.store.writer import WriterThread
 
 T = TypeVar("T")
 log = logging.getLogger("genwire.store")
@@ -66,7 +67,7 @@ class _SqliteRunner:
     def __init__(self, url: str, synchronous: str) -> None:
         self._write_engine = self._engine(url, 1, "BEGIN IMMEDIATE", synchronous)
         self._read_engine = self._engine(url, READER_THREADS, "BEGIN", synchronous)
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="genwire-sqlite-writer")
+        self._writer = WriterThread("genwire-sqlite-writer")
         #: the writer thread's connection, kept open between its transactions
         self._write_connection: Connection | None = None
         self._readers = ThreadPoolExecutor(
@@ -109,9 +110,7 @@ class _SqliteRunner:
     async def write(
         self, fn: Callable[[Connection], T], committed: Callable[[T], None] | None = None
     ) -> T:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._writer, self._commit, fn, committed
-        )
+        return await self._writer.run(lambda: self._commit(fn, committed))
 
     def _commit(self, fn: Callable[[Connection], T], committed: Callable[[T], None] | None) -> T:
         connection = self._writer_connection()
@@ -151,7 +150,7 @@ class _SqliteRunner:
             return fn(connection)
 
     async def close(self) -> None:
-        await asyncio.to_thread(self._writer.shutdown, True)
+        await asyncio.to_thread(self._writer.shutdown)
         await asyncio.to_thread(self._readers.shutdown, True)
         self._close_writer_connection()  # its thread has finished every write
         self._write_engine.dispose()
