@@ -4,6 +4,7 @@ and feeds hear of what another process appended."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,18 +100,21 @@ async def test_feeds_read_what_another_process_appended_when_the_hub_says_to_loo
         return True
 
     hub = FeedHub(store, LocalBus(), linger_s=60, others_writing=others_writing)
+    quiet = [Scope(ScopeKind.TENANT, f"quiet-{n}") for n in range(10)]  # feeds with no news
     try:
         job, _ = await other.create_job("t", CreateJob("demo.synthetic", {"steps": 1}))
-        scopes = [Scope(ScopeKind.JOB, job.id), Scope(ScopeKind.TENANT, "t")]
-        async with hub.follow(scopes[0]) as by_job, hub.follow(scopes[1]) as by_tenant:
-            await by_job.started(10)
-            await by_tenant.started(10)
-            cursor = by_job.feed.head
+        scopes = [Scope(ScopeKind.JOB, job.id), Scope(ScopeKind.TENANT, "t"), *quiet]
+        async with contextlib.AsyncExitStack() as stack:
+            followers = [await stack.enter_async_context(hub.follow(scope)) for scope in scopes]
+            for follower in followers:
+                await follower.started(10)
+            cursor = followers[0].feed.head
             await other.request_cancel(job.id)  # appended elsewhere, after the feeds began
-            seen = [await follower.next(cursor, 10) for follower in (by_job, by_tenant)]
+            seen = [await follower.next(cursor, 10) for follower in followers[:2]]
     finally:
         await hub.close()
         await elsewhere.close()
 
     assert [[entry.type for entry in batch] for batch in seen] == [[EventType.JOB_CANCELLED]] * 2
-    assert asked  # by the hub's one clock: no feed arms a time-out of its own
+    # One clock for the hub, not one per feed: a second or two, an ask each.
+    assert 1 <= len(asked) < len(scopes)

@@ -4,11 +4,17 @@ each outcome reaches the loop that asked for it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from genwire.store import Store
 from genwire.store.writer import WriterThread
 
 
@@ -67,6 +73,8 @@ async def test_a_caller_cancelled_while_its_job_runs_leaves_the_job_whole(
 ) -> None:
     started, release = threading.Event(), threading.Event()
     done: list[str] = []
+    loop_errors: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: loop_errors.append(context))
 
     def slow() -> str:
         started.set()
@@ -74,15 +82,20 @@ async def test_a_caller_cancelled_while_its_job_runs_leaves_the_job_whole(
         done.append("committed")
         return "value"
 
-    caller = asyncio.ensure_future(writer.run(slow))
+    async def caller() -> str:
+        return await writer.run(slow)
+
+    task = asyncio.create_task(caller())
     await asyncio.to_thread(started.wait, 10)
-    caller.cancel()
+    task.cancel()
+    await asyncio.sleep(0)  # the task's await of the job's future is cancelled too
     release.set()
 
     with pytest.raises(asyncio.CancelledError):
-        await caller
-    assert await writer.run(lambda: "next") == "next"
+        await task
+    assert await writer.run(lambda: "next") == "next"  # after the outcome came back
     assert done == ["committed"]
+    assert loop_errors == []  # the outcome of a cancelled caller is dropped quietly
 
 
 async def test_shutdown_runs_what_is_queued_then_refuses_more() -> None:
@@ -92,15 +105,58 @@ async def test_shutdown_runs_what_is_queued_then_refuses_more() -> None:
     first = writer.run(lambda: release.wait(10))
     queued = writer.run(lambda: ran.append(1))
     stopping = asyncio.ensure_future(asyncio.to_thread(writer.shutdown))
+    await asyncio.to_thread(_until, lambda: writer._closed)  # shut down while a job runs
+    with pytest.raises(RuntimeError, match="shut down"):
+        writer.run(lambda: None)
     release.set()
     await stopping
 
     assert await first is True
     await queued
     assert ran == [1]
-    with pytest.raises(RuntimeError, match="shut down"):
-        writer.run(lambda: None)
     writer.shutdown()  # a second time is harmless
+
+
+def test_a_writer_dropped_without_shutdown_lets_its_thread_end() -> None:
+    writer = WriterThread("test-dropped-writer")
+
+    async def one_job(on: WriterThread) -> int:
+        return await on.run(lambda: 1)
+
+    assert asyncio.run(one_job(writer)) == 1
+    thread = writer._thread
+    assert thread is not None
+    del writer
+    gc.collect()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_a_store_dropped_without_closing_lets_go_of_its_database(tmp_path: Path) -> None:
+    database = tmp_path / "dropped.db"
+    store = Store(f"sqlite:///{database}")
+    asyncio.run(store.migrate())
+    assert _open_files_under(tmp_path)
+
+    del store
+    gc.collect()
+
+    assert _open_files_under(tmp_path) == []
+    assert "genwire-sqlite-writer" not in {thread.name for thread in threading.enumerate()}
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def _open_files_under(folder: Path) -> list[str]:
+    targets = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+    return [target for target in targets if target.startswith(str(folder))]
 
 
 def test_a_loop_that_closed_while_its_job_ran_does_not_stop_the_thread() -> None:

@@ -488,13 +488,16 @@ class FeedHub:
         """Every RECHECK_S while there are feeds, ask once whether another process may
         be appending; if so, every feed reads the store again (one indexed read per
         scope). One clock for all feeds, so that no feed arms a time-out per event."""
+        failing = False
         while self._feeds:
             await asyncio.sleep(RECHECK_S)
             try:
                 others = await asyncio.to_thread(others_writing)
+                failing = False
             except Exception:
-                log.exception("asking whether other processes write failed")
-                others = True
+                if not failing:  # once a streak, not every second
+                    log.exception("asking whether other processes write failed; feeds look anyway")
+                failing = others = True
             if others:
                 for feed in list(self._feeds.values()):
                     feed.look_again()
