@@ -7,6 +7,7 @@ one call. Every move appends its event and saves the snapshot together.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from genwire import projects
 from genwire.errors import IdempotencyMismatch, LeaseLost
@@ -30,15 +31,18 @@ def lease_of(worker_id: str, attempt: int) -> str:
 
 def owned(tx: WriteTx, job_id: str, lease: str) -> Job:
     """The running job whose current lease is `lease`; LeaseLost otherwise."""
-    job = tx.lock_job(job_id)
-    if job is None or job.status is not JobStatus.RUNNING or job.lease_owner != lease:
-        raise LeaseLost(f"lease {lease} no longer holds job {job_id}")
-    return job
+    return _held(tx.lock_job(job_id), job_id, lease)
 
 
 def owned_progress(tx: WriteTx, job_id: str, lease: str) -> JobProgress:
     """`owned`, for a progress report: only what it changes of the snapshot."""
-    job = tx.lock_progress(job_id)
+    return _held(tx.lock_progress(job_id), job_id, lease)
+
+
+_Locked = TypeVar("_Locked", Job, JobProgress)
+
+
+def _held(job: _Locked | None, job_id: str, lease: str) -> _Locked:
     if job is None or job.status is not JobStatus.RUNNING or job.lease_owner != lease:
         raise LeaseLost(f"lease {lease} no longer holds job {job_id}")
     return job

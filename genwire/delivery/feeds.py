@@ -161,7 +161,7 @@ class Feed:
         self._stats = stats
         self._store = store
         self._bus = bus
-        self._woken: Subscription | None = None  #: the tail's subscription, while it waits
+        self._woken: Subscription | None = None  #: the tail's subscription to the bus
         self._entries: list[LogEntry] = []
         self._seqs: list[int] = []
         self.floor: int | None = None  #: None until the feed has found where it starts
@@ -246,6 +246,7 @@ class Feed:
 
     async def _tail(self) -> None:
         with self._bus.subscribe(topic_of(self.scope)) as woken:
+            self._woken = woken
             while self.floor is None:
                 try:
                     self.floor = self.head = await self._store.last_seq()
@@ -269,7 +270,7 @@ class Feed:
                     self._fan_out(batch)
                     if len(batch) == READ_LIMIT:
                         continue
-                await self._until_news(woken)
+                await woken.wait(None)  # the bus, or the hub's `look_again`
                 await self._gather_under_load()
 
     async def _gather_under_load(self) -> None:
@@ -282,11 +283,6 @@ class Feed:
         idle = time.perf_counter() - self._fan_out_ended
         if busy and busy > GATHER_LOAD * (busy + idle):
             await asyncio.sleep(min(busy, GATHER_MAX_S))
-
-    async def _until_news(self, woken: Subscription) -> None:
-        """Wait for the bus, or for the hub's `look_again`."""
-        self._woken = woken
-        await woken.wait(None)
 
     def look_again(self) -> None:
         """Read the store once more: another process may have appended events that

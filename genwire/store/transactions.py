@@ -97,10 +97,11 @@ class WriteTx:
 
     def lock_progress(self, job_id: str) -> JobProgress | None:
         """The part of a job's snapshot that a progress report changes, locked."""
+        params = {"job_id": job_id}
         if self._driver is not None:
-            row = self._on_driver(rows.SQLITE_LOCK_PROGRESS, {"job_id": job_id}).fetchone()
+            row = on_sqlite_driver(self._driver, rows.SQLITE_LOCK_PROGRESS, params).fetchone()
         else:
-            row = self._connection.execute(rows.LOCK_PROGRESS, {"job_id": job_id}).first()
+            row = self._connection.execute(rows.LOCK_PROGRESS, params).first()
         return (
             rows.progress_from_row(row, webhook_is_text=self._driver is not None) if row else None
         )
@@ -108,13 +109,9 @@ class WriteTx:
     def save_progress(self, job: JobProgress) -> None:
         params = rows.save_progress_params(job)
         if self._driver is not None:
-            self._on_driver(rows.SQLITE_SAVE_PROGRESS, params)
+            on_sqlite_driver(self._driver, rows.SQLITE_SAVE_PROGRESS, params)
         else:
             self._connection.execute(rows.SAVE_PROGRESS, params)
-
-    def _on_driver(self, sql: str, params: Mapping[str, Any]) -> sqlite3.Cursor:
-        assert self._driver is not None
-        return on_sqlite_driver(self._driver, sql, params)
 
     def claim_queued(self, pipelines: Collection[str]) -> Job | None:
         """Lock the oldest queued job of one of `pipelines` that no other transaction holds.
@@ -189,7 +186,7 @@ class WriteTx:
             "payload": stored,
         }
         if self._driver is not None:
-            (seq,) = self._on_driver(rows.SQLITE_INSERT_EVENT, params).fetchone()
+            (seq,) = on_sqlite_driver(self._driver, rows.SQLITE_INSERT_EVENT, params).fetchone()
         else:
             seq = self._connection.execute(rows.INSERT_EVENT, params).scalar_one()
         event = Event(
