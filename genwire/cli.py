@@ -45,6 +45,8 @@ from genwire.config import (
 )
 from genwire.delivery.feeds import FeedHub
 from genwire.locks import DataDirInUse, acquire_server_lock
+from genwire.pipelines.loading import PipelineLoadError, parse_modules
+from genwire.providers.settings import ProviderSettings
 
 T = TypeVar("T")
 console = Console(stderr=True)
@@ -115,6 +117,21 @@ def worker_options(command: Callable[..., None]) -> Callable[..., None]:
             help="Seconds one webhook request may take. Webhooks are signed with "
             "GENWIRE_WEBHOOK_SECRET (whsec_…), else a secret kept in the data dir.",
         ),
+        click.option(
+            "--public-url",
+            envvar="GENWIRE_PUBLIC_URL",
+            default=None,
+            help="Where providers reach this deployment (env GENWIRE_PUBLIC_URL); with it, "
+            "Replicate, fal and Runware call its webhook instead of being polled alone.",
+        ),
+        click.option(
+            "--pipelines",
+            "pipeline_modules",
+            envvar="GENWIRE_PIPELINES",
+            default="",
+            help="Modules of your own pipelines, comma-separated (env GENWIRE_PIPELINES); "
+            "installed packages' `genwire.pipelines` entry points load too.",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -131,7 +148,25 @@ def _worker_settings(options: dict[str, Any]) -> dict[str, Any]:
         "allow_private_webhooks": options["allow_private_webhooks"],
         "webhook_timeout_s": options["webhook_timeout"],
         "webhook_secret": _webhook_secret(),
+        "public_url": _public_url(options["public_url"]),
+        "pipeline_modules": parse_modules(options["pipeline_modules"]),
+        "providers": _provider_settings(),
     }
+
+
+def _public_url(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    if not raw.startswith(("http://", "https://")):
+        raise click.UsageError(f"--public-url must be an http(s) URL, not {raw!r}")
+    return raw.rstrip("/")
+
+
+def _provider_settings() -> ProviderSettings:
+    try:
+        return ProviderSettings.from_env()
+    except ValueError as error:
+        raise click.UsageError(f"provider settings: {error}") from None
 
 
 def _webhook_secret() -> str | None:
@@ -241,7 +276,10 @@ def serve(
             raise click.ClickException(str(error)) from None
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{sock.getsockname()[1]}"
-    app = create_app(settings, server_lock=server_lock)
+    try:
+        app = create_app(settings, server_lock=server_lock)
+    except PipelineLoadError as error:
+        raise click.ClickException(str(error)) from None
     server = _AnnouncingServer(
         uvicorn.Config(
             app,
@@ -312,7 +350,10 @@ def worker(database: str, concurrency: int, **options: Any) -> None:
     settings = Settings(database_url=database, workers=concurrency, **_worker_settings(options))
 
     async def run() -> None:
-        runtime = Runtime.build(settings, own_data_dir=False)
+        try:
+            runtime = Runtime.build(settings, own_data_dir=False)
+        except PipelineLoadError as error:
+            raise click.ClickException(str(error)) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):

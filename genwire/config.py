@@ -7,6 +7,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from genwire.pipelines.loading import parse_modules
+from genwire.providers.settings import ProviderSettings
+
 DEFAULT_DATA_DIR = Path("./genwire-data")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_WORKERS = 2  #: in-process worker slots
@@ -73,6 +76,11 @@ class Settings:
     webhook_retry_schedule_s: tuple[float, ...] = WEBHOOK_RETRY_SCHEDULE_S
     #: origins whose pages may call the API and read its streams (CORS); none by default
     cors_origins: tuple[str, ...] = ()
+    #: where providers and browsers reach this deployment; provider webhooks go there
+    public_url: str | None = None
+    providers: ProviderSettings = field(default_factory=ProviderSettings)
+    #: modules of the user's own pipelines, loaded beside the built-in ones
+    pipeline_modules: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -83,6 +91,9 @@ class Settings:
             webhook_secret=os.environ.get("GENWIRE_WEBHOOK_SECRET") or None,
             allow_private_webhooks=os.environ.get("GENWIRE_ALLOW_PRIVATE_WEBHOOKS") == "1",
             cors_origins=parse_origins(os.environ.get("GENWIRE_CORS_ORIGINS")),
+            public_url=os.environ.get("GENWIRE_PUBLIC_URL") or None,
+            providers=ProviderSettings.from_env(),
+            pipeline_modules=parse_modules(os.environ.get("GENWIRE_PIPELINES")),
         )
 
     @property

@@ -7,6 +7,7 @@ GenwireError            500  a bug: no handler expected it
 ├── NotFound            404  unknown id, or another tenant's
 ├── Conflict            409  cancel of an ended job
 ├── InvalidInput        422  unknown pipeline, input failing its schema
+│   └── ProviderNotConfigured 422  a pipeline of a provider whose key is not set
 ├── IdempotencyMismatch 422  same Idempotency-Key, different body
 └── LeaseLost           500  a worker wrote to a job it no longer holds
 
@@ -65,6 +66,10 @@ class InvalidInput(GenwireError):
     def __init__(self, message: str, errors: list[FieldError]) -> None:
         super().__init__(message)
         self.errors = errors
+
+
+class ProviderNotConfigured(InvalidInput):
+    code = "provider-not-configured"
 
 
 class IdempotencyMismatch(GenwireError):

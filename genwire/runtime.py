@@ -19,6 +19,8 @@ from genwire.locks import (
 )
 from genwire.pipelines import default_registry
 from genwire.pipelines.base import PipelineRegistry
+from genwire.pipelines.loading import registry_with
+from genwire.providers.remote import RemoteProviders
 from genwire.service import JobService
 from genwire.storage import LocalStorage
 from genwire.store import Store
@@ -51,6 +53,7 @@ class Runtime:
     pool: WorkerPool | None
     hub: FeedHub
     owns_data_dir: bool
+    remote: RemoteProviders
     locks: list[ProcessLock] = field(default_factory=list)
     reaper: LeaseReaper | None = None
     webhooks: WebhookSender | None = None
@@ -69,12 +72,16 @@ class Runtime:
         (`genwire serve`), so it locks it and recovers what a dead predecessor left."""
         store = Store(settings.resolved_database_url)
         storage = LocalStorage(settings.data_dir / "files")
+        bus = LocalBus()
+        remote = RemoteProviders(settings.providers, store, bus, settings.public_url)
         service = JobService(
             store,
-            LocalBus(),
-            registry or default_registry(),
+            bus,
+            registry or registry_with(default_registry(), settings.pipeline_modules),
             storage,
             max_attempts=settings.max_attempts,
+            remote=remote,
+            configured_providers=remote.providers,
         )
         pool = None
         if settings.workers > 0:
@@ -90,7 +97,7 @@ class Runtime:
         owns = own_data_dir and settings.uses_embedded_database
         hub = FeedHub(store, service.bus, others_writing=_others_writing(settings))
         locks = [server_lock] if server_lock else []
-        return cls(settings, store, service, pool, hub, owns, locks)
+        return cls(settings, store, service, pool, hub, owns, remote, locks)
 
     @property
     def _sqlite_path(self) -> Path | None:
@@ -142,6 +149,7 @@ class Runtime:
         if self.webhooks is not None:
             await self.webhooks.stop()
         await self.hub.close()
+        await self.remote.close()
         await self.service.bus.close()
         await self.store.close()
         for lock in self.locks:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from genwire import transitions
 from genwire.bus import Bus, topics
 from genwire.config import DEFAULT_MAX_ATTEMPTS
-from genwire.errors import Conflict, FieldError, InvalidInput, NotFound
+from genwire.errors import Conflict, FieldError, InvalidInput, NotFound, ProviderNotConfigured
 from genwire.ids import new_id
 from genwire.models import (
     Artifact,
@@ -32,7 +32,7 @@ from genwire.models import (
     StepState,
     utc_now,
 )
-from genwire.pipelines.base import PipelineRegistry
+from genwire.pipelines.base import PipelineRegistry, RemoteFollower
 from genwire.storage import LocalStorage
 from genwire.store import JobPage, Store, WriteTx, request_fingerprint
 from genwire.webhooks.outbox import queue_deliveries
@@ -62,12 +62,17 @@ class JobService:
         storage: LocalStorage,
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        remote: RemoteFollower | None = None,
+        configured_providers: Collection[str] = (),
     ) -> None:
         self.store = store
         self.bus = bus
         self.registry = registry
         self.storage = storage
         self.max_attempts = max_attempts
+        #: follows remote provider calls for the pipelines' contexts
+        self.remote = remote
+        self.configured_providers = frozenset(configured_providers)
 
     async def change(self, fn: Callable[[WriteTx], T]) -> T:
         """Run `fn` in a write transaction; announce what it appended once committed.
@@ -162,6 +167,13 @@ class JobService:
                 f"unknown pipeline {pipeline_name!r}",
                 [FieldError("pipeline", f"unknown pipeline; known: {known}")],
             )
+        missing = [name for name in pipeline.providers if name not in self.configured_providers]
+        if missing:
+            raise ProviderNotConfigured(
+                f"{pipeline_name} needs the {', '.join(missing)} provider, which is not "
+                "configured on this server (SPEC §7.1 names its key's variable)",
+                [FieldError("pipeline", f"provider {name} is not configured") for name in missing],
+            )
         try:
             validated = pipeline.input_model.model_validate(raw)
         except ValidationError as error:
@@ -250,8 +262,8 @@ class JobService:
 
         return await self.change(renew)
 
-    def reporter(self, job_id: str, lease: str) -> AttemptReporter:
-        return AttemptReporter(self, job_id, lease)
+    def reporter(self, job_id: str, lease: str, attempt: int = 1) -> AttemptReporter:
+        return AttemptReporter(self, job_id, lease, attempt)
 
     async def complete_job(self, job_id: str, lease: str, output: JsonObject) -> Job:
         def complete(tx: WriteTx) -> Job:
@@ -323,10 +335,11 @@ class AttemptReporter:
     committed and announced whole.
     """
 
-    def __init__(self, service: JobService, job_id: str, lease: str) -> None:
+    def __init__(self, service: JobService, job_id: str, lease: str, attempt: int = 1) -> None:
         self._service = service
         self._job_id = job_id
         self._lease = lease
+        self._attempt = attempt
 
     async def _append(
         self, event_type: EventType, fields: JsonObject, update: Callable[[JobProgress], None]
@@ -336,6 +349,8 @@ class AttemptReporter:
             update(job)
             if event_type is EventType.STEP_STATUS or event_type is EventType.STEP_PROGRESS:
                 fields["progress"] = round(job.progress, 2)
+            elif event_type is EventType.JOB_STATUS:
+                fields.update(phase=job.phase, progress=round(job.progress, 2))
             tx.append_event(job, event_type, fields)
             tx.save_progress(job)
 
@@ -374,6 +389,19 @@ class AttemptReporter:
         if code is not None:
             fields["code"] = code
         await self._append(EventType.WARNING, fields, lambda job: None)
+
+    async def status(self, message: str, queue_position: int | None) -> None:
+        def update(job: JobProgress) -> None:
+            job.message = message
+
+        fields: JsonObject = {
+            "status": JobStatus.RUNNING.value,
+            "message": message,
+            "attempt": self._attempt,
+        }
+        if queue_position is not None:
+            fields["queue_position"] = queue_position
+        await self._append(EventType.JOB_STATUS, fields, update)
 
     async def artifact(self, source: Path, name: str, media_type: str | None) -> Artifact:
         return await asyncio.shield(self._store_artifact(source, name, media_type))

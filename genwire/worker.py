@@ -195,7 +195,8 @@ class WorkerPool:
                 attempt=job.attempt,
                 phases=pipeline.phases,
                 workdir=self.service.storage.scratch_dir(job.id, job.attempt),
-                reporter=self.service.reporter(job.id, lease),
+                reporter=self.service.reporter(job.id, lease, job.attempt),
+                remote=self.service.remote,
                 cancel_requested=cancel_requested,
             )
             limit = pipeline.time_limit_s

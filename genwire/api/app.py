@@ -16,7 +16,8 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
-from genwire.api import files, health, jobs, metrics, projects, streams, web, webhooks
+from genwire.api import files, health, jobs, metrics, projects, providers, streams, web, webhooks
+from genwire.api.access_log import redact_access_log
 from genwire.api.direct import CYCLE_KEY
 from genwire.api.hot_paths import HotPaths
 from genwire.api.problems import ProblemResponse, handle_genwire_error
@@ -99,6 +100,7 @@ def create_app(
     """The app; its lifespan starts and stops the runtime. `server_lock`: the data
     dir's lock, when the caller took it already (to refuse early, with a message)."""
     runtime = Runtime.build(settings, registry, server_lock=server_lock)
+    redact_access_log()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -120,6 +122,7 @@ def create_app(
                     *jobs.routes,
                     *webhooks.routes,
                     *projects.routes,
+                    *providers.routes,
                     *streams.routes,
                     *files.routes,
                 ],

@@ -28,6 +28,7 @@ from genwire.api.responses import JsonResponse
 from genwire.api.tokens import job_snapshot
 from genwire.errors import BadRequest, FieldError, InvalidInput
 from genwire.models import EventType, JobStatus
+from genwire.providers.remote import PROVIDER_NAMES
 from genwire.service import CreateJob
 from genwire.webhooks import refuse_private_webhook
 
@@ -47,8 +48,14 @@ _WAIT_SECONDS = re.compile(r"[0-9]{1,3}")
 
 async def list_pipelines(request: Request) -> Response:
     tenant_of(request)  # with keys configured, only their holders may look
-    items = [pipeline.describe() for pipeline in service_of(request).registry]
-    return JsonResponse({"items": items})
+    service = service_of(request)
+    configured = service.configured_providers
+    items = [
+        {**pipeline.describe(), "available": set(pipeline.providers) <= configured}
+        for pipeline in service.registry
+    ]
+    providers = {name: name in configured for name in PROVIDER_NAMES}
+    return JsonResponse({"items": items, "providers": providers})
 
 
 def parse_create(body: dict[str, Any]) -> CreateJob:

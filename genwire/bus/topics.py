@@ -32,3 +32,8 @@ def cancel(job_id: str) -> str:
 def ended(job_id: str) -> str:
     """The terminal event of one job (what `Prefer: wait` and long waits need)."""
     return f"ended:{job_id}"
+
+
+def provider_call(call_id: str) -> str:
+    """A verified provider webhook arrived for one call: its follower looks at once."""
+    return f"provider-call:{call_id}"

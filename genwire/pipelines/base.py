@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from genwire.models import Artifact, JsonObject, StepState
+from genwire.providers.base import RemotePhases, RemoteRequest
 
 DEFAULT_TIME_LIMIT_S = 1800.0
 
@@ -61,7 +62,25 @@ class JobReporter(Protocol):
 
     async def warning(self, message: str, code: str | None) -> None: ...
 
+    async def status(self, message: str, queue_position: int | None) -> None: ...
+
     async def artifact(self, source: Path, name: str, media_type: str | None) -> Artifact: ...
+
+
+class RemoteFollower(Protocol):
+    """Runs a call to a remote provider for a pipeline (`genwire.providers.follow`)."""
+
+    async def follow(
+        self,
+        ctx: PipelineContext,
+        provider: str,
+        request: RemoteRequest,
+        *,
+        key: str,
+        timeout_s: float,
+        phases: RemotePhases | None,
+        copy_outputs: bool,
+    ) -> JsonObject: ...
 
 
 class PipelineContext:
@@ -80,6 +99,7 @@ class PipelineContext:
         workdir: Path,
         reporter: JobReporter,
         cancel_requested: asyncio.Event,
+        remote: RemoteFollower | None = None,
     ) -> None:
         self.job_id = job_id
         self.attempt = attempt
@@ -90,6 +110,7 @@ class PipelineContext:
         self._cancel_requested = cancel_requested
         self._current: Phase | None = None
         self._progress = 0.0
+        self._remote = remote
 
     @property
     def progress(self) -> float:
@@ -144,6 +165,44 @@ class PipelineContext:
     async def warn(self, message: str, *, code: str | None = None) -> None:
         await self._reporter.warning(message, code)
 
+    async def status(self, message: str, *, queue_position: int | None = None) -> None:
+        """Say what the job is doing (a `job-status` event), e.g. its place in a
+        provider's queue; progress is unchanged."""
+        await self._reporter.status(message, queue_position)
+
+    async def run_remote(
+        self,
+        provider: str,
+        request: RemoteRequest,
+        *,
+        key: str = "main",
+        timeout_s: float = DEFAULT_TIME_LIMIT_S,
+        phases: RemotePhases | None = None,
+        copy_outputs: bool = True,
+    ) -> JsonObject:
+        """Run `request` at a remote provider and return `{provider, provider_job_id,
+        result}`, its files copied into genwire's storage and its URLs replaced.
+
+        `key` names the call within the job: a job run again (a restart, a lost
+        worker) follows the provider job its call already made instead of
+        submitting another. Give each call of a pipeline its own key.
+        `phases`: this pipeline's phases to move through (submit, queue, generate,
+        copy); without them, the provider's progress is reported in the current phase.
+        """
+        if self._remote is None:
+            raise PipelineError(
+                "remote providers are not available in this process", code="provider_unavailable"
+            )
+        return await self._remote.follow(
+            self,
+            provider,
+            request,
+            key=key,
+            timeout_s=timeout_s,
+            phases=phases,
+            copy_outputs=copy_outputs,
+        )
+
     async def artifact(
         self, source: Path, *, name: str | None = None, media_type: str | None = None
     ) -> Artifact:
@@ -189,9 +248,12 @@ class Pipeline:
     input_model: type[BaseModel]
     run: PipelineFunction
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    #: remote providers it calls: a job is refused while one of them is not configured
+    providers: tuple[str, ...] = ()
 
     def describe(self) -> JsonObject:
         return {
+            "providers": list(self.providers),
             "name": self.name,
             "description": self.description,
             "phases": [
@@ -220,6 +282,7 @@ def pipeline(
     phases: Mapping[str, tuple[float, float]],
     description: str = "",
     time_limit_s: float = DEFAULT_TIME_LIMIT_S,
+    providers: tuple[str, ...] = (),
 ) -> Callable[[PipelineFunction], Pipeline]:
     """Declare a pipeline from an async function `fn(ctx, input) -> output`."""
 
@@ -231,6 +294,7 @@ def pipeline(
             input_model=input,
             run=fn,
             time_limit_s=time_limit_s,
+            providers=providers,
         )
 
     return declare

@@ -137,7 +137,30 @@ def _v1_initial(op: Operations) -> None:
     op.create_index("ix_webhook_attempts_delivery_id", "webhook_attempts", ["delivery_id"])
 
 
-MIGRATIONS: list[Callable[[Operations], None]] = [_v1_initial]
+def _v2_provider_calls(op: Operations) -> None:
+    op.create_table(
+        "provider_calls",
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column(
+            "job_id", sa.String(40), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+        ),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("provider", sa.String(40), nullable=False),
+        sa.Column("state", sa.String(20), nullable=False),
+        sa.Column("provider_job_id", sa.String(200)),
+        sa.Column("secret", sa.String(64), nullable=False),
+        sa.Column("handle", sa.JSON),
+        sa.Column("webhook_status", sa.JSON),
+        sa.Column("deadline_at", UtcDateTime, nullable=False),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+        sa.Column("updated_at", UtcDateTime, nullable=False),
+    )
+    op.create_index(
+        "ix_provider_calls_job_id_key", "provider_calls", ["job_id", "key"], unique=True
+    )
+
+
+MIGRATIONS: list[Callable[[Operations], None]] = [_v1_initial, _v2_provider_calls]
 
 
 def current_version(connection: Connection) -> int:

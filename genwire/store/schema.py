@@ -179,3 +179,24 @@ webhook_attempts = Table(
     Column("duration_ms", Float, nullable=False),
     Index("ix_webhook_attempts_delivery_id", "delivery_id"),
 )
+
+# A call to a remote provider (SPEC §7.1), written before genwire waits on anything:
+# a restart finds the provider's job here and follows it instead of submitting again.
+provider_calls = Table(
+    "provider_calls",
+    metadata,
+    Column("id", String(40), primary_key=True),  #: names the call in its webhook URL
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(200), nullable=False),  #: the call's name within its job
+    Column("provider", String(40), nullable=False),
+    Column("state", String(20), nullable=False),
+    #: the provider's id; Runware's taskUUID is chosen by genwire and set before submitting
+    Column("provider_job_id", String(200)),
+    Column("secret", String(64), nullable=False),  #: in the webhook URL: only the provider knows it
+    Column("handle", JSON(none_as_null=True)),  #: what following needs (fal's URLs, …)
+    Column("webhook_status", JSON(none_as_null=True)),  #: the latest verified webhook, parsed
+    Column("deadline_at", UtcDateTime, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Index("ix_provider_calls_job_id_key", "job_id", "key", unique=True),
+)

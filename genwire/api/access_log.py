@@ -1,0 +1,26 @@
+"""The access log without secrets: a provider webhook's URL carries its call's
+secret in the query (Runware signs nothing), and uvicorn logs every path whole."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+_SECRET_IN_QUERY = re.compile(r"([?&]secret=)[^&\s\"]*")
+
+
+class RedactSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRET_IN_QUERY.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def redact_access_log() -> None:
+    """Install the filter on uvicorn's access logger, once per process."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(item, RedactSecrets) for item in access.filters):
+        access.addFilter(RedactSecrets())

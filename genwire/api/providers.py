@@ -1,0 +1,79 @@
+"""`POST /api/providers/{name}/webhook` (SPEC §7.1): a provider says a call changed.
+
+The call's own secret (in the query) and, for the providers that sign (Replicate,
+fal), the signature must verify, else 401 and nothing changes. A verified status is
+kept with the call and its follower is woken; the follower decides what it means.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from genwire.api.requests import query_value, service_of
+from genwire.api.responses import JsonResponse
+from genwire.bus import topics
+from genwire.errors import BadRequest, NotFound, Unauthorized
+from genwire.providers.base import WebhookRejected
+from genwire.providers.remote import RemoteProviders
+
+log = logging.getLogger("genwire.providers")
+
+#: a Replicate prediction carries its whole log; generous, but bounded
+MAX_WEBHOOK_BYTES = 8 * 1024 * 1024
+
+
+async def provider_webhook(request: Request) -> Response:
+    service = service_of(request)
+    remote = service.remote
+    name = request.path_params["name"]
+    provider = remote.get(name) if isinstance(remote, RemoteProviders) else None
+    if provider is None or not isinstance(remote, RemoteProviders):
+        raise NotFound(f"no provider {name!r} is configured here")
+    body = await _bounded_body(request)
+    call_id = query_value(request, "call") or ""
+    call = await remote.calls.get(call_id) if 0 < len(call_id) <= 40 else None
+    secret = query_value(request, "secret") or ""
+    if call is None or call.provider != name or not hmac.compare_digest(call.secret, secret):
+        raise Unauthorized("unknown call or wrong secret")
+    try:
+        await provider.verify_webhook(request.headers, body)
+    except WebhookRejected as error:
+        log.warning("refused a %s webhook for call %s: %s", name, call.id, error)
+        raise Unauthorized(f"the webhook signature does not verify: {error}") from None
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise BadRequest("the webhook body is not JSON") from None
+    status = provider.webhook_status(parsed)
+    if status is None:
+        return JsonResponse({"accepted": False, "reason": "nothing to act on"})
+    await remote.calls.record_webhook(call.id, status.to_json())
+    try:
+        await service.bus.publish([topics.provider_call(call.id)])
+    except Exception:
+        # Kept is kept: the follower reads it at its next poll.
+        log.exception("waking the follower of call %s failed", call.id)
+    return JsonResponse({"accepted": True})
+
+
+async def _bounded_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_WEBHOOK_BYTES:
+        raise BadRequest("the webhook body is too large", status=413, code="body-too-large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_WEBHOOK_BYTES:
+            raise BadRequest("the webhook body is too large", status=413, code="body-too-large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+routes = [Route("/providers/{name}/webhook", provider_webhook, methods=["POST"])]

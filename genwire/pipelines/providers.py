@@ -1,0 +1,108 @@
+"""`replicate`, `fal` and `runware`: one job at a remote provider, followed to its end
+and its outputs copied into genwire's storage (SPEC §7.1)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from genwire.models import JsonObject
+from genwire.pipelines.base import PipelineContext, pipeline
+from genwire.providers.base import RemotePhases, RemoteRequest
+
+DEFAULT_TIMEOUT_S = 1800.0
+MAX_TIMEOUT_S = 24 * 3600.0
+PHASES = {"submit": (0, 2), "queue": (2, 5), "generate": (5, 90), "copy": (90, 100)}
+#: the worker's own limit, past every call's deadline: the deadline cancels at the
+#: provider first, and copying the outputs still has time
+TIME_LIMIT_S = MAX_TIMEOUT_S + 3600.0
+
+_MODEL = r"^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$"
+Timeout = Field(
+    DEFAULT_TIMEOUT_S,
+    gt=0,
+    le=MAX_TIMEOUT_S,
+    description="Seconds the provider may take; past them the job is cancelled there "
+    "and fails with provider_timeout.",
+)
+
+
+class ReplicateInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        max_length=200,
+        pattern=_MODEL,
+        description="owner/name (its latest version), owner/name:VERSION or a version id.",
+    )
+    input: JsonObject = Field(default_factory=dict, description="The prediction's input, as is.")
+    timeout_s: float = Timeout
+
+
+class FalInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(
+        max_length=200, pattern=_MODEL, description="The endpoint id, path included (fal-ai/…)."
+    )
+    input: JsonObject = Field(default_factory=dict, description="The request's arguments.")
+    timeout_s: float = Timeout
+
+
+class RunwareInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task_type: Literal["imageInference", "videoInference", "audioInference"]
+    model: str = Field(max_length=200, pattern=_MODEL, description="The model's AIR id.")
+    input: JsonObject = Field(
+        default_factory=dict,
+        description="The task's other fields (positivePrompt, duration, …); genwire sets "
+        "taskUUID, deliveryMethod and webhookURL.",
+    )
+    timeout_s: float = Timeout
+
+
+@pipeline(
+    "replicate",
+    input=ReplicateInput,
+    phases=PHASES,
+    description="A Replicate prediction, its files copied into genwire.",
+    time_limit_s=TIME_LIMIT_S,
+    providers=("replicate",),
+)
+async def run_replicate(ctx: PipelineContext, params: ReplicateInput) -> JsonObject:
+    request = RemoteRequest(params.model, params.input)
+    return await ctx.run_remote(
+        "replicate", request, timeout_s=params.timeout_s, phases=RemotePhases()
+    )
+
+
+@pipeline(
+    "fal",
+    input=FalInput,
+    phases=PHASES,
+    description="A fal queue request, its files copied into genwire.",
+    time_limit_s=TIME_LIMIT_S,
+    providers=("fal",),
+)
+async def run_fal(ctx: PipelineContext, params: FalInput) -> JsonObject:
+    request = RemoteRequest(params.model, params.input)
+    return await ctx.run_remote("fal", request, timeout_s=params.timeout_s, phases=RemotePhases())
+
+
+@pipeline(
+    "runware",
+    input=RunwareInput,
+    phases=PHASES,
+    description="A Runware task (image, video or audio), its files copied into genwire.",
+    time_limit_s=TIME_LIMIT_S,
+    providers=("runware",),
+)
+async def run_runware(ctx: PipelineContext, params: RunwareInput) -> JsonObject:
+    reserved = {"taskType", "taskUUID", "deliveryMethod", "webhookURL", "model"}
+    fields = {name: value for name, value in params.input.items() if name not in reserved}
+    request = RemoteRequest(params.model, fields, task_type=params.task_type)
+    return await ctx.run_remote(
+        "runware", request, timeout_s=params.timeout_s, phases=RemotePhases()
+    )

@@ -1,0 +1,112 @@
+"""The providers this process may call: their adapters, built from the settings, the
+durable record of their calls, and where their webhooks come back."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from genwire.bus import Bus
+from genwire.models import JsonObject
+from genwire.pipelines.base import PipelineContext
+from genwire.providers.base import Provider, RemotePhases, RemoteRequest
+from genwire.providers.fal import Fal
+from genwire.providers.follow import CallFollower
+from genwire.providers.http import ProviderHttp
+from genwire.providers.replicate import Replicate
+from genwire.providers.runware import Runware
+from genwire.providers.settings import ProviderSettings
+from genwire.store import Store
+from genwire.store.provider_calls import ProviderCall, ProviderCalls
+
+PROVIDER_NAMES = ("replicate", "fal", "runware")
+
+
+def build_providers(settings: ProviderSettings) -> dict[str, Provider]:
+    """An adapter for each provider whose key is set."""
+    secrets = settings.secrets
+    backoff = settings.retry_backoff_s
+    providers: dict[str, Provider] = {}
+    if settings.replicate_token:
+        http = ProviderHttp(
+            "replicate",
+            settings.replicate_url,
+            {"Authorization": f"Bearer {settings.replicate_token}"},
+            secrets,
+            backoff_s=backoff,
+        )
+        providers["replicate"] = Replicate(http, settings.replicate_webhook_secret)
+    if settings.fal_key:
+        http = ProviderHttp(
+            "fal",
+            settings.fal_queue_url,
+            {"Authorization": f"Key {settings.fal_key}"},
+            secrets,
+            backoff_s=backoff,
+        )
+        providers["fal"] = Fal(http, settings.fal_jwks_url)
+    if settings.runware_key:
+        http = ProviderHttp(
+            "runware",
+            settings.runware_url,
+            {"Authorization": f"Bearer {settings.runware_key}"},
+            secrets,
+            backoff_s=backoff,
+        )
+        providers["runware"] = Runware(http)
+    return providers
+
+
+class RemoteProviders:
+    """What following a provider call needs; handed to every pipeline's context."""
+
+    def __init__(
+        self,
+        settings: ProviderSettings,
+        store: Store,
+        bus: Bus,
+        public_url: str | None,
+        providers: dict[str, Provider] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.calls = ProviderCalls(store)
+        self.bus = bus
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.providers = build_providers(settings) if providers is None else providers
+
+    def get(self, name: str) -> Provider | None:
+        return self.providers.get(name)
+
+    def configured(self) -> dict[str, bool]:
+        return {name: name in self.providers for name in PROVIDER_NAMES}
+
+    def webhook_url(self, call: ProviderCall) -> str | None:
+        """Where the provider calls back: only with a public URL to be reached at."""
+        if self.public_url is None:
+            return None
+        return (
+            f"{self.public_url}/api/providers/{call.provider}/webhook"
+            f"?call={quote(call.id)}&secret={quote(call.secret)}"
+        )
+
+    def redact(self, text: str) -> str:
+        for secret in self.settings.secrets:
+            text = text.replace(secret, "[redacted]")
+        return text
+
+    async def follow(
+        self,
+        ctx: PipelineContext,
+        provider: str,
+        request: RemoteRequest,
+        *,
+        key: str,
+        timeout_s: float,
+        phases: RemotePhases | None,
+        copy_outputs: bool,
+    ) -> JsonObject:
+        follower = CallFollower(self, ctx, provider, phases)
+        return await follower.run(request, key=key, timeout_s=timeout_s, copy_outputs=copy_outputs)
+
+    async def close(self) -> None:
+        for provider in self.providers.values():
+            await provider.http.close()

@@ -1,0 +1,152 @@
+"""Calls to remote providers, kept durably (SPEC §7.1).
+
+A call is written (`SUBMITTING`) before its request leaves genwire, and its provider
+id (`SUBMITTED`) as soon as the provider answers: a worker that dies anywhere after
+that resumes following the same provider job instead of paying for a second one.
+Webhooks land here too, so that whichever process follows the call reads them.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from genwire.ids import new_id
+from genwire.models import JsonObject, utc_now
+from genwire.store.schema import provider_calls
+from genwire.store.sql import Store
+from genwire.store.transactions import WriteTx
+
+
+class CallState(enum.StrEnum):
+    SUBMITTING = "submitting"  #: written; its request may or may not have reached the provider
+    SUBMITTED = "submitted"  #: the provider took it: its id is known
+    ENDED = "ended"  #: followed to its end (or given up on); nothing more to ask
+
+
+@dataclass(frozen=True)
+class ProviderCall:
+    id: str
+    job_id: str
+    key: str
+    provider: str
+    state: CallState
+    provider_job_id: str | None
+    secret: str
+    handle: JsonObject
+    webhook_status: JsonObject | None
+    deadline_at: datetime
+    created_at: datetime
+
+
+def _call_from_row(row: Any) -> ProviderCall:
+    return ProviderCall(
+        id=row["id"],
+        job_id=row["job_id"],
+        key=row["key"],
+        provider=row["provider"],
+        state=CallState(row["state"]),
+        provider_job_id=row["provider_job_id"],
+        secret=row["secret"],
+        handle=row["handle"] or {},
+        webhook_status=row["webhook_status"],
+        deadline_at=row["deadline_at"],
+        created_at=row["created_at"],
+    )
+
+
+def _connection_of(tx: WriteTx) -> Connection:
+    # Part of the store: it shares the transaction's connection, as the outbox does.
+    return tx._connection
+
+
+def _select_call(connection: Connection, **where: str) -> ProviderCall | None:
+    query = sa.select(provider_calls)
+    for column, value in where.items():
+        query = query.where(provider_calls.c[column] == value)
+    row = connection.execute(query).mappings().first()
+    return None if row is None else _call_from_row(row)
+
+
+class ProviderCalls:
+    """The provider calls of one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def open(
+        self,
+        job_id: str,
+        key: str,
+        provider: str,
+        *,
+        timeout_s: float,
+        provider_job_id: str | None = None,
+    ) -> tuple[ProviderCall, bool]:
+        """The job's call named `key`, created (`SUBMITTING`) if it has none yet;
+        returns it and whether it was created now. `provider_job_id`: an id the
+        client chooses (Runware's taskUUID), fixed before anything is sent."""
+
+        def run(tx: WriteTx) -> tuple[ProviderCall, bool]:
+            connection = _connection_of(tx)
+            existing = _select_call(connection, job_id=job_id, key=key)
+            if existing is not None:
+                return existing, False
+            now = utc_now()
+            call_id = new_id("call")
+            values: dict[str, Any] = {
+                "id": call_id,
+                "job_id": job_id,
+                "key": key,
+                "provider": provider,
+                "state": CallState.SUBMITTING.value,
+                "provider_job_id": provider_job_id,
+                "secret": secrets.token_urlsafe(24),
+                "handle": {},
+                "webhook_status": None,
+                "deadline_at": now + timedelta(seconds=timeout_s),
+                "created_at": now,
+                "updated_at": now,
+            }
+            connection.execute(sa.insert(provider_calls).values(**values))
+            created = _select_call(connection, id=call_id)
+            assert created is not None
+            return created, True
+
+        value, _ = await self.store.write(run)
+        return value
+
+    async def get(self, call_id: str) -> ProviderCall | None:
+        return await self.store.read(lambda connection: _select_call(connection, id=call_id))
+
+    async def mark_submitted(self, call_id: str, provider_job_id: str, handle: JsonObject) -> None:
+        await self._update(
+            call_id,
+            state=CallState.SUBMITTED.value,
+            provider_job_id=provider_job_id,
+            handle=handle,
+        )
+
+    async def mark_ended(self, call_id: str) -> None:
+        await self._update(call_id, state=CallState.ENDED.value)
+
+    async def record_webhook(self, call_id: str, status: JsonObject) -> None:
+        """Keep the latest verified webhook for whoever follows the call (it reads
+        the call again when woken, and at each of its polls)."""
+        await self._update(call_id, webhook_status=status)
+
+    async def _update(self, call_id: str, **values: Any) -> None:
+        def run(tx: WriteTx) -> None:
+            _connection_of(tx).execute(
+                sa.update(provider_calls)
+                .where(provider_calls.c.id == call_id)
+                .values(**values, updated_at=utc_now())
+            )
+
+        await self.store.write(run)
