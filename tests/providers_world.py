@@ -14,6 +14,7 @@ import httpx
 
 from genwire.api import create_app
 from genwire.config import Settings
+from genwire.pipelines import PipelineRegistry
 from genwire.providers.settings import ProviderSettings
 from tests.conftest import ThreadedServer
 from tests.fakes.fal import run_fake_fal
@@ -81,6 +82,9 @@ CASES = [
 ]
 
 
+BY_NAME = {case.name: case for case in CASES}
+
+
 class _Deferred:
     """An ASGI app set after its server's port is known (the public URL needs it)."""
 
@@ -125,6 +129,7 @@ def world(
     *,
     webhooks: bool = False,
     providers: ProviderSettings = FAST,
+    registry: PipelineRegistry | None = None,
     **knobs: Any,
 ) -> Iterator[World]:
     """The case's fake and a genwire server configured for it (webhooks: with a
@@ -137,6 +142,6 @@ def world(
             providers=case.configure(providers, fake),
             public_url=server.url if webhooks else None,
         )
-        deferred.app = create_app(settings, test_registry())
+        deferred.app = create_app(settings, registry or test_registry())
         with server, httpx.Client(base_url=server.url, timeout=30) as http:
             yield World(fake, server, http, settings)

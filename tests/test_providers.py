@@ -14,11 +14,9 @@ import httpx
 import pytest
 
 from tests.fakes.harness import sample_mp4
-from tests.providers_world import CASES, ProviderCase, World, world
+from tests.providers_world import BY_NAME, CASES, ProviderCase, World, world
 
 pytestmark = pytest.mark.timeout(90)
-
-BY_NAME = {case.name: case for case in CASES}
 
 
 def _types(events: list[dict[str, Any]]) -> list[str]:
@@ -241,3 +239,31 @@ def test_a_provider_without_its_key_is_refused_at_create(http: httpx.Client) -> 
     )
     assert answer.status_code == 422
     assert answer.json()["code"] == "provider-not-configured"
+
+
+def test_a_project_of_three_runware_clips_completes_with_every_clip_copied(
+    tmp_path: Path,
+) -> None:
+    case = BY_NAME["runware"]
+    with world(case, tmp_path, webhooks=True) as w:
+        clips = [case.body(input={"positivePrompt": f"scene {n}"}) for n in range(3)]
+        answer = w.http.post("/api/projects", json={"name": "three clips", "clips": clips})
+        assert answer.status_code == 201, answer.text
+        project_id = answer.json()["id"]
+        deadline = time.monotonic() + 30
+        project = w.http.get(f"/api/projects/{project_id}").json()
+        while not project["all_complete"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+            project = w.http.get(f"/api/projects/{project_id}").json()
+        assert project["all_complete"]
+        assert (project["total_clips"], project["completed"], project["failed"]) == (3, 3, 0)
+        assert all(url.startswith("/api/files/") for url in project["clips"].values())
+        prompts = sorted(task["positivePrompt"] for task in w.fake.submissions)  # type: ignore[attr-defined]
+        assert prompts == ["scene 0", "scene 1", "scene 2"]
+        seen: list[str] = []
+        with w.http.stream("GET", f"/api/projects/{project_id}/events", timeout=10) as stream:
+            for line in stream.iter_lines():
+                seen.append(line)
+                if line == "event: project-completed":
+                    break
+        assert seen[-1] == "event: project-completed"

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from genwire.models import Artifact, JsonObject, StepState
-from genwire.providers.base import RemotePhases, RemoteRequest
+from genwire.providers.base import RemotePhases, RemoteRequest, RemoteResult
 
 DEFAULT_TIME_LIMIT_S = 1800.0
 
@@ -80,7 +80,7 @@ class RemoteFollower(Protocol):
         timeout_s: float,
         phases: RemotePhases | None,
         copy_outputs: bool,
-    ) -> JsonObject: ...
+    ) -> RemoteResult: ...
 
 
 class PipelineContext:
@@ -179,9 +179,10 @@ class PipelineContext:
         timeout_s: float = DEFAULT_TIME_LIMIT_S,
         phases: RemotePhases | None = None,
         copy_outputs: bool = True,
-    ) -> JsonObject:
-        """Run `request` at a remote provider and return `{provider, provider_job_id,
-        result}`, its files copied into genwire's storage and its URLs replaced.
+    ) -> RemoteResult:
+        """Run `request` at a remote provider; its `output` is `{provider,
+        provider_job_id, result}` with the provider's file URLs replaced by genwire's,
+        its files copied into storage as artifacts (and kept in `workdir` as `files`).
 
         `key` names the call within the job: a job run again (a restart, a lost
         worker) follows the provider job its call already made instead of

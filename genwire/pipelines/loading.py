@@ -5,6 +5,8 @@ modules named by `--pipelines` / `GENWIRE_PIPELINES`, and the entry-point group
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Iterable
 from importlib.metadata import entry_points
 from types import ModuleType
@@ -35,6 +37,9 @@ def pipelines_in(target: object, origin: str) -> list[Pipeline]:
 
 
 def load_modules(names: Iterable[str]) -> list[Pipeline]:
+    """Import each module (from the current folder too, as uvicorn does for apps)."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     loaded: list[Pipeline] = []
     for name in names:
         try:

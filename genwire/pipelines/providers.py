@@ -73,9 +73,10 @@ class RunwareInput(BaseModel):
 )
 async def run_replicate(ctx: PipelineContext, params: ReplicateInput) -> JsonObject:
     request = RemoteRequest(params.model, params.input)
-    return await ctx.run_remote(
+    made = await ctx.run_remote(
         "replicate", request, timeout_s=params.timeout_s, phases=RemotePhases()
     )
+    return made.output
 
 
 @pipeline(
@@ -88,7 +89,8 @@ async def run_replicate(ctx: PipelineContext, params: ReplicateInput) -> JsonObj
 )
 async def run_fal(ctx: PipelineContext, params: FalInput) -> JsonObject:
     request = RemoteRequest(params.model, params.input)
-    return await ctx.run_remote("fal", request, timeout_s=params.timeout_s, phases=RemotePhases())
+    made = await ctx.run_remote("fal", request, timeout_s=params.timeout_s, phases=RemotePhases())
+    return made.output
 
 
 @pipeline(
@@ -103,6 +105,7 @@ async def run_runware(ctx: PipelineContext, params: RunwareInput) -> JsonObject:
     reserved = {"taskType", "taskUUID", "deliveryMethod", "webhookURL", "model"}
     fields = {name: value for name, value in params.input.items() if name not in reserved}
     request = RemoteRequest(params.model, fields, task_type=params.task_type)
-    return await ctx.run_remote(
+    made = await ctx.run_remote(
         "runware", request, timeout_s=params.timeout_s, phases=RemotePhases()
     )
+    return made.output

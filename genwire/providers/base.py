@@ -11,9 +11,10 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
-from genwire.models import JsonObject
+from genwire.models import Artifact, JsonObject
 from genwire.providers.http import ProviderHttp
 
 
@@ -68,6 +69,15 @@ class RemotePhases:
     queue: str = "queue"
     generate: str = "generate"
     copy: str = "copy"
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    """What a provider call gave: the output to return, and its copied files."""
+
+    output: JsonObject  #: `{provider, provider_job_id, result}`, genwire's URLs in `result`
+    artifacts: list[Artifact]  #: the files, stored as the job's artifacts
+    files: list[Path]  #: the same files in the attempt's work folder, to work on further
 
 
 @dataclass(frozen=True)

@@ -17,17 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from genwire.bus import topics
-from genwire.models import JsonObject, utc_now
+from genwire.models import Artifact, utc_now
 from genwire.pipelines.base import JobCancelled, PipelineContext, PipelineError
 from genwire.providers.base import (
     CallRef,
     Provider,
     RemotePhases,
     RemoteRequest,
+    RemoteResult,
     RemoteState,
     RemoteStatus,
 )
@@ -70,7 +74,7 @@ class CallFollower:
 
     async def run(
         self, request: RemoteRequest, *, key: str, timeout_s: float, copy_outputs: bool
-    ) -> JsonObject:
+    ) -> RemoteResult:
         call, created = await self.remote.calls.open(
             self.ctx.job_id,
             key,
@@ -95,14 +99,17 @@ class CallFollower:
             raise PipelineError(
                 f"{self.provider.name} cancelled {ref.provider_job_id}", code="provider_failed"
             )
-        result = final.result
+        result: object = final.result
+        artifacts: list[Artifact] = []
+        files: list[Path] = []
         if copy_outputs:
-            result = await self._copy(result)
-        return {
+            result, artifacts, files = await self._copy(result)
+        output = {
             "provider": self.provider.name,
             "provider_job_id": ref.provider_job_id,
             "result": result,
         }
+        return RemoteResult(output, artifacts, files)
 
     async def _submitted(
         self, call: ProviderCall, created: bool, request: RemoteRequest
@@ -254,21 +261,26 @@ class CallFollower:
         if self.phases is not None:
             await self.ctx.phase(getattr(self.phases, which))
 
-    async def _copy(self, result: object) -> object:
+    async def _copy(self, result: object) -> tuple[object, list[Artifact], list[Path]]:
         await self._enter("copy")
         await self.ctx.status(f"copying the outputs of {self.provider.name}")
+        kept: list[Path] = []
 
-        async def store(path, name, media_type):  # type: ignore[no-untyped-def]
+        async def store(path: Path, name: str, media_type: str | None) -> Artifact:
+            # Storage takes the file; the pipeline keeps a link to work on further.
+            keep = path.with_name(f"kept-{path.name}")
+            await asyncio.to_thread(_link_or_copy, path, keep)
+            kept.append(keep)
             return await self.ctx.artifact(path, name=name, media_type=media_type)
 
         try:
-            copied, _ = await copy_outputs(result, self.ctx.workdir, store)
+            copied, artifacts = await copy_outputs(result, self.ctx.workdir, store)
         except OutputUnavailable as error:
             raise PipelineError(
                 f"an output of {self.provider.name} could not be copied: {error}",
                 code="output_unavailable",
             ) from None
-        return copied
+        return copied, artifacts, kept
 
     async def _forward_cancel(self, call: ProviderCall, ref: CallRef, why: str) -> None:
         """Stop the provider job, or say that the provider cannot stop it."""
@@ -298,3 +310,10 @@ class CallFollower:
 
     def _words(self, text: str) -> str:
         return self.remote.redact(text)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)

@@ -6,9 +6,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from genwire.bus import Bus
-from genwire.models import JsonObject
 from genwire.pipelines.base import PipelineContext
-from genwire.providers.base import Provider, RemotePhases, RemoteRequest
+from genwire.providers.base import Provider, RemotePhases, RemoteRequest, RemoteResult
 from genwire.providers.fal import Fal
 from genwire.providers.follow import CallFollower
 from genwire.providers.http import ProviderHttp
@@ -103,7 +102,7 @@ class RemoteProviders:
         timeout_s: float,
         phases: RemotePhases | None,
         copy_outputs: bool,
-    ) -> JsonObject:
+    ) -> RemoteResult:
         follower = CallFollower(self, ctx, provider, phases)
         return await follower.run(request, key=key, timeout_s=timeout_s, copy_outputs=copy_outputs)
 

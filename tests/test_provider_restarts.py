@@ -1,0 +1,90 @@
+"""A `genwire serve` SIGKILLed while a provider job runs follows that same job after
+its restart: the provider saw one submission, the job succeeds, and no key or
+secret was written to the log, an event or a snapshot (SPEC §7.1)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from genwire.providers.settings import ProviderSettings
+from tests.conftest import ServerProcess
+from tests.providers_world import BY_NAME, ProviderCase
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+RESTART_CASES = [BY_NAME["runware"], BY_NAME["replicate"], BY_NAME["fal"]]
+
+
+def _environment(case: ProviderCase, fake: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Point a child `genwire serve` at the fake; returns the secrets it must not write."""
+    settings = case.configure(ProviderSettings(), fake)
+    names = {
+        "REPLICATE_API_TOKEN": settings.replicate_token,
+        "GENWIRE_REPLICATE_API_URL": settings.replicate_url,
+        "FAL_KEY": settings.fal_key,
+        "GENWIRE_FAL_QUEUE_URL": settings.fal_queue_url,
+        "GENWIRE_FAL_JWKS_URL": settings.fal_jwks_url,
+        "RUNWARE_API_KEY": settings.runware_key,
+        "GENWIRE_RUNWARE_API_URL": settings.runware_url,
+        "GENWIRE_PROVIDER_POLL_S": "0.2,0.5",
+        "GENWIRE_PROVIDER_WEBHOOK_POLL_S": "0.5,1",
+    }
+    for name, value in names.items():
+        if value:
+            monkeypatch.setenv(name, value)
+    return settings.secrets
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("case", RESTART_CASES, ids=str)
+def test_a_server_killed_mid_job_resumes_following_it_without_submitting_again(
+    case: ProviderCase,
+    serve_process: Callable[..., ServerProcess],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    with case.start_fake() as fake:
+        fake.plan(case.model, run_s=3.0)
+        secrets = _environment(case, fake, monkeypatch)
+        data_dir = tmp_path / "data"
+        first = serve_process("--log-level", "debug", data_dir=data_dir)
+        job_id = httpx.post(f"{first.url}/api/jobs", json=case.body()).json()["id"]
+
+        def recorded() -> bool:
+            events = httpx.get(f"{first.url}/api/jobs/{job_id}/poll?wait=0").json()["events"]
+            return any("submitted to" in str(event.get("message")) for event in events)
+
+        _wait(recorded, "the provider's id to be recorded")
+        first.kill()
+        assert len(fake.submissions) == 1
+        second = serve_process("--log-level", "debug", data_dir=data_dir)
+        with second.client() as http:
+
+            def ended() -> bool:
+                return http.get(f"/api/jobs/{job_id}").json()["status"] != "running"
+
+            _wait(ended, "the job to end after the restart", timeout=60)
+            job = http.get(f"/api/jobs/{job_id}").json()
+            events = http.get(f"/api/jobs/{job_id}/poll?wait=0").json()["events"]
+        assert job["status"] == "succeeded", job["error"]
+        assert job["attempt"] == 2
+        assert len(fake.submissions) == 1, "the provider saw a second submission"
+        assert any("again" in str(event.get("message")) for event in events)
+        assert job["artifacts"]
+        written = first.log() + second.log() + str(events) + str(job)
+        assert secrets
+        for secret in secrets:
+            assert secret not in written, "a provider key was written out"
