@@ -512,6 +512,40 @@ def check_keepalive(doctor: Doctor) -> Check:
 
 #: Each check, in order, with what it does, for a spinner to show while it runs
 #: (`{wait}`: the keepalive wait).
+def check_providers(doctor: Doctor) -> Check:
+    """Each configured provider's key, tried by the server with one cheap call."""
+    try:
+        answer = doctor.http.get("/api/providers", params={"check": "1"}, timeout=60)
+        items = answer.json()["items"] if answer.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        items = None
+    if not isinstance(items, list):
+        return Check("providers", "warn", "the server does not list its providers (older genwire?)")
+    configured = [item for item in items if item.get("configured")]
+    if not configured:
+        return Check(
+            "providers",
+            "ok",
+            "none configured (the demo pipelines need none)",
+        )
+    failing = [item for item in configured if not item.get("check", {}).get("ok")]
+    said = "; ".join(
+        f"{item['name']}: {'works' if item.get('check', {}).get('ok') else 'FAILS'} "
+        f"({item.get('check', {}).get('detail', 'not checked')})"
+        for item in configured
+    )
+    if failing:
+        names = ", ".join(item["name"] for item in failing)
+        return Check(
+            "providers",
+            "fail",
+            said,
+            f"Check the key of {names} on the server (REPLICATE_API_TOKEN, FAL_KEY, "
+            "RUNWARE_API_KEY) and that the server reaches the provider.",
+        )
+    return Check("providers", "ok", said)
+
+
 CHECKS: tuple[tuple[str, Callable[[Doctor], Check]], ...] = (
     ("health: GET /healthz", check_health),
     (
@@ -522,6 +556,7 @@ CHECKS: tuple[tuple[str, Callable[[Doctor], Check]], ...] = (
     ("long-poll: following the same job by long-poll", check_long_poll),
     ("file download: downloading the job's file, then a Range of it", check_download),
     ("keepalive: waiting for a keepalive on an idle stream (up to {wait:g} s)", check_keepalive),
+    ("providers: each configured provider's key, tried by the server", check_providers),
 )
 
 

@@ -50,6 +50,7 @@ def test_a_healthy_server_passes_every_check(server: ThreadedServer) -> None:
         "long-poll": "ok",
         "file download": "ok",
         "keepalive": "ok",
+        "providers": "ok",
     }, checks
     assert code == 0
     assert "after submit" in checks["job over SSE"].detail
@@ -58,7 +59,15 @@ def test_a_healthy_server_passes_every_check(server: ThreadedServer) -> None:
 def test_the_table_names_every_check(server: ThreadedServer) -> None:
     result = CliRunner().invoke(main, ["doctor", "--keepalive-wait", "3", "--server", server.url])
     assert result.exit_code == 0, result.output
-    for name in ("health", "job over SSE", "buffering", "long-poll", "download", "keepalive"):
+    for name in (
+        "health",
+        "job over SSE",
+        "buffering",
+        "long-poll",
+        "download",
+        "keepalive",
+        "providers",
+    ):
         assert name in result.stdout
 
 
@@ -123,7 +132,7 @@ def test_run_checks_shows_each_check_while_it_runs_and_reports_it_as_it_ends(
     results = run_checks(
         server.url, keepalive_wait_s=3, on_check=lambda c: log.append(c.name), running=running
     )
-    assert len(results) == 6
+    assert len(results) == 7
     assert [entry.partition(":")[0] for entry in log] == [
         entry for check in results for entry in (f"running {check.name}", "ran", check.name)
     ]

@@ -267,3 +267,22 @@ def test_a_project_of_three_runware_clips_completes_with_every_clip_copied(
                 if line == "event: project-completed":
                     break
         assert seen[-1] == "event: project-completed"
+
+
+def test_doctor_says_which_providers_key_works(tmp_path: Path) -> None:
+    from genwire.doctor import Doctor, check_providers
+
+    with world(BY_NAME["replicate"], tmp_path) as w:
+        doctor = Doctor(w.server.url)
+        try:
+            works = check_providers(doctor)
+            w.fake.key = "r8_revoked"  # type: ignore[attr-defined]
+            fails = check_providers(doctor)
+        finally:
+            doctor.close()
+    assert works.verdict == "ok"
+    assert "replicate: works" in works.detail
+    assert fails.verdict == "fail"
+    assert "replicate: FAILS" in fails.detail
+    assert "401" in fails.detail
+    assert "REPLICATE_API_TOKEN" in fails.fix

@@ -7,6 +7,7 @@ kept with the call and its follower is woken; the follower decides what it means
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 
@@ -15,17 +16,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from genwire.api.requests import query_value, service_of
+from genwire.api.requests import query_value, service_of, tenant_of
 from genwire.api.responses import JsonResponse
 from genwire.bus import topics
 from genwire.errors import BadRequest, NotFound, Unauthorized
+from genwire.models import JsonObject
 from genwire.providers.base import WebhookRejected
-from genwire.providers.remote import RemoteProviders
+from genwire.providers.http import ProviderError
+from genwire.providers.remote import PROVIDER_NAMES, RemoteProviders
 
 log = logging.getLogger("genwire.providers")
 
 #: a Replicate prediction carries its whole log; generous, but bounded
 MAX_WEBHOOK_BYTES = 8 * 1024 * 1024
+CHECK_TIMEOUT_S = 20.0
 
 
 async def provider_webhook(request: Request) -> Response:
@@ -76,4 +80,29 @@ async def _bounded_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-routes = [Route("/providers/{name}/webhook", provider_webhook, methods=["POST"])]
+async def list_providers(request: Request) -> Response:
+    """The providers and whether each is configured; `?check=1` also makes each
+    configured one's cheapest authenticated call (what `genwire doctor` asks)."""
+    tenant_of(request)
+    remote = service_of(request).remote
+    check = query_value(request, "check") == "1"
+    items = []
+    for name in PROVIDER_NAMES:
+        provider = remote.get(name) if isinstance(remote, RemoteProviders) else None
+        item: JsonObject = {"name": name, "configured": provider is not None}
+        if check and provider is not None:
+            assert isinstance(remote, RemoteProviders)
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT_S):
+                    item["check"] = {"ok": True, "detail": await provider.check_key()}
+            except (ProviderError, TimeoutError) as error:
+                said = str(error) or f"no answer within {CHECK_TIMEOUT_S:g} s"
+                item["check"] = {"ok": False, "detail": remote.redact(said)}
+        items.append(item)
+    return JsonResponse({"items": items})
+
+
+routes = [
+    Route("/providers", list_providers, methods=["GET"]),
+    Route("/providers/{name}/webhook", provider_webhook, methods=["POST"]),
+]
