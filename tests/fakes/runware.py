@@ -370,7 +370,8 @@ class FakeRunware(FakeBase):
         """Computed from the clock on every look, so no request can see a stale state."""
         if task.plan.outcome == "never" or time.monotonic() < task.due:
             return "processing"
-        self.completed_at.setdefault(task.task_uuid, time.time())
+        # When it was due, in wall time: a poll may look long after the task ended.
+        self.completed_at.setdefault(task.task_uuid, time.time() - (time.monotonic() - task.due))
         return "success" if task.plan.outcome == "succeeded" else "error"
 
     def _poll_items(self, task: _Task) -> list[dict[str, Any]]:
