@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from genwire.api import create_app
 from genwire.config import Settings
@@ -145,3 +146,26 @@ def world(
         deferred.app = create_app(settings, registry or test_registry())
         with server, httpx.Client(base_url=server.url, timeout=30) as http:
             yield World(fake, server, http, settings)
+
+
+def provider_environment(
+    case: ProviderCase, fake: Any, monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """Point a child `genwire serve` at the case's fake through the environment
+    variables of SPEC §7.1; returns the secrets it must never write out."""
+    settings = case.configure(ProviderSettings(), fake)
+    names = {
+        "REPLICATE_API_TOKEN": settings.replicate_token,
+        "GENWIRE_REPLICATE_API_URL": settings.replicate_url,
+        "FAL_KEY": settings.fal_key,
+        "GENWIRE_FAL_QUEUE_URL": settings.fal_queue_url,
+        "GENWIRE_FAL_JWKS_URL": settings.fal_jwks_url,
+        "RUNWARE_API_KEY": settings.runware_key,
+        "GENWIRE_RUNWARE_API_URL": settings.runware_url,
+        "GENWIRE_PROVIDER_POLL_S": "0.2,0.5",
+        "GENWIRE_PROVIDER_WEBHOOK_POLL_S": "0.5,1",
+    }
+    for name, value in names.items():
+        if value:
+            monkeypatch.setenv(name, value)
+    return settings.secrets

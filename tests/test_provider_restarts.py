@@ -7,38 +7,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from genwire.providers.settings import ProviderSettings
 from tests.conftest import ServerProcess
-from tests.providers_world import BY_NAME, ProviderCase
+from tests.providers_world import BY_NAME, ProviderCase, provider_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 RESTART_CASES = [BY_NAME["runware"], BY_NAME["replicate"], BY_NAME["fal"]]
-
-
-def _environment(case: ProviderCase, fake: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Point a child `genwire serve` at the fake; returns the secrets it must not write."""
-    settings = case.configure(ProviderSettings(), fake)
-    names = {
-        "REPLICATE_API_TOKEN": settings.replicate_token,
-        "GENWIRE_REPLICATE_API_URL": settings.replicate_url,
-        "FAL_KEY": settings.fal_key,
-        "GENWIRE_FAL_QUEUE_URL": settings.fal_queue_url,
-        "GENWIRE_FAL_JWKS_URL": settings.fal_jwks_url,
-        "RUNWARE_API_KEY": settings.runware_key,
-        "GENWIRE_RUNWARE_API_URL": settings.runware_url,
-        "GENWIRE_PROVIDER_POLL_S": "0.2,0.5",
-        "GENWIRE_PROVIDER_WEBHOOK_POLL_S": "0.5,1",
-    }
-    for name, value in names.items():
-        if value:
-            monkeypatch.setenv(name, value)
-    return settings.secrets
 
 
 def _wait(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
@@ -58,7 +36,7 @@ def test_a_server_killed_mid_job_resumes_following_it_without_submitting_again(
 ) -> None:
     with case.start_fake() as fake:
         fake.plan(case.model, run_s=3.0)
-        secrets = _environment(case, fake, monkeypatch)
+        secrets = provider_environment(case, fake, monkeypatch)
         data_dir = tmp_path / "data"
         first = serve_process("--log-level", "debug", data_dir=data_dir)
         job_id = httpx.post(f"{first.url}/api/jobs", json=case.body()).json()["id"]

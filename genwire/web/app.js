@@ -68,7 +68,11 @@ function inputFor(name, property, required) {
     control = el("input", { ...common, type: "checkbox", checked: property.default === true });
     return el("div", { class: "field" }, el("div", { class: "check" }, control, el("label", { for: id, text: property.title || name })), help);
   }
-  if (spec.enum) {
+  if (spec.type === "object" || spec.type === "array") {
+    // Free-form JSON (a provider's own input): written as text, parsed on Start.
+    control = el("textarea", { ...common, rows: 3, spellcheck: "false", placeholder: spec.type === "object" ? '{"prompt": "…"}' : "[…]" });
+    control.value = property.default !== undefined && Object.keys(property.default).length ? JSON.stringify(property.default) : "";
+  } else if (spec.enum) {
     control = el("select", common, ...spec.enum.map((value) => el("option", { value, text: value, selected: value === property.default })));
   } else if (spec.type === "integer" || spec.type === "number") {
     control = el("input", {
@@ -113,6 +117,15 @@ function readInput() {
     }
     const raw = control.value.trim();
     if (raw === "") continue; // the pipeline's default applies
+    if (type === "object" || type === "array") {
+      try {
+        input[control.name] = JSON.parse(raw);
+      } catch {
+        control.setAttribute("aria-invalid", "true");
+        throw new FormError(`${control.name}: not valid JSON`);
+      }
+      continue;
+    }
     input[control.name] = type === "integer" ? Number.parseInt(raw, 10) : type === "number" ? Number(raw) : raw;
   }
   return input;
@@ -125,11 +138,20 @@ function markInvalid(error) {
   }
 }
 
+class FormError extends Error {}
+
 async function submitForm(event) {
   event.preventDefault();
   const button = $("#new-job button[type=submit]");
   const pipeline = $("#pipeline").value;
-  const input = readInput();
+  let input;
+  try {
+    input = readInput();
+  } catch (error) {
+    if (!(error instanceof FormError)) throw error;
+    $("#form-error").textContent = error.message;
+    return;
+  }
   const clips = Math.max(1, Number.parseInt($("#batch-size").value, 10) || 1);
   $("#form-error").textContent = "";
   button.disabled = true;
@@ -641,7 +663,12 @@ async function main() {
   $("#pipeline").addEventListener("change", renderForm);
   try {
     for (const pipeline of await client.pipelines()) pipelines.set(pipeline.name, pipeline);
-    $("#pipeline").replaceChildren(...[...pipelines.keys()].map((name) => el("option", { value: name, text: name })));
+    // A provider's pipeline without its key is listed, but cannot be chosen.
+    $("#pipeline").replaceChildren(
+      ...[...pipelines.values()].map((item) =>
+        el("option", { value: item.name, text: item.available === false ? `${item.name} (no key configured)` : item.name, disabled: item.available === false }),
+      ),
+    );
     if (pipelines.has("demo.video")) $("#pipeline").value = "demo.video";
     renderForm();
     await recover();
