@@ -4,9 +4,11 @@ secret was written to the log, an event or a snapshot (SPEC §7.1)."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -66,3 +68,34 @@ def test_a_server_killed_mid_job_resumes_following_it_without_submitting_again(
         assert secrets
         for secret in secrets:
             assert secret not in written, "a provider key was written out"
+
+
+def test_webhook_secrets_stay_out_of_the_access_log(
+    serve_process: Callable[..., ServerProcess],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Runware signs nothing: the call's secret rides in the webhook URL's query,
+    which uvicorn's access log would print whole."""
+    case = BY_NAME["runware"]
+    with case.start_fake() as fake:
+        secrets = provider_environment(case, fake, monkeypatch)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        public_url = f"http://127.0.0.1:{port}"
+        server = serve_process(
+            "--port", str(port), "--public-url", public_url, "--log-level", "info"
+        )
+        with server.client() as http:
+            job_id = http.post("/api/jobs", json=case.body()).json()["id"]
+            _wait(lambda: http.get(f"/api/jobs/{job_id}").json()["status"] != "running", "the end")
+            assert http.get(f"/api/jobs/{job_id}").json()["status"] == "succeeded"
+        taken = [call for call in fake.webhook_calls if call.status_code == 200]
+        assert taken, "the webhook never reached genwire"
+        call_secret = parse_qs(urlsplit(taken[0].url).query)["secret"][0]
+        log = server.log()
+        assert "/api/providers/runware/webhook" in log, "the access log shows no webhook call"
+        assert "secret=[redacted]" in log
+        for secret in [*secrets, call_secret]:
+            assert secret not in log

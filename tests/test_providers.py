@@ -286,3 +286,22 @@ def test_doctor_says_which_providers_key_works(tmp_path: Path) -> None:
     assert "replicate: FAILS" in fails.detail
     assert "401" in fails.detail
     assert "REPLICATE_API_TOKEN" in fails.fix
+
+
+def test_fals_queue_position_and_logs_reach_the_events(tmp_path: Path) -> None:
+    case = BY_NAME["fal"]
+    with world(case, tmp_path) as w:
+        w.fake.plan(case.model, queue_s=1.0, run_s=1.5)  # type: ignore[attr-defined]
+        job = w.wait_until_ended(w.submit(case.body())["id"])
+        assert job["status"] == "succeeded"
+        events = w.events(job["id"])
+        queued = [
+            e
+            for e in events
+            if e["type"] == "job-status" and e["status"] == "running" and "queue_position" in e
+        ]
+        assert queued, _types(events)
+        assert queued[0]["phase"] == "queue"
+        assert "queued at fal" in queued[0]["message"]
+        running = [e for e in events if e.get("phase") == "generate" and e.get("message")]
+        assert any(e["message"] != "running at fal" for e in running), "no log line was shown"
