@@ -17,7 +17,7 @@ from genwire.api import create_app
 from genwire.config import Settings
 from genwire.pipelines import PipelineRegistry
 from genwire.providers.settings import ProviderSettings
-from tests.conftest import ThreadedServer
+from tests.conftest import SHARED_WEBHOOK_SECRET, ThreadedServer
 from tests.fakes.fal import run_fake_fal
 from tests.fakes.harness import FakeBase
 from tests.fakes.replicate import run_fake_replicate
@@ -131,6 +131,7 @@ def world(
     webhooks: bool = False,
     providers: ProviderSettings = FAST,
     registry: PipelineRegistry | None = None,
+    database_url: str | None = None,
     **knobs: Any,
 ) -> Iterator[World]:
     """The case's fake and a genwire server configured for it (webhooks: with a
@@ -142,6 +143,8 @@ def world(
             data_dir=tmp_path / f"data-{case.name}",
             providers=case.configure(providers, fake),
             public_url=server.url if webhooks else None,
+            database_url=database_url,
+            webhook_secret=SHARED_WEBHOOK_SECRET if database_url else None,
         )
         deferred.app = create_app(settings, registry or test_registry())
         with server, httpx.Client(base_url=server.url, timeout=30) as http:

@@ -305,3 +305,39 @@ def test_fals_queue_position_and_logs_reach_the_events(tmp_path: Path) -> None:
         assert "queued at fal" in queued[0]["message"]
         running = [e for e in events if e.get("phase") == "generate" and e.get("message")]
         assert any(e["message"] != "running at fal" for e in running), "no log line was shown"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_a_provider_job_on_postgresql_is_followed_by_webhook_to_its_copied_output(
+    case: ProviderCase, tmp_path: Path, postgres_url: str
+) -> None:
+    with world(case, tmp_path, webhooks=True, database_url=postgres_url) as w:
+        job = w.wait_until_ended(w.submit(case.body())["id"])
+        _assert_copied(w, job)
+        assert _submitted(w) == 1
+        assert any(call.status_code == 200 for call in w.fake.webhook_calls)
+
+
+async def test_a_providers_words_lose_the_keys_and_any_webhook_secret_they_quote(
+    tmp_path: Path,
+) -> None:
+    """A provider may quote the webhook URL, or the key, back in an error."""
+    from genwire.bus import LocalBus
+    from genwire.providers.remote import RemoteProviders
+    from genwire.providers.settings import ProviderSettings
+    from genwire.store import Store
+
+    settings = ProviderSettings(replicate_token="r8_topsecret", runware_key="rw-key-123")
+    store = Store(f"sqlite:///{tmp_path / 'genwire.db'}")
+    remote = RemoteProviders(settings, store, LocalBus(), None)
+    await remote.close()
+    await store.close()
+    said = remote.redact(
+        "could not POST https://x.example/api/providers/replicate/webhook?call=call_1"
+        "&secret=abc-DEF_123 with token r8_topsecret (key rw-key-123)"
+    )
+    assert "abc-DEF_123" not in said
+    assert "r8_topsecret" not in said
+    assert "rw-key-123" not in said
+    assert "call=call_1&secret=[redacted]" in said

@@ -4,17 +4,15 @@ secret in the query (Runware signs nothing), and uvicorn logs every path whole."
 from __future__ import annotations
 
 import logging
-import re
 
-_SECRET_IN_QUERY = re.compile(r"([?&]secret=)[^&\s\"]*")
+from genwire.providers.http import redact_query_secrets
 
 
 class RedactSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                _SECRET_IN_QUERY.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
-                for arg in record.args
+                redact_query_secrets(arg) if isinstance(arg, str) else arg for arg in record.args
             )
         return True
 

@@ -42,6 +42,8 @@ class RemoteStatus:
     error: str | None = None  #: the provider's own words, once failed
     #: the provider refused the input rather than the model failing on it
     rejected: bool = False
+    #: a webhook said the job changed without saying how: the provider is asked now
+    fetch: bool = False
 
     def to_json(self) -> JsonObject:
         return {**asdict(self), "state": self.state.value}

@@ -178,8 +178,10 @@ class Fal(Provider):
             return None
         if body.get("status") == "OK":
             payload = body.get("payload")
-            # No payload (too large to send, or unreadable): the result is fetched instead.
-            return RemoteStatus(RemoteState.SUCCEEDED, result=payload) if payload else None
+            if not payload:
+                # Too large to send, or unreadable (`payload_error`): fetched instead.
+                return RemoteStatus(RemoteState.RUNNING, fetch=True)
+            return RemoteStatus(RemoteState.SUCCEEDED, result=payload)
         if body.get("status") == "ERROR":
             detail = body.get("error") or "failed"
             payload = body.get("payload")

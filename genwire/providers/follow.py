@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import random
 import shutil
@@ -46,6 +47,7 @@ log = logging.getLogger("genwire.providers")
 
 #: polls in a row that failed past their retries before the job fails
 MAX_FAILED_POLLS = 3
+ROW_CHECK_S = 1.0  #: with webhooks on, how often the call's row is read for one
 CANCEL_TIMEOUT_S = 5.0  #: a cancel forwarded while the job stops gets this long
 
 
@@ -174,6 +176,9 @@ class CallFollower:
         )
         interval = first
         next_poll = loop.time() + interval if status is not None else loop.time()
+        # A webhook taken by another process (an API node beside this worker) wakes
+        # no one here: its row is looked at this often, while webhooks are on.
+        row_check_s = ROW_CHECK_S if webhooks else math.inf
         seen_webhook = None
         failed_polls = 0
         with self.remote.bus.subscribe(topics.provider_call(call.id)) as woken:
@@ -191,15 +196,18 @@ class CallFollower:
                         code="provider_timeout",
                         retryable=True,
                     )
-                wait = min(next_poll, deadline) - loop.time()
+                wait = min(next_poll, deadline, loop.time() + row_check_s) - loop.time()
                 if wait > 0:
                     await woken.wait(wait)
                 status = None
                 latest = await self.remote.calls.get(call.id)
                 if latest is not None and latest.webhook_status not in (None, seen_webhook):
                     seen_webhook = latest.webhook_status
-                    status = RemoteStatus.from_json(latest.webhook_status)
-                    continue
+                    told = RemoteStatus.from_json(latest.webhook_status)
+                    if not told.fetch:
+                        status = told
+                        continue
+                    next_poll = loop.time()  # it changed, but the provider must be asked
                 if loop.time() < next_poll:
                     continue
                 try:

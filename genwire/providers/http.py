@@ -13,6 +13,7 @@ import asyncio
 import email.utils
 import logging
 import random
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +29,15 @@ MAX_RETRY_AFTER_S = 120.0  #: a longer Retry-After is waited this long, then tri
 #: statuses that mean "not done, try later" whatever the method
 CERTAINLY_NOT_DONE = frozenset({429, 503})
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+_SECRET_IN_QUERY = re.compile(r"([?&]secret=)[^&\s\"']*")
+
+
+def redact_query_secrets(text: str) -> str:
+    """`text` with the value of every `secret=` query parameter masked (the secret
+    of a provider webhook's URL, which a provider may quote back)."""
+    return _SECRET_IN_QUERY.sub(r"\1[redacted]", text)
 
 
 class ProviderError(Exception):
@@ -101,7 +111,7 @@ class ProviderHttp:
         """`text` with every secret of this provider replaced."""
         for secret in self.secrets:
             text = text.replace(secret, "[redacted]")
-        return text
+        return redact_query_secrets(text)
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"

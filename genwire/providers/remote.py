@@ -10,7 +10,7 @@ from genwire.pipelines.base import PipelineContext
 from genwire.providers.base import Provider, RemotePhases, RemoteRequest, RemoteResult
 from genwire.providers.fal import Fal
 from genwire.providers.follow import CallFollower
-from genwire.providers.http import ProviderHttp
+from genwire.providers.http import ProviderHttp, redact_query_secrets
 from genwire.providers.replicate import Replicate
 from genwire.providers.runware import Runware
 from genwire.providers.settings import ProviderSettings
@@ -88,9 +88,11 @@ class RemoteProviders:
         )
 
     def redact(self, text: str) -> str:
+        """`text` without the keys, nor a webhook URL's secret (a provider may quote
+        the URL back in an error)."""
         for secret in self.settings.secrets:
             text = text.replace(secret, "[redacted]")
-        return text
+        return redact_query_secrets(text)
 
     async def follow(
         self,
