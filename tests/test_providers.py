@@ -27,6 +27,19 @@ def _submitted(world: World) -> int:
     return len(world.fake.submissions)  # type: ignore[attr-defined]
 
 
+def _samples(world: World, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """One metric of `/metrics`, read with Prometheus's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = world.http.get("/metrics").text
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
 def _assert_copied(world: World, job: dict[str, Any]) -> None:
     """Succeeded, with the provider's files in genwire's storage and its URLs replaced."""
     assert job["status"] == "succeeded", job["error"]
@@ -96,6 +109,11 @@ def test_a_webhook_with_a_bad_signature_is_refused_and_changes_nothing(
         assert refused, "the fake sent no webhook"
         assert set(refused) == {401}, refused
         _assert_copied(w, job)  # by polling, as if the forged calls never came
+        counted = _samples(w, "genwire_provider_webhooks_total")
+        assert counted[(("outcome", "refused"), ("provider", case.name))] == len(refused)
+        assert counted[(("outcome", "accepted"), ("provider", case.name))] == 0
+        made = _samples(w, "genwire_provider_requests_total")
+        assert made[(("kind", "made"), ("provider", case.name))] >= 2
 
 
 def test_a_runware_webhook_without_its_calls_secret_is_refused(tmp_path: Path) -> None:

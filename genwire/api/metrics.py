@@ -15,6 +15,7 @@ from genwire.api.requests import service_of, tenant_of
 from genwire.api.sse import hub_of
 from genwire.metrics import CONTENT_TYPE, Metric, render
 from genwire.models import JobStatus
+from genwire.providers.remote import RemoteProviders
 
 log = logging.getLogger("genwire.api")
 
@@ -91,7 +92,39 @@ async def metrics(request: Request) -> Response:
             histogram=fan_outs.seconds,
         ),
     ]
+    families += _provider_metrics(service_of(request).remote)
     return Response(render(families), media_type=CONTENT_TYPE)
+
+
+def _provider_metrics(remote: object) -> list[Metric]:
+    if not isinstance(remote, RemoteProviders) or not remote.providers:
+        return []
+    return [
+        Metric(
+            "genwire_provider_requests_total",
+            "counter",
+            "Requests this process made to each provider's API; `retried` counts the "
+            "tries after a first one failed (429, 5xx, network).",
+            [
+                ({"provider": name, "kind": kind}, value)
+                for name, provider in remote.providers.items()
+                for kind, value in (
+                    ("made", provider.http.counter.total),
+                    ("retried", provider.http.counter.retried),
+                )
+            ],
+        ),
+        Metric(
+            "genwire_provider_webhooks_total",
+            "counter",
+            "Provider webhooks this process received: accepted, or refused with 401.",
+            [
+                ({"provider": name, "outcome": outcome}, remote.webhooks[name, outcome])
+                for name in remote.providers
+                for outcome in ("accepted", "refused")
+            ],
+        ),
+    ]
 
 
 routes = [Route("/metrics", metrics, methods=["GET"])]

@@ -44,12 +44,15 @@ async def provider_webhook(request: Request) -> Response:
     call = await remote.calls.get(call_id) if 0 < len(call_id) <= 40 else None
     secret = query_value(request, "secret") or ""
     if call is None or call.provider != name or not hmac.compare_digest(call.secret, secret):
+        remote.webhooks[name, "refused"] += 1
         raise Unauthorized("unknown call or wrong secret")
     try:
         await provider.verify_webhook(request.headers, body)
     except WebhookRejected as error:
+        remote.webhooks[name, "refused"] += 1
         log.warning("refused a %s webhook for call %s: %s", name, call.id, error)
         raise Unauthorized(f"the webhook signature does not verify: {error}") from None
+    remote.webhooks[name, "accepted"] += 1
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -3,6 +3,7 @@ durable record of their calls, and where their webhooks come back."""
 
 from __future__ import annotations
 
+from collections import Counter
 from urllib.parse import quote
 
 from genwire.bus import Bus
@@ -71,6 +72,8 @@ class RemoteProviders:
         self.bus = bus
         self.public_url = public_url.rstrip("/") if public_url else None
         self.providers = build_providers(settings) if providers is None else providers
+        #: webhooks received, by (provider, "accepted" | "refused"), for `/metrics`
+        self.webhooks: Counter[tuple[str, str]] = Counter()
 
     def get(self, name: str) -> Provider | None:
         return self.providers.get(name)
