@@ -276,7 +276,9 @@ class WorkerPool:
                     break
         if interrupt is None:
             return None
-        if interrupt is Interrupt.CANCEL:
+        if interrupt is Interrupt.CANCEL or interrupt is Interrupt.TIMEOUT:
+            # The pipeline is told it is stopped for good (it may stop work it started
+            # elsewhere: a provider job); a shutdown or lost lease leaves it to a rerun.
             cancel_requested.set()
         attempt.cancel()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):

@@ -29,6 +29,7 @@ FAST = ProviderSettings(
     poll_s=(0.1, 0.3),
     poll_with_webhooks_s=(0.3, 0.6),
     retry_backoff_s=(0.05, 0.1, 0.2, 0.3),
+    allow_private_outputs=True,  # the fakes serve their files on loopback
 )
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
@@ -117,6 +118,17 @@ class World:
             time.sleep(0.05)
         raise AssertionError(f"job {job_id} did not end within {timeout} s: {job}")
 
+    def accepted_webhooks(self, timeout: float = 10) -> list[Any]:
+        """The fake's webhook calls that genwire answered 200, once there is one (the
+        job may end by polling before a webhook's answer is noted)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            taken = [call for call in self.fake.webhook_calls if call.status_code == 200]
+            if taken:
+                return taken
+            time.sleep(0.05)
+        raise AssertionError(f"no webhook was accepted: {self.fake.webhook_calls}")
+
     def events(self, job_id: str) -> list[dict[str, Any]]:
         answer = self.http.get(f"/api/jobs/{job_id}/poll", params={"wait": 0})
         events: list[dict[str, Any]] = answer.json()["events"]
@@ -167,6 +179,7 @@ def provider_environment(
         "GENWIRE_RUNWARE_API_URL": settings.runware_url,
         "GENWIRE_PROVIDER_POLL_S": "0.2,0.5",
         "GENWIRE_PROVIDER_WEBHOOK_POLL_S": "0.5,1",
+        "GENWIRE_ALLOW_PRIVATE_OUTPUTS": "1",
     }
     for name, value in names.items():
         if value:

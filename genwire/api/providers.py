@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import logging
 
+import httpx
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,15 +40,25 @@ async def provider_webhook(request: Request) -> Response:
     provider = remote.get(name) if isinstance(remote, RemoteProviders) else None
     if provider is None or not isinstance(remote, RemoteProviders):
         raise NotFound(f"no provider {name!r} is configured here")
-    body = await _bounded_body(request)
     call_id = query_value(request, "call") or ""
     call = await remote.calls.get(call_id) if 0 < len(call_id) <= 40 else None
-    secret = query_value(request, "secret") or ""
-    if call is None or call.provider != name or not hmac.compare_digest(call.secret, secret):
+    secret = (query_value(request, "secret") or "").encode()
+    if (
+        call is None
+        or call.provider != name
+        or not hmac.compare_digest(call.secret.encode(), secret)
+    ):
         remote.webhooks[name, "refused"] += 1
         raise Unauthorized("unknown call or wrong secret")
+    body = await _bounded_body(request)
     try:
         await provider.verify_webhook(request.headers, body)
+    except (ProviderError, httpx.HTTPError) as error:
+        # genwire could not get the provider's keys: the provider should try again.
+        log.warning("cannot check a %s webhook now: %s", name, remote.redact(str(error)))
+        raise BadRequest(
+            f"cannot check {name}'s signature now; try again", status=503, code="unavailable"
+        ) from None
     except WebhookRejected as error:
         remote.webhooks[name, "refused"] += 1
         log.warning("refused a %s webhook for call %s: %s", name, call.id, error)
@@ -60,7 +71,7 @@ async def provider_webhook(request: Request) -> Response:
     status = provider.webhook_status(parsed)
     if status is None:
         return JsonResponse({"accepted": False, "reason": "nothing to act on"})
-    await remote.calls.record_webhook(call.id, status.to_json())
+    await remote.calls.record_webhook(call.id, status.to_json(), terminal=status.state.is_terminal)
     try:
         await service.bus.publish([topics.provider_call(call.id)])
     except Exception:

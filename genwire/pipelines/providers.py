@@ -3,9 +3,9 @@ and its outputs copied into genwire's storage (SPEC §7.1)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from genwire.models import JsonObject
 from genwire.pipelines.base import PipelineContext, pipeline
@@ -19,6 +19,16 @@ PHASES = {"submit": (0, 2), "queue": (2, 5), "generate": (5, 90), "copy": (90, 1
 TIME_LIMIT_S = MAX_TIMEOUT_S + 3600.0
 
 _MODEL = r"^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$"
+
+
+def _no_parent_steps(model: str) -> str:
+    """A model reference never holds `..`, which would walk out of the provider's API path."""
+    if ".." in model:
+        raise ValueError("must not contain '..'")
+    return model
+
+
+ModelRef = Annotated[str, AfterValidator(_no_parent_steps)]
 Timeout = Field(
     DEFAULT_TIMEOUT_S,
     gt=0,
@@ -31,7 +41,7 @@ Timeout = Field(
 class ReplicateInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(
+    model: ModelRef = Field(
         max_length=200,
         pattern=_MODEL,
         description="owner/name (its latest version), owner/name:VERSION or a version id.",
@@ -43,7 +53,7 @@ class ReplicateInput(BaseModel):
 class FalInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(
+    model: ModelRef = Field(
         max_length=200, pattern=_MODEL, description="The endpoint id, path included (fal-ai/…)."
     )
     input: JsonObject = Field(default_factory=dict, description="The request's arguments.")
@@ -54,7 +64,7 @@ class RunwareInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task_type: Literal["imageInference", "videoInference", "audioInference"]
-    model: str = Field(max_length=200, pattern=_MODEL, description="The model's AIR id.")
+    model: ModelRef = Field(max_length=200, pattern=_MODEL, description="The model's AIR id.")
     input: JsonObject = Field(
         default_factory=dict,
         description="The task's other fields (positivePrompt, duration, …); genwire sets "

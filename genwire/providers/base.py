@@ -144,6 +144,11 @@ class Provider(ABC):
     def webhook_status(self, body: Any) -> RemoteStatus | None:
         """The status a verified webhook body tells; None when it tells none."""
 
+    def is_file_field(self, field: str | None) -> bool:
+        """Whether a URL held by `field` of a result is an output file to copy (None:
+        a list item, or the whole result). Only files: a result may also echo input."""
+        return True
+
     @abstractmethod
     async def check_key(self) -> str:
         """One cheap authenticated call; returns what it learnt (for `genwire doctor`)."""

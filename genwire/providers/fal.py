@@ -62,10 +62,16 @@ class Fal(Provider):
         body = answer.json()
         request_id = str(body["request_id"])
         base = f"{self.http.base_url}/{app_id(request.model)}/requests/{request_id}"
+        built = {
+            "status_url": f"{base}/status",
+            "response_url": base,
+            "cancel_url": f"{base}/cancel",
+        }
+        # fal's key goes wherever these point: only to the queue's own origin.
         handle = {
-            "status_url": body.get("status_url") or f"{base}/status",
-            "response_url": body.get("response_url") or base,
-            "cancel_url": body.get("cancel_url") or f"{base}/cancel",
+            which: given if _same_origin(given, self.http.base_url) else fallback
+            for which, fallback in built.items()
+            for given in [body.get(which)]
         }
         position = body.get("queue_position")
         return Submitted(
@@ -158,8 +164,8 @@ class Fal(Provider):
         raise WebhookRejected("no fal key verifies the signature")
 
     async def _public_keys(self, *, refresh: bool = False) -> list[Ed25519PublicKey]:
-        stale = time.monotonic() - self._keys_fetched_at > JWKS_TTL_S
-        if self._keys and not (refresh or stale):
+        stale = not self._keys_fetched_at or time.monotonic() - self._keys_fetched_at > JWKS_TTL_S
+        if not (refresh or stale):
             return self._keys
         # Not through self.http: the JWKS needs no key, and fal's key must not travel.
         async with httpx.AsyncClient(timeout=10, follow_redirects=False) as client:
@@ -168,8 +174,11 @@ class Fal(Provider):
         keys = []
         for entry in answer.json().get("keys", []):
             if entry.get("kty") == "OKP" and entry.get("crv") == "Ed25519" and entry.get("x"):
-                raw = base64.urlsafe_b64decode(entry["x"] + "=" * (-len(entry["x"]) % 4))
-                keys.append(Ed25519PublicKey.from_public_bytes(raw))
+                try:
+                    raw = base64.urlsafe_b64decode(entry["x"] + "=" * (-len(entry["x"]) % 4))
+                    keys.append(Ed25519PublicKey.from_public_bytes(raw))
+                except (ValueError, TypeError):
+                    continue  # one bad key must not hide the others
         self._keys, self._keys_fetched_at = keys, time.monotonic()
         return keys
 
@@ -187,8 +196,14 @@ class Fal(Provider):
             payload = body.get("payload")
             if payload:
                 detail = f"{detail}: {provider_message(payload)}"
-            return RemoteStatus(RemoteState.FAILED, error=str(detail))
+            # "Invalid status code: 422": the runner refused the input.
+            return RemoteStatus(
+                RemoteState.FAILED, error=str(detail), rejected="422" in str(body.get("error"))
+            )
         return None
+
+    def is_file_field(self, field: str | None) -> bool:
+        return field == "url"  # fal's File objects: {url, content_type, file_name, …}
 
     async def check_key(self) -> str:
         # fal has no "who am I" on the queue: ask the status of a request that cannot
@@ -199,6 +214,13 @@ class Fal(Provider):
             accept=(400, 404, 422),
         )
         return "key accepted by the queue"
+
+
+def _same_origin(url: object, base: str) -> bool:
+    if not isinstance(url, str):
+        return False
+    given, ours = httpx.URL(url), httpx.URL(base)
+    return (given.scheme, given.host, given.port) == (ours.scheme, ours.host, ours.port)
 
 
 def _any_verifies(keys: list[Ed25519PublicKey], signature: bytes, message: bytes) -> bool:

@@ -16,11 +16,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import random
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,9 +37,11 @@ from genwire.providers.base import (
     RemoteResult,
     RemoteState,
     RemoteStatus,
+    Submitted,
 )
 from genwire.providers.http import ProviderError, ProviderGone, ProviderUnavailable
-from genwire.providers.outputs import OutputUnavailable, copy_outputs
+from genwire.providers.outputs import OutputUnavailable, copy_outputs, file_urls
+from genwire.store import request_fingerprint as fingerprint_of
 from genwire.store.provider_calls import CallState, ProviderCall
 
 if TYPE_CHECKING:
@@ -46,8 +50,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("genwire.providers")
 
 #: polls in a row that failed past their retries before the job fails
-MAX_FAILED_POLLS = 3
+MAX_KEY_LENGTH = 200
+#: a stopped job waits this long for a submit already on the wire, to learn its id
+SUBMIT_SETTLE_S = 5.0
+#: pauses between tries of recording a submitted job's id while the store is unwell
+RECORD_BACKOFF_S = (0.2, 1.0, 3.0, 10.0)
 ROW_CHECK_S = 1.0  #: with webhooks on, how often the call's row is read for one
+LAST_LOOK_S = 10.0  #: at the deadline, how long the last look at the provider may take
 CANCEL_TIMEOUT_S = 5.0  #: a cancel forwarded while the job stops gets this long
 
 
@@ -73,24 +82,38 @@ class CallFollower:
         self.provider: Provider = provider
         self.phases = phases
         self._shown: tuple[object, ...] | None = None
+        self._ref: CallRef | None = None  #: the provider job, once known
 
     async def run(
         self, request: RemoteRequest, *, key: str, timeout_s: float, copy_outputs: bool
     ) -> RemoteResult:
+        if not 0 < len(key) <= MAX_KEY_LENGTH:
+            raise PipelineError(f"a call's key must be 1–{MAX_KEY_LENGTH} characters")
         call, created = await self.remote.calls.open(
             self.ctx.job_id,
             key,
             self.provider.name,
             timeout_s=timeout_s,
+            request_hash=request_fingerprint(self.provider.name, request),
             provider_job_id=self.provider.new_job_id(),
         )
-        ref, first = await self._submitted(call, created, request)
+        if call.request_hash != request_fingerprint(self.provider.name, request):
+            raise PipelineError(
+                f"this job's call {key!r} was made with another request; give each "
+                "different call of a pipeline its own key"
+            )
         try:
-            final = await self._until_ended(call, ref, first)
+            first = await self._submitted(call, created, request)
+            assert self._ref is not None
+            final = await self._until_ended(call, self._ref, first)
         except (asyncio.CancelledError, JobCancelled):
-            if self.ctx.cancelled:
-                await self._forward_cancel(call, ref, "the job was cancelled")
+            # Cancelled, or past the worker's time limit: stop the provider job too.
+            # (A shutdown or a lost lease leaves it running for the next attempt.)
+            if self.ctx.cancelled and self._ref is not None:
+                await self._forward_cancel(self._ref, "the job was stopped")
+                await self.remote.calls.mark_ended(call.id)
             raise
+        ref = self._ref
         await self.remote.calls.mark_ended(call.id)
         if final.state is RemoteState.FAILED:
             raise PipelineError(
@@ -115,19 +138,43 @@ class CallFollower:
 
     async def _submitted(
         self, call: ProviderCall, created: bool, request: RemoteRequest
-    ) -> tuple[CallRef, RemoteStatus | None]:
-        """The provider job of this call, submitted now if it never was."""
+    ) -> RemoteStatus | None:
+        """Sets `_ref` to the provider job of this call, submitted now if it never
+        was; returns its status when the submit's answer told it."""
         name = self.provider.name
-        if call.state is not CallState.SUBMITTING:
-            assert call.provider_job_id is not None
+        if call.provider_job_id is not None and call.state is not CallState.SUBMITTING:
             await self.ctx.status(f"following {name} job {call.provider_job_id} again")
-            return CallRef(call.provider_job_id, call.handle, request.model), None
-        if not created:
-            found = await self._look_up_unsure(call, request)
-            if found is not None:
-                return found, None
+            self._ref = CallRef(call.provider_job_id, call.handle, request.model)
+            return None
+        if call.state is CallState.ENDED:
+            raise PipelineError(
+                f"this job's call {call.key!r} to {name} ended before {name} took it "
+                "(its submit was refused or abandoned); give another call another key",
+                code="provider_unavailable",
+            )
+        if not created and await self._look_up_unsure(call, request):
+            return None
         await self._enter("submit")
         webhook_url = self.remote.webhook_url(call)
+        # The request may be on the wire when the job is stopped: let it finish and
+        # its id be recorded, so that the cancel can be passed on, not lost.
+        submitting = asyncio.ensure_future(self._submit(call, request, webhook_url))
+        try:
+            submitted = await asyncio.shield(submitting)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                async with asyncio.timeout(SUBMIT_SETTLE_S):
+                    await asyncio.shield(submitting)
+            raise
+        how = "webhook and polling" if webhook_url else "polling"
+        await self.ctx.status(
+            f"submitted to {name} as {submitted.provider_job_id}; following by {how}"
+        )
+        return submitted.status
+
+    async def _submit(
+        self, call: ProviderCall, request: RemoteRequest, webhook_url: str | None
+    ) -> Submitted:
         try:
             submitted = await self.provider.submit(
                 request, webhook_url=webhook_url, job_id=call.provider_job_id
@@ -135,16 +182,17 @@ class CallFollower:
         except ProviderError as error:
             await self.remote.calls.mark_ended(call.id)
             raise self._job_error(error) from None
-        await self.remote.calls.mark_submitted(call.id, submitted.provider_job_id, submitted.handle)
-        how = "webhook and polling" if webhook_url else "polling"
-        await self.ctx.status(
-            f"submitted to {name} as {submitted.provider_job_id}; following by {how}"
+        self._ref = CallRef(submitted.provider_job_id, submitted.handle, request.model)
+        await _with_retries(
+            lambda: self.remote.calls.mark_submitted(
+                call.id, submitted.provider_job_id, submitted.handle
+            )
         )
-        return CallRef(submitted.provider_job_id, submitted.handle, request.model), submitted.status
+        return submitted
 
-    async def _look_up_unsure(self, call: ProviderCall, request: RemoteRequest) -> CallRef | None:
-        """An earlier run died while submitting: the job it may have made, or None
-        when the provider surely never got it (then it is submitted now)."""
+    async def _look_up_unsure(self, call: ProviderCall, request: RemoteRequest) -> bool:
+        """An earlier run died while submitting. True when the provider has the job
+        (then `_ref` is set); False when it surely never got it (submit it now)."""
         name = self.provider.name
         if not (self.provider.client_chosen_ids and call.provider_job_id):
             await self.remote.calls.mark_ended(call.id)
@@ -159,28 +207,28 @@ class CallFollower:
         try:
             await self.provider.status(ref)
         except ProviderGone:
-            return None
+            return False
         except ProviderError as error:
             raise self._job_error(error) from None
         await self.remote.calls.mark_submitted(call.id, call.provider_job_id, call.handle)
-        return ref
+        self._ref = ref
+        return True
 
     async def _until_ended(
         self, call: ProviderCall, ref: CallRef, status: RemoteStatus | None
     ) -> RemoteStatus:
         loop = asyncio.get_running_loop()
+        settings = self.remote.settings
         deadline = loop.time() + (call.deadline_at - utc_now()).total_seconds()
         webhooks = self.remote.webhook_url(call) is not None
-        first, longest = (
-            self.remote.settings.poll_with_webhooks_s if webhooks else self.remote.settings.poll_s
-        )
+        first, longest = settings.poll_with_webhooks_s if webhooks else settings.poll_s
         interval = first
         next_poll = loop.time() + interval if status is not None else loop.time()
         # A webhook taken by another process (an API node beside this worker) wakes
-        # no one here: its row is looked at this often, while webhooks are on.
+        # no one here: while webhooks are on, the call's row is read this often.
         row_check_s = ROW_CHECK_S if webhooks else math.inf
         seen_webhook = None
-        failed_polls = 0
+        unreachable_since: float | None = None
         with self.remote.bus.subscribe(topics.provider_call(call.id)) as woken:
             while True:
                 if status is not None:
@@ -188,14 +236,7 @@ class CallFollower:
                     if status.state.is_terminal:
                         return status
                 if loop.time() >= deadline:
-                    await self._forward_cancel(call, ref, "its timeout_s passed")
-                    await self.remote.calls.mark_ended(call.id)
-                    raise PipelineError(
-                        f"{self.provider.name} job {ref.provider_job_id} did not finish "
-                        f"within its timeout_s; cancelled at {self.provider.name}",
-                        code="provider_timeout",
-                        retryable=True,
-                    )
+                    return await self._past_deadline(call, ref)
                 wait = min(next_poll, deadline, loop.time() + row_check_s) - loop.time()
                 if wait > 0:
                     await woken.wait(wait)
@@ -212,21 +253,44 @@ class CallFollower:
                     continue
                 try:
                     status = await self.provider.status(ref)
-                    failed_polls = 0
+                    unreachable_since = None
                 except ProviderUnavailable as error:
-                    failed_polls += 1
-                    log.warning(
-                        "polling %s failed (%d in a row): %s",
-                        self.provider.name,
-                        failed_polls,
-                        error,
-                    )
-                    if failed_polls >= MAX_FAILED_POLLS:
+                    # Retried already (http.py); an outage of minutes is waited out.
+                    now = loop.time()
+                    if unreachable_since is None:
+                        unreachable_since = now
+                        await self.ctx.warn(
+                            self._words(f"cannot reach {self.provider.name}, trying on: {error}"),
+                            code="provider_unreachable",
+                        )
+                    if now - unreachable_since >= settings.give_up_unreachable_s:
+                        await self._forward_cancel(ref, f"{self.provider.name} was unreachable")
                         raise self._job_error(error) from None
                 except ProviderError as error:
                     raise self._job_error(error) from None
                 interval = min(interval * 1.5, longest)
                 next_poll = loop.time() + interval * random.uniform(0.9, 1.1)
+
+    async def _past_deadline(self, call: ProviderCall, ref: CallRef) -> RemoteStatus:
+        """One last look (it may have ended since the last poll), then the end."""
+        with contextlib.suppress(ProviderError, TimeoutError):
+            async with asyncio.timeout(LAST_LOOK_S):
+                status = await self.provider.status(ref)
+            if status.state.is_terminal:
+                return status
+        name = self.provider.name
+        await self._forward_cancel(ref, "its timeout_s passed")
+        await self.remote.calls.mark_ended(call.id)
+        stopped = (
+            f"cancelled at {name}"
+            if self.provider.can_cancel
+            else f"no longer followed ({name} has no cancel)"
+        )
+        raise PipelineError(
+            f"{name} job {ref.provider_job_id} did not finish within its timeout_s; {stopped}",
+            code="provider_timeout",
+            retryable=True,
+        )
 
     async def _show(self, status: RemoteStatus) -> None:
         """Events for what changed: phase, queue position, log line, progress."""
@@ -247,7 +311,7 @@ class CallFollower:
                 f" (position {status.queue_position})" if status.queue_position is not None else ""
             )
             message = status.log_line or f"queued at {name}{where}"
-            await self.ctx.status(message, queue_position=status.queue_position)
+            await self.ctx.status(self._words(message), queue_position=status.queue_position)
             return
         message = status.log_line or f"running at {name}"
         if status.progress is not None and self.ctx.current_phase is not None:
@@ -282,7 +346,13 @@ class CallFollower:
             return await self.ctx.artifact(path, name=name, media_type=media_type)
 
         try:
-            copied, artifacts = await copy_outputs(result, self.ctx.workdir, store)
+            copied, artifacts = await copy_outputs(
+                file_urls(result, self.provider.is_file_field),
+                result,
+                self.ctx.workdir,
+                store,
+                allow_private=self.remote.settings.allow_private_outputs,
+            )
         except OutputUnavailable as error:
             raise PipelineError(
                 f"an output of {self.provider.name} could not be copied: {error}",
@@ -290,7 +360,7 @@ class CallFollower:
             ) from None
         return copied, artifacts, kept
 
-    async def _forward_cancel(self, call: ProviderCall, ref: CallRef, why: str) -> None:
+    async def _forward_cancel(self, ref: CallRef, why: str) -> None:
         """Stop the provider job, or say that the provider cannot stop it."""
         name = self.provider.name
         if not self.provider.can_cancel:
@@ -325,3 +395,28 @@ def _link_or_copy(source: Path, target: Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copyfile(source, target)
+
+
+def request_fingerprint(provider: str, request: RemoteRequest) -> str:
+    """What a call asked for: a key reused for another request is refused."""
+    return fingerprint_of(
+        {
+            "provider": provider,
+            "model": request.model,
+            "task_type": request.task_type,
+            "input": request.input,
+        }
+    )
+
+
+async def _with_retries(write: Callable[[], Awaitable[None]]) -> None:
+    """A store write that must not be lost (a submitted job's id), tried again while
+    the store is unwell."""
+    for pause in RECORD_BACKOFF_S:
+        try:
+            await write()
+            return
+        except Exception:
+            log.exception("recording a provider call failed; trying again in %g s", pause)
+            await asyncio.sleep(pause)
+    await write()

@@ -142,7 +142,7 @@ class ProviderHttp:
             pause = self.backoff_s[min(attempt, len(self.backoff_s) - 1)] * random.uniform(0.8, 1.2)
             try:
                 answer = await self._client.request(method, url, json=json, params=params)
-            except httpx.ConnectError as error:
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
                 last_problem = f"cannot connect: {error}"
                 continue  # nothing reached the provider: safe for any method
             except httpx.TransportError as error:
@@ -155,9 +155,10 @@ class ProviderHttp:
             last_problem = f"HTTP {answer.status_code}: {_excerpt(answer)}"
             retryable = CERTAINLY_NOT_DONE if not idempotent else RETRYABLE_STATUSES
             if answer.status_code not in retryable:
-                error_class = (
-                    ProviderRejected if 400 <= answer.status_code < 500 else ProviderUnavailable
+                refused = (
+                    400 <= answer.status_code < 500 and answer.status_code not in RETRYABLE_STATUSES
                 )
+                error_class = ProviderRejected if refused else ProviderUnavailable
                 raise error_class(
                     self._say(method, url, last_problem), status_code=answer.status_code
                 )

@@ -1,11 +1,18 @@
 """Copying a provider's outputs into genwire's storage, before the provider deletes
-them (Replicate after an hour, fal within minutes): every file URL of the result is
-downloaded, hashed and stored as an artifact, and replaced by genwire's own URL."""
+them (Replicate after an hour, fal within minutes): every file URL of the result (as
+its adapter picks them) is downloaded, hashed and stored as an artifact, and
+replaced by genwire's own URL.
+
+A result can echo what the user sent (a prompt that is a URL), so a download goes
+only to public addresses, checked at each redirect, as webhook targets are (SPEC §8),
+unless private outputs are allowed (a provider's fake on loopback, in tests).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -14,10 +21,12 @@ import httpx
 
 from genwire.models import Artifact
 from genwire.storage import safe_name
+from genwire.webhooks.targets import RefusedTarget, pinned_target
 
 #: pauses before the 2nd and 3rd try of a download that failed in a way worth retrying
 DOWNLOAD_BACKOFF_S = (1.0, 3.0)
 MAX_OUTPUT_BYTES = 8 * 1024**3
+MAX_REDIRECTS = 5
 _FINAL_STATUSES = frozenset({401, 403, 404, 410})
 
 StoreArtifact = Callable[[Path, str, str | None], Awaitable[Artifact]]
@@ -27,22 +36,23 @@ class OutputUnavailable(Exception):
     """An output could not be fetched: the job fails rather than link to nothing."""
 
 
-def file_urls(result: Any) -> list[str]:
-    """Every http(s) URL in a provider's result, in order, once each."""
+def file_urls(result: Any, is_file_field: Callable[[str | None], bool]) -> list[str]:
+    """The http(s) URLs of a provider's result held by a field `is_file_field` accepts
+    (None: an item of a list, or the result itself), in order, once each."""
     found: dict[str, None] = {}
 
-    def walk(value: Any) -> None:
+    def walk(value: Any, field: str | None) -> None:
         if isinstance(value, str):
-            if value.startswith(("https://", "http://")):
+            if value.startswith(("https://", "http://")) and is_file_field(field):
                 found.setdefault(value, None)
         elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
+            for name, item in value.items():
+                walk(item, str(name))
         elif isinstance(value, list):
             for item in value:
-                walk(item)
+                walk(item, field)
 
-    walk(result)
+    walk(result, None)
     return list(found)
 
 
@@ -57,21 +67,24 @@ def replace_urls(result: Any, replacements: dict[str, str]) -> Any:
 
 
 async def copy_outputs(
+    urls: list[str],
     result: Any,
     workdir: Path,
     store_artifact: StoreArtifact,
     *,
+    allow_private: bool = False,
     backoff_s: tuple[float, ...] = DOWNLOAD_BACKOFF_S,
 ) -> tuple[Any, list[Artifact]]:
-    """The result with genwire's URLs in place of the provider's, and the artifacts."""
+    """The result with genwire's URLs in place of `urls`, and the artifacts."""
     replacements: dict[str, str] = {}
     artifacts: list[Artifact] = []
     used_names: set[str] = set()
-    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0)) as client:
-        for index, url in enumerate(file_urls(result)):
+    timeout = httpx.Timeout(60.0, connect=10.0)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        for index, url in enumerate(urls):
             name = _unique(_name_of(url, index), used_names)
             target = workdir / f"output-{index}-{name}"
-            media_type = await _download(client, url, target, backoff_s)
+            media_type = await _download(client, url, target, allow_private, backoff_s)
             artifact = await store_artifact(target, name, media_type)
             artifacts.append(artifact)
             replacements[url] = artifact.url
@@ -79,7 +92,11 @@ async def copy_outputs(
 
 
 async def _download(
-    client: httpx.AsyncClient, url: str, target: Path, backoff_s: tuple[float, ...]
+    client: httpx.AsyncClient,
+    url: str,
+    target: Path,
+    allow_private: bool,
+    backoff_s: tuple[float, ...],
 ) -> str | None:
     """Fetch `url` into `target`; its media type. Raises OutputUnavailable."""
     problem = ""
@@ -87,7 +104,7 @@ async def _download(
         if attempt:
             await asyncio.sleep(backoff_s[attempt - 1])
         try:
-            async with client.stream("GET", url) as answer:
+            async with _open(client, url, allow_private) as answer:
                 if answer.status_code in _FINAL_STATUSES:
                     raise OutputUnavailable(f"{_shown(url)} answered {answer.status_code}")
                 if not answer.is_success:
@@ -106,9 +123,37 @@ async def _download(
                 if media_type in ("", "application/octet-stream", "binary/octet-stream"):
                     return None
                 return media_type
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, OSError) as error:
             problem = f"{_shown(url)}: {type(error).__name__}"
     raise OutputUnavailable(f"could not fetch {problem} after {len(backoff_s) + 1} tries")
+
+
+@asynccontextmanager
+async def _open(
+    client: httpx.AsyncClient, url: str, allow_private: bool
+) -> AsyncIterator[httpx.Response]:
+    """The answer to GET `url`, following up to MAX_REDIRECTS redirects, each hop's
+    address checked to be public (RefusedTarget is final: OutputUnavailable)."""
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            target = await pinned_target(url, allow_private)
+        except RefusedTarget:
+            raise OutputUnavailable(f"{_shown(url)} is in a private address range") from None
+        request = client.build_request(
+            "GET", target.url, headers=target.headers, extensions=target.extensions
+        )
+        answer = await client.send(request, stream=True)
+        location = answer.headers.get("location")
+        if answer.is_redirect and location:
+            await answer.aclose()
+            url = str(httpx.URL(url).join(location))
+            continue
+        try:
+            yield answer
+        finally:
+            await answer.aclose()
+        return
+    raise OutputUnavailable(f"{_shown(url)}: more than {MAX_REDIRECTS} redirects")
 
 
 def _name_of(url: str, index: int) -> str:
@@ -130,6 +175,7 @@ def _unique(name: str, used: set[str]) -> str:
 
 
 def _shown(url: str) -> str:
-    """A URL without its query, which may carry a signature."""
+    """A URL without its query (it may carry a signature) or user info."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"

@@ -122,6 +122,9 @@ class Replicate(Provider):
     def webhook_status(self, body: Any) -> RemoteStatus | None:
         return prediction_status(body) if isinstance(body, dict) and "status" in body else None
 
+    def is_file_field(self, field: str | None) -> bool:
+        return True  # the result is the prediction's output alone, files by URL
+
     async def check_key(self) -> str:
         answer = await self.http.request("GET", "/account")
         account = answer.json()

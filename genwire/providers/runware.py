@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
+
 from genwire.providers.base import (
     CallRef,
     Provider,
@@ -22,7 +24,28 @@ from genwire.providers.base import (
 from genwire.providers.http import ProviderGone, ProviderRejected, provider_message
 
 #: error codes of a getResponse for a task Runware does not know
-_UNKNOWN_TASK_CODES = {"taskNotFound", "invalidTaskUUID", "taskUUIDNotFound", "unknownTaskUUID"}
+_UNKNOWN_TASK_CODES = {
+    "taskFailedOrNotFound",
+    "taskNotFound",
+    "taskUUIDNotFound",
+    "unknownTaskUUID",
+}
+#: 4xx answers read as Runware's word (its `errors`), not retried
+_REFUSALS = [code for code in range(400, 500) if code not in (408, 425, 429)]
+
+
+def _json_object(answer: httpx.Response) -> dict[str, Any]:
+    try:
+        body = answer.json()
+    except ValueError:
+        return {"errors": [{"message": answer.text[:300] or answer.reason_phrase}]}
+    if isinstance(body, list):
+        return {"data": body}
+    return body if isinstance(body, dict) else {"errors": [{"message": str(body)[:300]}]}
+
+
+def _error_codes(body: dict[str, Any]) -> set[str]:
+    return {str(item.get("code")) for item in body.get("errors") or [] if isinstance(item, dict)}
 
 
 class Runware(Provider):
@@ -46,10 +69,17 @@ class Runware(Provider):
         }
         if webhook_url is not None:
             task["webhookURL"] = webhook_url
-        answer = await self.http.request("POST", "", json=[task], idempotent=False)
-        body = answer.json()
-        if body.get("errors"):
-            raise ProviderRejected(f"runware: {provider_message(body)}")
+        answer = await self.http.request(
+            "POST", "", json=[task], idempotent=False, accept=_REFUSALS
+        )
+        body = _json_object(answer)
+        if _error_codes(body) & {"conflictTaskUUID"}:
+            # Runware has this taskUUID already: an earlier try reached it. Follow it.
+            return Submitted(job_id, status=RemoteStatus(RemoteState.QUEUED))
+        if not answer.is_success or body.get("errors"):
+            raise ProviderRejected(
+                f"runware: {provider_message(body)}", status_code=answer.status_code
+            )
         return Submitted(job_id, status=RemoteStatus(RemoteState.QUEUED))
 
     async def status(self, call: CallRef) -> RemoteStatus:
@@ -57,26 +87,20 @@ class Runware(Provider):
             "POST",
             "",
             json=[{"taskType": "getResponse", "taskUUID": call.provider_job_id}],
-            accept=[code for code in range(400, 500) if code != 429],
+            accept=_REFUSALS,
         )
-        body = answer.json()
+        body = _json_object(answer)
+        gone = ProviderGone(f"Runware has no task {call.provider_job_id}: {provider_message(body)}")
         if not answer.is_success:
-            codes = {
-                str(item.get("code")) for item in body.get("errors") or [] if isinstance(item, dict)
-            }
-            if codes & _UNKNOWN_TASK_CODES or answer.status_code == 404:
-                raise ProviderGone(
-                    f"Runware has no task {call.provider_job_id}: {provider_message(body)}"
-                )
+            if _error_codes(body) & _UNKNOWN_TASK_CODES or answer.status_code == 404:
+                raise gone
             if answer.status_code in (401, 403):
                 raise ProviderRejected(
                     f"runware: {provider_message(body)}", status_code=answer.status_code
                 )
-        status = self.webhook_status(body)
+        status = _response_status(body)
         if status is None:
-            raise ProviderGone(
-                f"Runware has no task {call.provider_job_id}: {provider_message(body)}"
-            )
+            raise gone
         return status
 
     async def cancel(self, call: CallRef) -> None:
@@ -86,36 +110,49 @@ class Runware(Provider):
         """Nothing to verify: the call's secret in the URL was checked already."""
 
     def webhook_status(self, body: Any) -> RemoteStatus | None:
-        """A getResponse answer or a webhook body: `{data, errors}` or one bare task."""
-        if isinstance(body, list):
-            body = {"data": body}
-        if not isinstance(body, dict):
+        """Runware posts one webhook per finished result of a task, so one webhook
+        does not say the task is done: it makes the follower ask (getResponse)."""
+        if _response_status(body) is None:
             return None
-        if "taskType" in body and "data" not in body and "errors" not in body:
-            body = {"data": [body]}
-        errors = [item for item in body.get("errors") or [] if isinstance(item, dict)]
-        if errors:
-            return RemoteStatus(RemoteState.FAILED, error=provider_message({"errors": errors}))
-        items = [
-            item
-            for item in body.get("data") or []
-            if isinstance(item, dict) and item.get("taskType") != "getResponse"
-        ]
-        if not items:
-            return None
-        states = {str(item.get("status", "success")) for item in items}
-        if "error" in states:
-            failed = next(item for item in items if item.get("status") == "error")
-            return RemoteStatus(RemoteState.FAILED, error=provider_message(failed))
-        if states <= {"success"}:
-            result = items[0] if len(items) == 1 else items
-            return RemoteStatus(RemoteState.SUCCEEDED, result=result)
-        return RemoteStatus(
-            RemoteState.RUNNING, log_line=f"runware: {len(items)} generation(s) processing"
-        )
+        return RemoteStatus(RemoteState.RUNNING, fetch=True)
+
+    def is_file_field(self, field: str | None) -> bool:
+        return field is not None and field.endswith("URL") and field != "webhookURL"
 
     async def check_key(self) -> str:
         # A getResponse of a task that cannot exist: a refused key answers 401/403.
         with contextlib.suppress(ProviderGone):
             await self.status(CallRef(str(uuid.uuid4()), {}, ""))
         return "key accepted"
+
+
+def _response_status(body: Any) -> RemoteStatus | None:
+    """The task's status in a getResponse answer (`{data, errors}`, or a bare task)."""
+    if isinstance(body, list):
+        body = {"data": body}
+    if not isinstance(body, dict):
+        return None
+    if "taskType" in body and "data" not in body and "errors" not in body:
+        body = {"data": [body]}
+    errors = [item for item in body.get("errors") or [] if isinstance(item, dict)]
+    if errors:
+        return RemoteStatus(RemoteState.FAILED, error=provider_message({"errors": errors}))
+    items = [
+        item
+        for item in body.get("data") or []
+        if isinstance(item, dict) and item.get("taskType") != "getResponse"
+    ]
+    if not items:
+        return None
+    states = {str(item.get("status", "success")) for item in items}
+    if "error" in states:
+        failed = next(item for item in items if item.get("status") == "error")
+        return RemoteStatus(RemoteState.FAILED, error=provider_message(failed))
+    if states <= {"success"}:
+        return RemoteStatus(RemoteState.SUCCEEDED, result=items[0] if len(items) == 1 else items)
+    done = sum(1 for item in items if item.get("status") == "success")
+    return RemoteStatus(
+        RemoteState.RUNNING,
+        progress=100.0 * done / len(items) if len(items) > 1 else None,
+        log_line=f"runware: {done} of {len(items)} generation(s) done",
+    )

@@ -27,6 +27,10 @@ class ProviderSettings:
     poll_s: tuple[float, float] = (1.0, 10.0)
     #: …and beside webhooks, which get lost, so polling goes on, more slowly
     poll_with_webhooks_s: tuple[float, float] = (10.0, 60.0)
+    #: a provider unreachable this long (past each request's retries) fails the job
+    give_up_unreachable_s: float = 600.0
+    #: copy outputs from private addresses too (a provider's fake on loopback)
+    allow_private_outputs: bool = False
     #: pauses between tries of a request that may be tried again
     retry_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
@@ -43,6 +47,7 @@ class ProviderSettings:
             fal_jwks_url=env.get("GENWIRE_FAL_JWKS_URL") or FAL_JWKS_URL,
             runware_key=env.get("RUNWARE_API_KEY") or None,
             runware_url=env.get("GENWIRE_RUNWARE_API_URL") or RUNWARE_API_URL,
+            allow_private_outputs=env.get("GENWIRE_ALLOW_PRIVATE_OUTPUTS") == "1",
             poll_s=_pair(env.get("GENWIRE_PROVIDER_POLL_S"), defaults.poll_s),
             poll_with_webhooks_s=_pair(
                 env.get("GENWIRE_PROVIDER_WEBHOOK_POLL_S"), defaults.poll_with_webhooks_s

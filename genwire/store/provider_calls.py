@@ -39,6 +39,7 @@ class ProviderCall:
     state: CallState
     provider_job_id: str | None
     secret: str
+    request_hash: str
     handle: JsonObject
     webhook_status: JsonObject | None
     deadline_at: datetime
@@ -54,6 +55,7 @@ def _call_from_row(row: Any) -> ProviderCall:
         state=CallState(row["state"]),
         provider_job_id=row["provider_job_id"],
         secret=row["secret"],
+        request_hash=row["request_hash"],
         handle=row["handle"] or {},
         webhook_status=row["webhook_status"],
         deadline_at=row["deadline_at"],
@@ -87,6 +89,7 @@ class ProviderCalls:
         provider: str,
         *,
         timeout_s: float,
+        request_hash: str,
         provider_job_id: str | None = None,
     ) -> tuple[ProviderCall, bool]:
         """The job's call named `key`, created (`SUBMITTING`) if it has none yet;
@@ -108,8 +111,10 @@ class ProviderCalls:
                 "state": CallState.SUBMITTING.value,
                 "provider_job_id": provider_job_id,
                 "secret": secrets.token_urlsafe(24),
+                "request_hash": request_hash,
                 "handle": {},
                 "webhook_status": None,
+                "webhook_terminal": False,
                 "deadline_at": now + timedelta(seconds=timeout_s),
                 "created_at": now,
                 "updated_at": now,
@@ -126,27 +131,37 @@ class ProviderCalls:
         return await self.store.read(lambda connection: _select_call(connection, id=call_id))
 
     async def mark_submitted(self, call_id: str, provider_job_id: str, handle: JsonObject) -> None:
+        """Record the provider's id, unless the call moved on already (an attempt that
+        lost its lease must not bring an ended call back)."""
         await self._update(
             call_id,
+            provider_calls.c.state == CallState.SUBMITTING.value,
             state=CallState.SUBMITTED.value,
             provider_job_id=provider_job_id,
             handle=handle,
         )
 
     async def mark_ended(self, call_id: str) -> None:
-        await self._update(call_id, state=CallState.ENDED.value)
+        await self._update(call_id, None, state=CallState.ENDED.value)
 
-    async def record_webhook(self, call_id: str, status: JsonObject) -> None:
+    async def record_webhook(self, call_id: str, status: JsonObject, *, terminal: bool) -> None:
         """Keep the latest verified webhook for whoever follows the call (it reads
-        the call again when woken, and at each of its polls)."""
-        await self._update(call_id, webhook_status=status)
+        the call again when woken, and while webhooks are on, every second). A
+        terminal status is kept: a late webhook of an earlier state cannot replace it."""
+        unsettled = sa.or_(
+            provider_calls.c.webhook_status.is_(None),
+            provider_calls.c.webhook_terminal.is_(False),
+        )
+        await self._update(call_id, unsettled, webhook_status=status, webhook_terminal=terminal)
 
-    async def _update(self, call_id: str, **values: Any) -> None:
+    async def _update(
+        self, call_id: str, condition: sa.ColumnElement[bool] | None, **values: Any
+    ) -> None:
+        statement = sa.update(provider_calls).where(provider_calls.c.id == call_id)
+        if condition is not None:
+            statement = statement.where(condition)
+
         def run(tx: WriteTx) -> None:
-            _connection_of(tx).execute(
-                sa.update(provider_calls)
-                .where(provider_calls.c.id == call_id)
-                .values(**values, updated_at=utc_now())
-            )
+            _connection_of(tx).execute(statement.values(**values, updated_at=utc_now()))
 
         await self.store.write(run)

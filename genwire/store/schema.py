@@ -193,8 +193,11 @@ provider_calls = Table(
     #: the provider's id; Runware's taskUUID is chosen by genwire and set before submitting
     Column("provider_job_id", String(200)),
     Column("secret", String(64), nullable=False),  #: in the webhook URL: only the provider knows it
+    #: what the call asked for: its key may not be reused for another request
+    Column("request_hash", String(64), nullable=False),
     Column("handle", JSON(none_as_null=True)),  #: what following needs (fal's URLs, …)
     Column("webhook_status", JSON(none_as_null=True)),  #: the latest verified webhook, parsed
+    Column("webhook_terminal", Boolean, nullable=False),  #: that webhook ended the job
     Column("deadline_at", UtcDateTime, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),

@@ -53,6 +53,9 @@ class FakeBase:
     all_files_missing: bool = False
     #: False: webhooks are "lost" (never sent), as happens in production
     send_webhooks: bool = True
+    #: answers to hold back: requests whose "METHOD /path" starts with the prefix are
+    #: done at once, but their answer leaves this many seconds later (a slow network)
+    slow_answers: dict[str, float] = field(default_factory=dict)
     webhook_calls: list[WebhookCall] = field(default_factory=list)
     #: the root URL the fake serves at, once started (no trailing slash)
     root_url: str = ""
@@ -145,7 +148,20 @@ class _Capture:
             )
             if self.fake.loop is None:
                 self.fake.loop = asyncio.get_running_loop()
+            line = f"{scope['method']} {scope['path']}"
+            delay = next((s for p, s in self.fake.slow_answers.items() if line.startswith(p)), 0)
+            if delay:
+                send = _delayed(send, delay)
         await self.app(scope, receive, send)
+
+
+def _delayed(send: Any, delay_s: float) -> Any:
+    async def later(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            await asyncio.sleep(delay_s)
+        await send(message)
+
+    return later
 
 
 @contextmanager
