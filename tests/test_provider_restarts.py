@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerProcess
-from tests.providers_world import BY_NAME, ProviderCase, provider_environment
+from tests.providers_world import BY_NAME, TERMINAL, ProviderCase, provider_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -54,7 +54,7 @@ def test_a_server_killed_mid_job_resumes_following_it_without_submitting_again(
         with second.client() as http:
 
             def ended() -> bool:
-                return http.get(f"/api/jobs/{job_id}").json()["status"] != "running"
+                return http.get(f"/api/jobs/{job_id}").json()["status"] in TERMINAL
 
             _wait(ended, "the job to end after the restart", timeout=60)
             job = http.get(f"/api/jobs/{job_id}").json()
@@ -89,7 +89,7 @@ def test_webhook_secrets_stay_out_of_the_access_log(
         )
         with server.client() as http:
             job_id = http.post("/api/jobs", json=case.body()).json()["id"]
-            _wait(lambda: http.get(f"/api/jobs/{job_id}").json()["status"] != "running", "the end")
+            _wait(lambda: http.get(f"/api/jobs/{job_id}").json()["status"] in TERMINAL, "the end")
             assert http.get(f"/api/jobs/{job_id}").json()["status"] == "succeeded"
         # Polling may have ended the job before the webhook's answer was noted.
         _wait(lambda: any(c.status_code == 200 for c in fake.webhook_calls), "the webhook")
