@@ -114,3 +114,21 @@ def test_genwire_serve_says_which_pipeline_module_failed(tmp_path: Path) -> None
     )
     assert done.returncode != 0
     assert "cannot import pipeline module 'no_such_mod'" in done.stderr
+
+
+def test_an_installed_packages_entry_point_brings_its_pipelines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A distribution on the path that declares `genwire.pipelines` entry points, as
+    `pip install` leaves one (a dist-info folder), is loaded without being named."""
+    _example_module(tmp_path)
+    dist_info = tmp_path / "my_pipelines-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: my-pipelines\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[genwire.pipelines]\nupscale = my_pipelines:upscale\nall = my_pipelines\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = registry_with(default_registry(), [])
+    names = {item.name for item in registry}
+    assert {"my.upscale", "my.story"} <= names
