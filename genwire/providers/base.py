@@ -8,11 +8,14 @@ the same for every provider.
 from __future__ import annotations
 
 import enum
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+import orjson
 
 from genwire.models import Artifact, JsonObject
 from genwire.providers.http import ProviderHttp
@@ -61,6 +64,11 @@ class RemoteRequest:
     input: JsonObject
     #: Runware only: imageInference, videoInference or audioInference
     task_type: str | None = None
+
+    def fingerprint(self, provider: str) -> str:
+        """What a call asked for: a call's key reused for another request is refused."""
+        asked = {"provider": provider, **asdict(self)}
+        return hashlib.sha256(orjson.dumps(asked, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,7 @@ import asyncio
 import contextlib
 import logging
 import math
-import os
 import random
-import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,7 +39,6 @@ from genwire.providers.base import (
 )
 from genwire.providers.http import ProviderError, ProviderGone, ProviderUnavailable
 from genwire.providers.outputs import OutputUnavailable, copy_outputs, file_urls
-from genwire.store import request_fingerprint as fingerprint_of
 from genwire.store.provider_calls import CallState, ProviderCall
 
 if TYPE_CHECKING:
@@ -94,10 +91,10 @@ class CallFollower:
             key,
             self.provider.name,
             timeout_s=timeout_s,
-            request_hash=request_fingerprint(self.provider.name, request),
+            request_hash=request.fingerprint(self.provider.name),
             provider_job_id=self.provider.new_job_id(),
         )
-        if call.request_hash != request_fingerprint(self.provider.name, request):
+        if call.request_hash != request.fingerprint(self.provider.name):
             raise PipelineError(
                 f"this job's call {key!r} was made with another request; give each "
                 "different call of a pipeline its own key"
@@ -336,17 +333,12 @@ class CallFollower:
     async def _copy(self, result: object) -> tuple[object, list[Artifact], list[Path]]:
         await self._enter("copy")
         await self.ctx.status(f"copying the outputs of {self.provider.name}")
-        kept: list[Path] = []
 
         async def store(path: Path, name: str, media_type: str | None) -> Artifact:
-            # Storage takes the file; the pipeline keeps a link to work on further.
-            keep = path.with_name(f"kept-{path.name}")
-            await asyncio.to_thread(_link_or_copy, path, keep)
-            kept.append(keep)
             return await self.ctx.artifact(path, name=name, media_type=media_type)
 
         try:
-            copied, artifacts = await copy_outputs(
+            return await copy_outputs(
                 file_urls(result, self.provider.is_file_field),
                 result,
                 self.ctx.workdir,
@@ -358,7 +350,6 @@ class CallFollower:
                 f"an output of {self.provider.name} could not be copied: {error}",
                 code="output_unavailable",
             ) from None
-        return copied, artifacts, kept
 
     async def _forward_cancel(self, ref: CallRef, why: str) -> None:
         """Stop the provider job, or say that the provider cannot stop it."""
@@ -388,25 +379,6 @@ class CallFollower:
 
     def _words(self, text: str) -> str:
         return self.remote.redact(text)
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
-def request_fingerprint(provider: str, request: RemoteRequest) -> str:
-    """What a call asked for: a key reused for another request is refused."""
-    return fingerprint_of(
-        {
-            "provider": provider,
-            "model": request.model,
-            "task_type": request.task_type,
-            "input": request.input,
-        }
-    )
 
 
 async def _with_retries(write: Callable[[], Awaitable[None]]) -> None:

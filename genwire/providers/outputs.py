@@ -11,6 +11,8 @@ unless private outputs are allowed (a provider's fake on loopback, in tests).
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -74,10 +76,12 @@ async def copy_outputs(
     *,
     allow_private: bool = False,
     backoff_s: tuple[float, ...] = DOWNLOAD_BACKOFF_S,
-) -> tuple[Any, list[Artifact]]:
-    """The result with genwire's URLs in place of `urls`, and the artifacts."""
+) -> tuple[Any, list[Artifact], list[Path]]:
+    """The result with genwire's URLs in place of `urls`, the artifacts, and the same
+    files kept in `workdir` (links: storage takes the originals) to work on further."""
     replacements: dict[str, str] = {}
     artifacts: list[Artifact] = []
+    kept: list[Path] = []
     used_names: set[str] = set()
     timeout = httpx.Timeout(60.0, connect=10.0)
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
@@ -85,10 +89,20 @@ async def copy_outputs(
             name = _unique(_name_of(url, index), used_names)
             target = workdir / f"output-{index}-{name}"
             media_type = await _download(client, url, target, allow_private, backoff_s)
+            keep = target.with_name(f"kept-{target.name}")
+            await asyncio.to_thread(_link_or_copy, target, keep)
+            kept.append(keep)
             artifact = await store_artifact(target, name, media_type)
             artifacts.append(artifact)
             replacements[url] = artifact.url
-    return replace_urls(result, replacements), artifacts
+    return replace_urls(result, replacements), artifacts, kept
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 async def _download(
