@@ -20,10 +20,11 @@ from sqlalchemy.engine import Connection
 from genwire.bus import topics
 from genwire.errors import Conflict, IdempotencyMismatch, InvalidInput, NotFound
 from genwire.models import Artifact, Event, EventType, Job, JobStatus, JsonObject, utc_now
-from genwire.projects import CreateProject, ProjectService, main_file_url, project_snapshot
+from genwire.projects import CreateProject, ProjectService, project_snapshot
 from genwire.service import CreateJob, JobService
 from genwire.store import schema
 from genwire.store.projects import ProjectView
+from genwire.transitions.projects import main_file_url
 from genwire.worker import WorkerPool, WorkerSettings
 
 TENANT = "tenant-a"

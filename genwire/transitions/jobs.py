@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from genwire import projects
 from genwire.errors import IdempotencyMismatch, LeaseLost
 from genwire.models import (
     ErrorCode,
@@ -21,6 +20,7 @@ from genwire.models import (
     JsonObject,
 )
 from genwire.store import WriteTx
+from genwire.transitions.projects import clip_ended
 
 
 def lease_of(worker_id: str, attempt: int) -> str:
@@ -143,4 +143,4 @@ def end(tx: WriteTx, job: Job, status: JobStatus, message: str, now: datetime) -
     else:
         tx.append_event(job, EventType.JOB_CANCELLED, {"status": status.value})
     tx.save_job(job)
-    projects.clip_ended(tx, job, now)
+    clip_ended(tx, job, now)
