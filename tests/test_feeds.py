@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genwire.bus import LocalBus
-from genwire.delivery.entries import Scope, ScopeKind
 from genwire.delivery.feeds import FeedHub, LiveBatch
 from genwire.models import EventType
 from genwire.service import CreateJob, JobService
 from genwire.storage import LocalStorage
 from genwire.store import Store
+from genwire.store.entries import Scope, ScopeKind
 from tests.pipelines import test_registry as pipelines_for_tests
 
 

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from genwire.api.parked import ParkedPoll
-from genwire.delivery.entries import Scope, ScopeKind
 from genwire.delivery.feeds import Feed
 from genwire.ids import new_id
+from genwire.store.entries import Scope, ScopeKind
 from tests.conftest import ThreadedServer
 from tests.test_streams import (
     TERMINAL_TYPES,

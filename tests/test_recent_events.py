@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from genwire.bus import LocalBus
-from genwire.delivery.entries import LogEntry, Scope, ScopeKind
 from genwire.delivery.feeds import FeedHub
 from genwire.models import Event, EventType
 from genwire.service import CreateJob, JobService
 from genwire.storage import LocalStorage
 from genwire.store import Store
+from genwire.store.entries import LogEntry, Scope, ScopeKind
 from genwire.store.recent import RecentEvents
 from genwire.store.transactions import WriteTx
 from tests import pipelines as test_pipelines

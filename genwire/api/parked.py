@@ -17,9 +17,9 @@ import logging
 from collections.abc import Callable, Collection
 
 from genwire.api.direct import HeldConnection
-from genwire.delivery.entries import LogEntry
 from genwire.delivery.feeds import READ_LIMIT, SINK_TICK_S, Feed, LiveBatch
 from genwire.models import EventType
+from genwire.store.entries import LogEntry
 
 #: The answer's JSON body for its events and the cursor they end at.
 AnswerBody = Callable[[list[LogEntry], int], bytes]

@@ -26,10 +26,10 @@ from starlette.types import Message, Receive, Scope, Send
 from genwire.api.direct import DirectSink, HeldConnection, held_connection, keepalive_frame
 from genwire.api.requests import query_value, settings_of
 from genwire.config import Settings
-from genwire.delivery.entries import Scope as EventScope
 from genwire.delivery.feeds import FeedHub, Follower
 from genwire.errors import BadRequest
 from genwire.models import EventType
+from genwire.store.entries import Scope as EventScope
 
 log = logging.getLogger("genwire.sse")
 

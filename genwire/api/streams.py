@@ -24,10 +24,10 @@ from genwire.api.requests import (
 )
 from genwire.api.sse import event_stream, hub_of, parse_cursor, resume_cursor
 from genwire.api.tokens import job_reader_tenant
-from genwire.delivery.entries import LogEntry, Scope, ScopeKind
 from genwire.delivery.feeds import READ_LIMIT, FeedHub, Follower, StatusAt
 from genwire.errors import BadRequest
 from genwire.models import TERMINAL_EVENT_TYPES, EventType, JobStatus, format_event_id
+from genwire.store.entries import LogEntry, Scope, ScopeKind
 
 MAX_POLL_WAIT_S = 60.0
 #: One set for every project stream: a batch looks its end up once per set it meets.

@@ -12,8 +12,8 @@ from starlette.requests import Request
 
 from genwire.api.requests import query_value, service_of, tenant_of
 from genwire.api.sse import hub_of
-from genwire.delivery.entries import Scope, ScopeKind
 from genwire.models import Job
+from genwire.store.entries import Scope, ScopeKind
 from genwire.tokens import StreamTokens
 
 TOKEN_PARAM = "token"

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from genwire.bus import Bus, Subscription, topics
-from genwire.delivery.entries import LogEntry, Scope, ScopeKind
 from genwire.metrics import Histogram
 from genwire.models import EventType, JobStatus
 from genwire.store import Store
+from genwire.store.entries import LogEntry, Scope, ScopeKind
 
 log = logging.getLogger("genwire.delivery")
 

@@ -1,4 +1,5 @@
-"""Events as delivered: read once from the log, encoded once for every reader."""
+"""The log's entries as the store reads them: each event encoded once, for every
+reader; and the scopes (a job, a tenant, a project) a reader follows."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ import bisect
 import threading
 from collections.abc import Sequence
 
-from genwire.delivery.entries import LogEntry, Scope, ScopeKind
 from genwire.models import Event
+from genwire.store.entries import LogEntry, Scope, ScopeKind
 
 CAPACITY = 4096  #: events held; older ones are read from the store
 

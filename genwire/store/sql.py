@@ -25,10 +25,10 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from genwire.delivery.entries import LogEntry, Scope, ScopeKind
 from genwire.metrics import Histogram
 from genwire.models import Artifact, Event, EventType, Job, JobStatus, JsonObject
 from genwire.store import rows, schema
+from genwire.store.entries import LogEntry, Scope, ScopeKind
 from genwire.store.migrations import migrate
 from genwire.store.recent import RecentEvents
 from genwire.store.transactions import MIGRATE_LOCK_KEY, WriteTx, on_sqlite_driver
