@@ -1,6 +1,7 @@
-"""The media demo pipelines, run directly on a real PipelineContext.
+"""The media demo pipelines, run directly on a real PipelineContext through the
+test double genwire ships for pipeline authors (`genwire.pipelines.testing`).
 
-The reporter is a recording fake; the MP4 is checked with the ffmpeg binary that
+The reporter records; the MP4 is checked with the ffmpeg binary that
 imageio-ffmpeg ships (it has no ffprobe), by reading `ffmpeg -i` and by decoding
 every frame.
 """
@@ -8,13 +9,10 @@ every frame.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import re
-import shutil
 import subprocess
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,106 +21,16 @@ import pytest_asyncio
 from PIL import Image
 from pydantic import ValidationError
 
-from genwire.models import Artifact, JsonObject, StepState
-from genwire.pipelines.base import JobCancelled, Pipeline, PipelineContext, PipelineError
+from genwire.models import StepState
+from genwire.pipelines.base import JobCancelled, PipelineError
 from genwire.pipelines.demo_image import ImageInput, demo_image
 from genwire.pipelines.demo_video import VideoInput, demo_video
 from genwire.pipelines.media.ffmpeg import FfmpegProcess, ffmpeg_executable
 from genwire.pipelines.media.speech import synthesize
+from genwire.pipelines.testing import PipelineRun, run_pipeline
 
-JOB_ID = "job-media-test"
 VIDEO_INPUT = {"prompt": "A lighthouse at dawn, waves on the rocks. Gulls circle overhead."}
 VIDEO_PHASES = ["plan", "tts", "visuals", "compose", "render"]
-
-
-@dataclass(frozen=True)
-class Report:
-    phase: str
-    progress: float
-    state: StepState | None = None  #: None for a step-progress report
-    eta_s: float | None = None
-
-
-@dataclass
-class RecordingReporter:
-    """A `JobReporter` that records every call and stores artifacts in a folder."""
-
-    storage: Path
-    reports: list[Report] = field(default_factory=list)
-    warnings: list[tuple[str, str | None]] = field(default_factory=list)
-    artifacts: dict[str, Artifact] = field(default_factory=dict)
-    on_progress: Callable[[str], None] | None = None
-
-    async def step_status(self, phase: str, state: StepState, progress: float) -> None:
-        self.reports.append(Report(phase, progress, state))
-
-    async def step_progress(
-        self,
-        phase: str,
-        progress: float,
-        phase_progress: float,
-        message: str | None,
-        eta_s: float | None,
-    ) -> None:
-        self.reports.append(Report(phase, progress, eta_s=eta_s))
-        if self.on_progress is not None:
-            self.on_progress(phase)
-
-    async def warning(self, message: str, code: str | None) -> None:
-        self.warnings.append((message, code))
-
-    async def artifact(self, source: Path, name: str, media_type: str | None) -> Artifact:
-        target = self.storage / name
-        shutil.copyfile(source, target)
-        stored = Artifact(
-            id=f"art-{len(self.artifacts) + 1}",
-            job_id=JOB_ID,
-            name=name,
-            type=media_type or "application/octet-stream",
-            size_bytes=target.stat().st_size,
-            sha256=hashlib.sha256(target.read_bytes()).hexdigest(),
-            path=name,
-        )
-        self.artifacts[name] = stored
-        return stored
-
-    def file(self, name: str) -> Path:
-        return self.storage / self.artifacts[name].path
-
-    def started_phases(self) -> list[str]:
-        return [report.phase for report in self.reports if report.state is StepState.STARTED]
-
-
-@dataclass(frozen=True)
-class Run:
-    output: JsonObject
-    reporter: RecordingReporter
-
-
-async def run_pipeline(
-    item: Pipeline,
-    raw_input: dict[str, Any],
-    folder: Path,
-    *,
-    cancel: asyncio.Event | None = None,
-    on_progress: Callable[[str], None] | None = None,
-) -> Run:
-    """Run `item` as a worker would: validate the input, run, then complete the context."""
-    (folder / "work").mkdir(parents=True)
-    (folder / "storage").mkdir()
-    reporter = RecordingReporter(folder / "storage", on_progress=on_progress)
-    ctx = PipelineContext(
-        job_id=JOB_ID,
-        attempt=1,
-        phases=item.phases,
-        workdir=folder / "work",
-        reporter=reporter,
-        cancel_requested=cancel or asyncio.Event(),
-    )
-    output = await item.run(ctx, item.input_model.model_validate(raw_input))
-    await ctx.complete()
-    assert output is not None
-    return Run(output, reporter)
 
 
 @dataclass(frozen=True)
@@ -196,12 +104,12 @@ def child_ffmpeg_pids() -> set[int]:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def video_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+async def video_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
     return await run_pipeline(demo_video, VIDEO_INPUT, tmp_path_factory.mktemp("video"))
 
 
 @pytest.mark.slow
-def test_video_is_one_h264_and_one_aac_stream_at_the_requested_size(video_run: Run) -> None:
+def test_video_is_one_h264_and_one_aac_stream_at_the_requested_size(video_run: PipelineRun) -> None:
     info = inspect_media(video_run.reporter.file("video.mp4"))
     assert info.video_codecs == ["h264"]
     assert info.audio_codecs == ["aac"]
@@ -209,14 +117,14 @@ def test_video_is_one_h264_and_one_aac_stream_at_the_requested_size(video_run: R
 
 
 @pytest.mark.slow
-def test_video_lasts_the_requested_duration_at_the_requested_fps(video_run: Run) -> None:
+def test_video_lasts_the_requested_duration_at_the_requested_fps(video_run: PipelineRun) -> None:
     info = inspect_media(video_run.reporter.file("video.mp4"))
     assert info.duration_s == pytest.approx(8.0, abs=0.1)
     assert info.frames == 8 * 24
 
 
 @pytest.mark.slow
-def test_video_subtitles_have_one_cue_per_scene_in_time_order(video_run: Run) -> None:
+def test_video_subtitles_have_one_cue_per_scene_in_time_order(video_run: PipelineRun) -> None:
     cues = parse_srt(video_run.reporter.file("subtitles.srt").read_text(encoding="utf-8"))
     assert len(cues) == len(video_run.output["scenes"])
     previous_end = 0.0
@@ -227,7 +135,7 @@ def test_video_subtitles_have_one_cue_per_scene_in_time_order(video_run: Run) ->
 
 
 @pytest.mark.slow
-def test_video_output_names_its_artifacts_and_scene_timings(video_run: Run) -> None:
+def test_video_output_names_its_artifacts_and_scene_timings(video_run: PipelineRun) -> None:
     output, artifacts = video_run.output, video_run.reporter.artifacts
     assert output["video"] == artifacts["video.mp4"].id
     assert output["subtitles"] == artifacts["subtitles.srt"].id
@@ -251,7 +159,9 @@ def test_video_output_names_its_artifacts_and_scene_timings(video_run: Run) -> N
 
 
 @pytest.mark.slow
-def test_video_progress_never_decreases_and_visits_every_phase_in_order(video_run: Run) -> None:
+def test_video_progress_never_decreases_and_visits_every_phase_in_order(
+    video_run: PipelineRun,
+) -> None:
     reports = video_run.reporter.reports
     progress = [report.progress for report in reports]
     assert progress == sorted(progress)
