@@ -1,17 +1,20 @@
 """Errors the service and the API raise; each carries the HTTP status of its problem+json.
 
-GenwireError            500  a bug: no handler expected it
-├── BadRequest          400  a request the API cannot read (malformed JSON, a bad query
-│                            or header); each instance names its status and code (413 …)
-├── Unauthorized        401  no valid API key
-├── NotFound            404  unknown id, or another tenant's
-├── Conflict            409  cancel of an ended job
-├── InvalidInput        422  unknown pipeline, input failing its schema
-│   └── ProviderNotConfigured 422  a pipeline of a provider whose key is not set
-├── IdempotencyMismatch 422  same Idempotency-Key, different body
-└── LeaseLost           500  a worker wrote to a job it no longer holds
+Their names differ from the client's (`genwire.client.errors`: `GenwireError`,
+`NotFound`, …), so that a traceback says which side raised.
 
-A subclass inherits its parent's status, so a new kind of NotFound is still a 404.
+ServiceError              500  a bug: no handler expected it
+├── BadRequest            400  a request the API cannot read (malformed JSON, a bad query
+│                              or header); each instance names its status and code (413 …)
+├── NotAuthenticated      401  no valid API key
+├── UnknownId             404  unknown id, or another tenant's
+├── StateConflict         409  cancel of an ended job
+├── InputRejected         422  unknown pipeline, input failing its schema
+│   └── ProviderNotConfigured  422  a pipeline of a provider whose key is not set
+├── IdempotencyMismatch   422  same Idempotency-Key, different body
+└── LeaseLost             500  a worker wrote to a job it no longer holds
+
+A subclass inherits its parent's status, so a new kind of UnknownId is still a 404.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ class FieldError:
     message: str
 
 
-class GenwireError(Exception):
+class ServiceError(Exception):
     status = 500
     code = "error"
 
@@ -34,7 +37,7 @@ class GenwireError(Exception):
         self.message = message
 
 
-class BadRequest(GenwireError):
+class BadRequest(ServiceError):
     status = 400
     code = "bad-request"
 
@@ -44,22 +47,22 @@ class BadRequest(GenwireError):
         self.code = code
 
 
-class Unauthorized(GenwireError):
+class NotAuthenticated(ServiceError):
     status = 401
     code = "unauthorized"
 
 
-class NotFound(GenwireError):
+class UnknownId(ServiceError):
     status = 404
     code = "not-found"
 
 
-class Conflict(GenwireError):
+class StateConflict(ServiceError):
     status = 409
     code = "conflict"
 
 
-class InvalidInput(GenwireError):
+class InputRejected(ServiceError):
     status = 422
     code = "validation-error"
 
@@ -68,14 +71,14 @@ class InvalidInput(GenwireError):
         self.errors = errors
 
 
-class ProviderNotConfigured(InvalidInput):
+class ProviderNotConfigured(InputRejected):
     code = "provider-not-configured"
 
 
-class IdempotencyMismatch(GenwireError):
+class IdempotencyMismatch(ServiceError):
     status = 422
     code = "idempotency-key-reused"
 
 
-class LeaseLost(GenwireError):
+class LeaseLost(ServiceError):
     code = "lease-lost"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from genwire import transitions
-from genwire.errors import Conflict, FieldError, InvalidInput, NotFound
+from genwire.errors import FieldError, InputRejected, StateConflict, UnknownId
 from genwire.ids import new_id
 from genwire.models import (
     EventType,
@@ -80,7 +80,7 @@ class ProjectService:
         whole project, and the errors name it (`clips[3].input.prompt`).
         """
         if not 1 <= len(request.clips) <= MAX_CLIPS:
-            raise InvalidInput(
+            raise InputRejected(
                 f"a project has 1–{MAX_CLIPS} clips",
                 [FieldError("clips", f"must hold 1–{MAX_CLIPS} clips")],
             )
@@ -139,13 +139,13 @@ class ProjectService:
         for index, request in enumerate(requests):
             try:
                 clips.append(self.jobs.queued_job(tenant, replace(request, project_id=project_id)))
-            except InvalidInput as error:
+            except InputRejected as error:
                 problems.extend(
                     FieldError(f"clips[{index}].{item.field}", item.message)
                     for item in error.errors
                 )
         if problems:
-            raise InvalidInput("a clip does not match its pipeline", problems)
+            raise InputRejected("a clip does not match its pipeline", problems)
         return clips
 
     async def get_project(self, project_id: str, tenant: str) -> ProjectView:
@@ -153,18 +153,18 @@ class ProjectService:
             lambda connection: read_project(connection, project_id, tenant)
         )
         if view is None:
-            raise NotFound(f"no project {project_id!r}")
+            raise UnknownId(f"no project {project_id!r}")
         return view
 
     async def cancel_project(self, project_id: str, tenant: str) -> ProjectView:
         """Cancel every clip not yet ended, each as `JobService.request_cancel` does
         (queued: at once; running: its worker stops it). Idempotent while a clip is
-        still pending; a project with no clip pending is a Conflict."""
+        still pending; a project with no clip pending is a StateConflict."""
         view = await self.get_project(project_id, tenant)
         pending = [clip for clip in view.clips if not clip.status.is_terminal]
         if not pending:
-            raise Conflict(f"project {project_id} already complete")
+            raise StateConflict(f"project {project_id} already complete")
         for clip in pending:
-            with contextlib.suppress(Conflict):  # it ended meanwhile
+            with contextlib.suppress(StateConflict):  # it ended meanwhile
                 await self.jobs.request_cancel(clip.id, tenant)
         return await self.get_project(project_id, tenant)

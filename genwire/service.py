@@ -18,7 +18,13 @@ from pydantic import ValidationError
 from genwire import transitions
 from genwire.bus import Bus, topics
 from genwire.config import DEFAULT_MAX_ATTEMPTS
-from genwire.errors import Conflict, FieldError, InvalidInput, NotFound, ProviderNotConfigured
+from genwire.errors import (
+    FieldError,
+    InputRejected,
+    ProviderNotConfigured,
+    StateConflict,
+    UnknownId,
+)
 from genwire.ids import new_id
 from genwire.models import (
     Artifact,
@@ -163,7 +169,7 @@ class JobService:
         pipeline = self.registry.get(pipeline_name)
         if pipeline is None:
             known = ", ".join(item.name for item in self.registry)
-            raise InvalidInput(
+            raise InputRejected(
                 f"unknown pipeline {pipeline_name!r}",
                 [FieldError("pipeline", f"unknown pipeline; known: {known}")],
             )
@@ -181,7 +187,7 @@ class JobService:
                 FieldError(".".join(["input", *(str(part) for part in item["loc"])]), item["msg"])
                 for item in error.errors()
             ]
-            raise InvalidInput(
+            raise InputRejected(
                 f"input does not match the schema of {pipeline_name}", problems
             ) from None
         return validated.model_dump(mode="json")
@@ -189,7 +195,7 @@ class JobService:
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job:
         job = await self.store.get_job(job_id, tenant)
         if job is None:
-            raise NotFound(f"no job {job_id!r}")
+            raise UnknownId(f"no job {job_id!r}")
         return job
 
     async def list_jobs(self, tenant: str, **filters: Any) -> JobPage:
@@ -198,15 +204,15 @@ class JobService:
     async def request_cancel(self, job_id: str, tenant: str | None = None) -> Job:
         """Queued: cancelled at once. Running: flagged, and its worker stops it.
 
-        Idempotent while the job runs; an ended job is a Conflict.
+        Idempotent while the job runs; an ended job is a StateConflict.
         """
 
         def cancel(tx: WriteTx) -> None:
             job = tx.lock_job(job_id, tenant)
             if job is None:
-                raise NotFound(f"no job {job_id!r}")
+                raise UnknownId(f"no job {job_id!r}")
             if job.status.is_terminal:
-                raise Conflict(f"job {job_id} already ended {job.status.value}")
+                raise StateConflict(f"job {job_id} already ended {job.status.value}")
             if job.status is JobStatus.QUEUED:
                 transitions.end(
                     tx, job, JobStatus.CANCELLED, "cancelled before it started", utc_now()
@@ -440,11 +446,11 @@ def _check_joinable(tx: WriteTx, project_id: str, tenant: str) -> None:
     events go to the project's stream, which must carry nobody else's."""
     project = tx.lock_project(project_id, tenant)
     if project is None:
-        raise InvalidInput(
+        raise InputRejected(
             f"no project {project_id!r}", [FieldError("project_id", "no such project")]
         )
     if project.completed_at is not None:
-        raise InvalidInput(
+        raise InputRejected(
             f"project {project_id} has completed",
             [FieldError("project_id", "the project has completed; it takes no more clips")],
         )

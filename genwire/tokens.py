@@ -14,7 +14,7 @@ import hmac
 import time
 from collections.abc import Callable
 
-from genwire.errors import Unauthorized
+from genwire.errors import NotAuthenticated
 
 TOKEN_TTL_S = 24 * 3600  #: long enough for the longest job and a day of reloads
 _CONTEXT = b"genwire stream token v1"
@@ -34,15 +34,15 @@ class StreamTokens:
         return f"{expiry}.{self._sign(job_id, tenant, expiry)}"
 
     def check(self, job_id: str, tenant: str, token: str) -> None:
-        """Raises `Unauthorized` unless `token` was issued for this job and is current."""
+        """Raises `NotAuthenticated` unless `token` was issued for this job and is current."""
         expiry_text, _, signature = token.partition(".")
         if not expiry_text.isdigit() or len(expiry_text) > 12:
-            raise Unauthorized("the stream token is malformed")
+            raise NotAuthenticated("the stream token is malformed")
         expiry = int(expiry_text)
         if not hmac.compare_digest(signature, self._sign(job_id, tenant, expiry)):
-            raise Unauthorized("the stream token is not valid for this job")
+            raise NotAuthenticated("the stream token is not valid for this job")
         if expiry < self._clock():
-            raise Unauthorized("the stream token has expired: read the job again for a new one")
+            raise NotAuthenticated("the stream token has expired: read the job again for a new one")
 
     def _sign(self, job_id: str, tenant: str, expiry: int) -> str:
         message = f"{job_id}\n{tenant}\n{expiry}".encode()

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from genwire import __version__
 from genwire.api import create_app
 from genwire.config import Settings
-from genwire.errors import Conflict, NotFound
+from genwire.errors import StateConflict, UnknownId
 from genwire.models import JsonObject
 from tests.conftest import POSTGRES_URL, ThreadedServer
 from tests.test_api_jobs import (
@@ -328,16 +328,16 @@ def test_a_list_filtered_by_a_200_char_pipeline_name_is_empty(backend_http: http
 # -- problems -------------------------------------------------------------------------
 
 
-class ProjectNotFound(NotFound):
-    """A kind of NotFound that the problem mapping has never heard of."""
+class ProjectNotFound(UnknownId):
+    """A kind of UnknownId that the problem mapping has never heard of."""
 
 
-class AlreadyArchived(Conflict):
+class AlreadyArchived(StateConflict):
     pass
 
 
 def test_a_subclass_of_a_genwire_error_answers_with_its_parents_status(tmp_path: Path) -> None:
-    """Bug: the status was looked up by the exact class, so a subclass of NotFound was a 500."""
+    """Bug: the status was looked up by the exact class, so a subclass of UnknownId was a 500."""
     app = create_app(Settings(data_dir=tmp_path / "data", workers=0))
 
     async def missing(request: Request) -> Response:

@@ -18,7 +18,7 @@ from httpx_sse import connect_sse
 from sqlalchemy.engine import Connection
 
 from genwire.bus import topics
-from genwire.errors import Conflict, IdempotencyMismatch, InvalidInput, NotFound
+from genwire.errors import IdempotencyMismatch, InputRejected, StateConflict, UnknownId
 from genwire.models import Artifact, Event, EventType, Job, JobStatus, JsonObject, utc_now
 from genwire.projects import CreateProject, ProjectService, project_snapshot
 from genwire.service import CreateJob, JobService
@@ -153,7 +153,7 @@ async def test_every_clip_is_checked_first_and_errors_name_the_clip(
         [synthetic(), synthetic(steps=-1), CreateJob("no.such.pipeline", {})], name="bad"
     )
 
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(InputRejected) as caught:
         await projects.create_project(TENANT, request)
 
     assert {error.field for error in caught.value.errors} == {
@@ -165,7 +165,7 @@ async def test_every_clip_is_checked_first_and_errors_name_the_clip(
 
 @pytest.mark.parametrize("clips", [0, 101])
 async def test_a_project_holds_one_to_a_hundred_clips(projects: ProjectService, clips: int) -> None:
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(InputRejected) as caught:
         await projects.create_project(TENANT, CreateProject([synthetic()] * clips))
 
     assert [error.field for error in caught.value.errors] == ["clips"]
@@ -331,7 +331,7 @@ async def test_cancelling_a_queued_project_cancels_every_clip_and_completes_it(
         EventType.PROJECT_COMPLETED,
     ]
     assert own[-1].payload["clips"] == snapshot["clips"]
-    with pytest.raises(Conflict):
+    with pytest.raises(StateConflict):
         await projects.cancel_project(view.project.id, TENANT)
 
 
@@ -353,7 +353,7 @@ async def test_cancelling_a_project_stops_its_running_clip_through_its_worker(
     assert counts_of(project_snapshot(done)) == counts(
         total_clips=2, completed=1, pending=0, failed=0, cancelled=1
     )
-    with pytest.raises(Conflict):
+    with pytest.raises(StateConflict):
         await projects.cancel_project(view.project.id, TENANT)
 
 
@@ -368,14 +368,14 @@ async def test_another_tenant_can_neither_see_nor_cancel_nor_join_a_project(
     view, _ = await projects.create_project(TENANT, CreateProject([synthetic()]))
     project_id = view.project.id
 
-    with pytest.raises(InvalidInput) as refused:
+    with pytest.raises(InputRejected) as refused:
         await projects.jobs.create_job(
             "tenant-b", CreateJob("demo.synthetic", {}, project_id=project_id)
         )
     assert [error.field for error in refused.value.errors] == ["project_id"]
-    with pytest.raises(NotFound):
+    with pytest.raises(UnknownId):
         await projects.get_project(project_id, "tenant-b")
-    with pytest.raises(NotFound):
+    with pytest.raises(UnknownId):
         await projects.cancel_project(project_id, "tenant-b")
 
     mine = await projects.get_project(project_id, TENANT)
@@ -387,14 +387,14 @@ async def test_another_tenant_can_neither_see_nor_cancel_nor_join_a_project(
 async def test_a_job_cannot_join_a_project_that_does_not_exist_or_has_completed(
     projects: ProjectService,
 ) -> None:
-    with pytest.raises(InvalidInput):
+    with pytest.raises(InputRejected):
         await projects.jobs.create_job(
             TENANT, CreateJob("demo.synthetic", {}, project_id="batch-7")
         )
     view, _ = await projects.create_project(TENANT, CreateProject([synthetic()]))
     await projects.cancel_project(view.project.id, TENANT)
 
-    with pytest.raises(InvalidInput) as refused:
+    with pytest.raises(InputRejected) as refused:
         await projects.jobs.create_job(
             TENANT, CreateJob("demo.synthetic", {}, project_id=view.project.id)
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from genwire.bus import LocalBus, topics
-from genwire.errors import Conflict, IdempotencyMismatch, InvalidInput, LeaseLost, NotFound
+from genwire.errors import IdempotencyMismatch, InputRejected, LeaseLost, StateConflict, UnknownId
 from genwire.models import (
     EVENT_ID_WIDTH,
     ErrorCode,
@@ -340,14 +340,14 @@ async def test_cancelling_an_ended_job_is_a_conflict(service: JobService) -> Non
     job_id = await create(service)
     await service.request_cancel(job_id)
 
-    with pytest.raises(Conflict):
+    with pytest.raises(StateConflict):
         await service.request_cancel(job_id)
 
     assert_one_terminal_event_last(await events_of(service, job_id), EventType.JOB_CANCELLED)
 
 
 async def test_cancelling_an_unknown_job_is_not_found(service: JobService) -> None:
-    with pytest.raises(NotFound):
+    with pytest.raises(UnknownId):
         await service.request_cancel("job_doesnotexist", TENANT)
 
 
@@ -356,9 +356,9 @@ async def test_cancelling_another_tenants_job_is_not_found_and_changes_nothing(
 ) -> None:
     job_id = await create(service, tenant="tenant-a")
 
-    with pytest.raises(NotFound):
+    with pytest.raises(UnknownId):
         await service.request_cancel(job_id, "tenant-b")
-    with pytest.raises(NotFound):
+    with pytest.raises(UnknownId):
         await service.get_job(job_id, "tenant-b")
 
     assert (await service.get_job(job_id)).status is JobStatus.QUEUED
@@ -501,7 +501,7 @@ async def test_idempotency_keys_belong_to_one_tenant(service: JobService) -> Non
 
 
 async def test_input_failing_the_schema_is_invalid_with_field_paths(service: JobService) -> None:
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(InputRejected) as caught:
         await service.create_job(
             TENANT, CreateJob("demo.synthetic", {"steps": -1, "surprise": True})
         )
@@ -514,7 +514,7 @@ async def test_input_failing_the_schema_is_invalid_with_field_paths(service: Job
 async def test_an_unknown_pipeline_is_invalid_input_on_the_pipeline_field(
     service: JobService,
 ) -> None:
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(InputRejected) as caught:
         await service.create_job(TENANT, CreateJob("no.such.pipeline", {}))
 
     assert [error.field for error in caught.value.errors] == ["pipeline"]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from genwire.errors import Unauthorized
+from genwire.errors import NotAuthenticated
 from genwire.tokens import StreamTokens
 from tests.conftest import ThreadedServer
 
@@ -30,17 +30,17 @@ def test_a_token_is_good_for_its_own_job_and_tenant_until_it_expires() -> None:
         ("job_a", "alice", "garbage"),
         ("job_a", "alice", ""),
     ]:
-        with pytest.raises(Unauthorized):
+        with pytest.raises(NotAuthenticated):
             tokens.check(job_id, tenant, text)
 
     now[0] += 61
-    with pytest.raises(Unauthorized, match="expired"):
+    with pytest.raises(NotAuthenticated, match="expired"):
         tokens.check("job_a", "alice", token)
 
 
 def test_tokens_of_another_key_are_refused() -> None:
     token = StreamTokens(b"x" * 32).issue("job_a", "alice")
-    with pytest.raises(Unauthorized):
+    with pytest.raises(NotAuthenticated):
         StreamTokens(KEY).check("job_a", "alice", token)
 
 

@@ -22,7 +22,7 @@ from genwire.api.direct import CYCLE_KEY
 from genwire.api.hot_paths import HotPaths
 from genwire.api.problems import ProblemResponse, handle_genwire_error
 from genwire.config import Settings
-from genwire.errors import GenwireError
+from genwire.errors import ServiceError
 from genwire.locks import ProcessLock
 from genwire.pipelines.base import PipelineRegistry
 from genwire.projects import ProjectService
@@ -129,7 +129,7 @@ def create_app(
             ),
         ],
         exception_handlers={
-            GenwireError: handle_genwire_error,  # its subclasses too: Starlette walks the MRO
+            ServiceError: handle_genwire_error,  # its subclasses too: Starlette walks the MRO
             HTTPException: _http_error,
             Exception: _unexpected_error,
         },

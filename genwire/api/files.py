@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from genwire.api.requests import path_id, service_of, tenant_of
 from genwire.api.tokens import job_reader_tenant, uses_stream_token
-from genwire.errors import NotFound
+from genwire.errors import UnknownId
 
 
 async def get_file(request: Request) -> Response:
@@ -21,14 +21,14 @@ async def get_file(request: Request) -> Response:
     service = service_of(request)
     artifact = await service.store.get_artifact(artifact_id, tenant)
     if artifact is None:
-        raise NotFound(f"no artifact {artifact_id!r}")
+        raise UnknownId(f"no artifact {artifact_id!r}")
     if by_token:
         # A `<video>` or `<img>` cannot send a header: the job's stream token opens
         # the job's files, which are read-only data of that job.
         await job_reader_tenant(request, artifact.job_id)
     path = service.storage.resolve(artifact.path)
     if not path.is_file():
-        raise NotFound(f"the file of {artifact_id!r} is gone from storage")
+        raise UnknownId(f"the file of {artifact_id!r} is gone from storage")
     etag = f'"{artifact.sha256}"'
     # An artifact never changes once stored: its hash is a strong validator forever.
     headers = {

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from genwire.api.problems import problem_from_error
-from genwire.errors import GenwireError
+from genwire.errors import ServiceError
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -37,7 +37,7 @@ class HotPaths:
         exact: dict[str, Endpoint],
         unexpected: ErrorHandler,
     ) -> None:
-        """`unexpected`: the app's answer to an error that is not a GenwireError."""
+        """`unexpected`: the app's answer to an error that is not a ServiceError."""
         self._job_routes = {f"/{suffix}": endpoint for suffix, endpoint in job_routes.items()}
         self._exact = exact
         self._unexpected = unexpected
@@ -72,7 +72,7 @@ class HotPaths:
         request = Request(scope, receive)
         try:
             response = await endpoint(request)
-        except GenwireError as error:
+        except ServiceError as error:
             response = problem_from_error(error)
         except Exception as error:
             response = await self._unexpected(request, error)

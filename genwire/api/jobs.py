@@ -26,7 +26,7 @@ from genwire.api.requests import (
 )
 from genwire.api.responses import JsonResponse
 from genwire.api.tokens import job_snapshot
-from genwire.errors import BadRequest, FieldError, InvalidInput
+from genwire.errors import BadRequest, FieldError, InputRejected
 from genwire.models import EventType, JobStatus
 from genwire.providers.remote import PROVIDER_NAMES
 from genwire.service import CreateJob
@@ -84,7 +84,7 @@ def parse_create(body: dict[str, Any]) -> CreateJob:
     unknown = sorted(set(body) - {"pipeline", "input", "project_id", "metadata", "webhook"})
     problems.extend(FieldError(name, "unknown field") for name in unknown)
     if problems:
-        raise InvalidInput("the request body does not match POST /api/jobs", problems)
+        raise InputRejected("the request body does not match POST /api/jobs", problems)
     assert isinstance(pipeline, str)
     assert isinstance(job_input, dict)
     return CreateJob(pipeline, job_input, project_id, webhook, metadata)

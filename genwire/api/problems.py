@@ -9,7 +9,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from genwire.errors import GenwireError, InvalidInput
+from genwire.errors import InputRejected, ServiceError
 
 PROBLEM_TYPE_PREFIX = "urn:genwire:problem:"
 
@@ -39,11 +39,11 @@ class ProblemResponse(Response):
         super().__init__(orjson.dumps(body), status_code=status, headers=headers)
 
 
-def problem_from_error(error: GenwireError) -> ProblemResponse:
-    """The problem of any GenwireError: its status is looked up along the class's MRO,
+def problem_from_error(error: ServiceError) -> ProblemResponse:
+    """The problem of any ServiceError: its status is looked up along the class's MRO,
     so a subclass answers with its nearest ancestor's status."""
     extensions: dict[str, Any] = {}
-    if isinstance(error, InvalidInput):
+    if isinstance(error, InputRejected):
         extensions["errors"] = [{"field": e.field, "message": e.message} for e in error.errors]
     # RFC 9110 §15.5.2: a 401 must say how to authenticate.
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
@@ -62,5 +62,5 @@ def _title(code: str) -> str:
 
 
 async def handle_genwire_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, GenwireError)
+    assert isinstance(error, ServiceError)
     return problem_from_error(error)

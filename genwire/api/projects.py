@@ -13,7 +13,7 @@ from genwire.api.jobs import _webhook_problems, idempotency_key_of, parse_create
 from genwire.api.requests import path_id, projects_of, read_json_object, settings_of, tenant_of
 from genwire.api.responses import JsonResponse
 from genwire.api.tokens import job_snapshot
-from genwire.errors import FieldError, InvalidInput
+from genwire.errors import FieldError, InputRejected
 from genwire.models import JsonObject
 from genwire.projects import MAX_CLIPS, CreateProject, project_snapshot
 from genwire.service import CreateJob
@@ -54,7 +54,7 @@ def parse_create_project(body: dict[str, Any]) -> CreateProject:
     unknown = sorted(set(body) - {"name", "clips", "webhook"})
     problems.extend(FieldError(field, "unknown field") for field in unknown)
     if problems:
-        raise InvalidInput("the request body does not match POST /api/projects", problems)
+        raise InputRejected("the request body does not match POST /api/projects", problems)
     return CreateProject(clips, name, webhook)
 
 
@@ -68,7 +68,7 @@ def _parse_clip(at: str, clip: Any) -> tuple[CreateJob | None, list[FieldError]]
     ]
     try:
         parsed = parse_create({field: clip[field] for field in clip if field in _CLIP_FIELDS})
-    except InvalidInput as error:
+    except InputRejected as error:
         shape = [FieldError(f"{at}.{item.field}", item.message) for item in error.errors]
         return None, shape + problems
     return (None if problems else parsed), problems

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from genwire.api.requests import query_value, service_of, tenant_of
 from genwire.api.responses import JsonResponse
 from genwire.bus import topics
-from genwire.errors import BadRequest, NotFound, Unauthorized
+from genwire.errors import BadRequest, NotAuthenticated, UnknownId
 from genwire.models import JsonObject
 from genwire.providers.base import WebhookRejected
 from genwire.providers.http import ProviderError
@@ -39,7 +39,7 @@ async def provider_webhook(request: Request) -> Response:
     name = request.path_params["name"]
     provider = remote.get(name) if isinstance(remote, RemoteProviders) else None
     if provider is None or not isinstance(remote, RemoteProviders):
-        raise NotFound(f"no provider {name!r} is configured here")
+        raise UnknownId(f"no provider {name!r} is configured here")
     call_id = query_value(request, "call") or ""
     call = await remote.calls.get(call_id) if 0 < len(call_id) <= 40 else None
     secret = (query_value(request, "secret") or "").encode()
@@ -49,7 +49,7 @@ async def provider_webhook(request: Request) -> Response:
         or not hmac.compare_digest(call.secret.encode(), secret)
     ):
         remote.webhooks[name, "refused"] += 1
-        raise Unauthorized("unknown call or wrong secret")
+        raise NotAuthenticated("unknown call or wrong secret")
     body = await _bounded_body(request)
     try:
         await provider.verify_webhook(request.headers, body)
@@ -62,7 +62,7 @@ async def provider_webhook(request: Request) -> Response:
     except WebhookRejected as error:
         remote.webhooks[name, "refused"] += 1
         log.warning("refused a %s webhook for call %s: %s", name, call.id, error)
-        raise Unauthorized(f"the webhook signature does not verify: {error}") from None
+        raise NotAuthenticated(f"the webhook signature does not verify: {error}") from None
     remote.webhooks[name, "accepted"] += 1
     try:
         parsed = orjson.loads(body)

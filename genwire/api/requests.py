@@ -15,7 +15,7 @@ import orjson
 from starlette.requests import Request
 
 from genwire.config import Settings
-from genwire.errors import BadRequest, NotFound, Unauthorized
+from genwire.errors import BadRequest, NotAuthenticated, UnknownId
 from genwire.projects import ProjectService
 from genwire.service import JobService
 
@@ -127,7 +127,7 @@ def tenant_of(request: Request) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     tenant = keys.get(token.strip()) if scheme.lower() == "bearer" else None
     if tenant is None:
-        raise Unauthorized("a valid API key is required (Authorization: Bearer …)")
+        raise NotAuthenticated("a valid API key is required (Authorization: Bearer …)")
     return tenant
 
 
@@ -143,7 +143,7 @@ def path_id(request: Request, name: str, prefix: str) -> str:
     Any other text names nothing: a 404 without asking the database."""
     value: str = request.path_params[name]
     if not is_id(value, prefix):
-        raise NotFound(f"no {name.removesuffix('_id')} {value!r}")
+        raise UnknownId(f"no {name.removesuffix('_id')} {value!r}")
     return value
 
 

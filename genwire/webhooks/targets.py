@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from genwire.errors import FieldError, InvalidInput
+from genwire.errors import FieldError, InputRejected
 from genwire.models import JsonObject
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -67,14 +67,14 @@ def literal_address(host: str) -> IpAddress | None:
 
 
 def refuse_private_webhook(webhook: JsonObject | None, allow_private: bool) -> None:
-    """Raise InvalidInput (field `webhook.url`) when the URL names a private target."""
+    """Raise InputRejected (field `webhook.url`) when the URL names a private target."""
     if webhook is None or allow_private:
         return
     host = (urlsplit(str(webhook.get("url"))).hostname or "").rstrip(".")
     address = literal_address(host)
     names_loopback = host == "localhost" or host.endswith(".localhost")
     if names_loopback or (address is not None and not is_public(address)):
-        raise InvalidInput(
+        raise InputRejected(
             "the webhook target is in a private address range",
             [
                 FieldError(
