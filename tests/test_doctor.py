@@ -143,8 +143,8 @@ def test_a_terminal_sees_a_spinner_naming_the_running_check(
 ) -> None:
     screen = io.StringIO()
     terminal = Console(file=screen, force_terminal=True, width=200)
-    monkeypatch.setattr(cli, "console", terminal)
-    monkeypatch.setattr(cli, "out", terminal)
+    monkeypatch.setattr(cli.terminal, "console", terminal)
+    monkeypatch.setattr(cli.terminal, "out", terminal)
     CliRunner().invoke(main, ["doctor", unreachable_url])
     assert "health: GET /healthz" in screen.getvalue()
 

@@ -1,0 +1,347 @@
+"""`genwire serve` and `genwire worker`: settings from flags and the environment,
+the listening socket, uvicorn, and the worker process's own loop."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import uvicorn
+
+from genwire import __version__
+from genwire.api.sockets import listening_socket
+from genwire.cli.main import main
+from genwire.cli.terminal import console
+from genwire.config import (
+    DEFAULT_DATA_DIR,
+    DEFAULT_LEASE_TTL_S,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_SHUTDOWN_GRACE_S,
+    DEFAULT_WEBHOOK_TIMEOUT_S,
+    DEFAULT_WORKERS,
+    MAX_POLL_GATHER_S,
+    Settings,
+    parse_origins,
+)
+from genwire.delivery.feeds import FeedHub
+from genwire.locks import DataDirInUse, acquire_server_lock
+from genwire.pipelines.loading import PipelineLoadError, parse_modules
+from genwire.providers.settings import ProviderSettings
+
+
+def worker_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Options of whatever runs workers: `serve` and `worker`."""
+    options = [
+        click.option(
+            "--data-dir",
+            envvar="GENWIRE_DATA_DIR",
+            default=DEFAULT_DATA_DIR,
+            show_default=True,
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Database (embedded default) and artifacts.",
+        ),
+        click.option(
+            "--job-timeout",
+            type=click.FloatRange(min=0.1),
+            default=None,
+            help="Cap, in seconds, on every pipeline's time limit.",
+        ),
+        click.option(
+            "--lease-ttl",
+            type=click.FloatRange(min=0.5),
+            default=DEFAULT_LEASE_TTL_S,
+            show_default=True,
+            help="Seconds after which a silent worker's job is taken back.",
+        ),
+        click.option(
+            "--max-attempts",
+            type=click.IntRange(1, 100),
+            default=DEFAULT_MAX_ATTEMPTS,
+            show_default=True,
+            help="Runs of a job before a lost worker fails it.",
+        ),
+        click.option(
+            "--shutdown-grace",
+            type=click.FloatRange(min=0),
+            default=DEFAULT_SHUTDOWN_GRACE_S,
+            show_default=True,
+            help="On SIGTERM, seconds running jobs get to finish before going back to the queue.",
+        ),
+        click.option(
+            "--allow-private-webhooks",
+            is_flag=True,
+            envvar="GENWIRE_ALLOW_PRIVATE_WEBHOOKS",
+            help="Allow webhook targets in private address ranges "
+            "(env GENWIRE_ALLOW_PRIVATE_WEBHOOKS=1).",
+        ),
+        click.option(
+            "--webhook-timeout",
+            type=click.FloatRange(min=0.1),
+            default=DEFAULT_WEBHOOK_TIMEOUT_S,
+            show_default=True,
+            help="Seconds one webhook request may take. Webhooks are signed with "
+            "GENWIRE_WEBHOOK_SECRET (whsec_…), else a secret kept in the data dir.",
+        ),
+        click.option(
+            "--public-url",
+            envvar="GENWIRE_PUBLIC_URL",
+            default=None,
+            help="Where providers reach this deployment (env GENWIRE_PUBLIC_URL); with it, "
+            "Replicate, fal and Runware call its webhook instead of being polled alone.",
+        ),
+        click.option(
+            "--pipelines",
+            "pipeline_modules",
+            envvar="GENWIRE_PIPELINES",
+            default="",
+            help="Modules of your own pipelines, comma-separated (env GENWIRE_PIPELINES); "
+            "installed packages' `genwire.pipelines` entry points load too.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _worker_settings(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "data_dir": options["data_dir"],
+        "job_timeout_s": options["job_timeout"],
+        "lease_ttl_s": options["lease_ttl"],
+        "max_attempts": options["max_attempts"],
+        "shutdown_grace_s": options["shutdown_grace"],
+        "allow_private_webhooks": options["allow_private_webhooks"],
+        "webhook_timeout_s": options["webhook_timeout"],
+        "webhook_secret": _webhook_secret(),
+        "public_url": _public_url(options["public_url"]),
+        "pipeline_modules": parse_modules(options["pipeline_modules"]),
+        "providers": _provider_settings(),
+    }
+
+
+def _public_url(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    if not raw.startswith(("http://", "https://")):
+        raise click.UsageError(f"--public-url must be an http(s) URL, not {raw!r}")
+    return raw.rstrip("/")
+
+
+def _provider_settings() -> ProviderSettings:
+    try:
+        return ProviderSettings.from_env()
+    except ValueError as error:
+        raise click.UsageError(f"provider settings: {error}") from None
+
+
+def _webhook_secret() -> str | None:
+    """GENWIRE_WEBHOOK_SECRET, checked; None when unset (the data dir's own is used)."""
+    from genwire.webhooks.signing import secret_key
+
+    secret = os.environ.get("GENWIRE_WEBHOOK_SECRET") or None
+    if secret is not None:
+        try:
+            secret_key(secret)
+        except ValueError as error:
+            raise click.UsageError(f"GENWIRE_WEBHOOK_SECRET: {error}") from None
+    return secret
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--database",
+    envvar="GENWIRE_DATABASE_URL",
+    default=None,
+    help="postgresql://… (default: SQLite under the data dir).",
+)
+@click.option(
+    "--workers",
+    default=DEFAULT_WORKERS,
+    show_default=True,
+    type=click.IntRange(0, 256),
+    help="In-process worker slots (0: API only).",
+)
+@click.option(
+    "--keepalive",
+    type=click.FloatRange(min=0.1),
+    default=Settings.keepalive_s,
+    show_default=True,
+    help="Seconds between keepalive comments on an idle stream.",
+)
+@click.option(
+    "--poll-gather",
+    type=click.FloatRange(min=0, max=MAX_POLL_GATHER_S),
+    default=Settings.poll_gather_s,
+    show_default=True,
+    help="Seconds a long-poll that waited gathers events after the first (0: none).",
+)
+@click.option("--insecure", is_flag=True, help="Allow listening beyond loopback with no API key.")
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="An origin whose pages may call the API (repeat; env GENWIRE_CORS_ORIGINS, comma-separated).",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+)
+@worker_options
+def serve(
+    host: str,
+    port: int,
+    database: str | None,
+    workers: int,
+    keepalive: float,
+    poll_gather: float,
+    insecure: bool,
+    cors_origins: tuple[str, ...],
+    log_level: str,
+    **options: Any,
+) -> None:
+    """Run the API, the web page and in-process workers."""
+    from genwire.api import create_app
+
+    settings = Settings(
+        database_url=database,
+        host=host,
+        port=port,
+        workers=workers,
+        keepalive_s=keepalive,
+        poll_gather_s=poll_gather,
+        api_keys=Settings.from_env().api_keys,
+        insecure=insecure,
+        cors_origins=parse_origins(",".join(cors_origins)) or Settings.from_env().cors_origins,
+        **_worker_settings(options),
+    )
+    try:
+        settings.check_exposure()
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    configure_logging(log_level)
+    try:
+        sock = listening_socket(host, port, settings.peer_timeout_s)
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    server_lock = None
+    if settings.uses_embedded_database:
+        try:
+            server_lock = acquire_server_lock(settings.data_dir)
+        except DataDirInUse as error:
+            raise click.ClickException(str(error)) from None
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{sock.getsockname()[1]}"
+    try:
+        app = create_app(settings, server_lock=server_lock)
+    except PipelineLoadError as error:
+        raise click.ClickException(str(error)) from None
+    server = _AnnouncingServer(
+        uvicorn.Config(
+            app,
+            log_level=log_level,
+            # Off unless shown: uvicorn formats each line's fields before the level check.
+            access_log=log_level in ("debug", "info"),
+            lifespan="on",
+            timeout_graceful_shutdown=5,
+        ),
+        f"genwire {__version__} serving on [bold]{url}[/] "
+        f"(data: {settings.data_dir}, workers: {workers})",
+        app.state.hub,
+    )
+    server.run(sockets=[sock])
+    if not server.started and not server.should_exit:
+        sys.exit(1)
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """Says where it serves once the app has started, not before it may fail; ends
+    its streams first when it stops."""
+
+    def __init__(self, config: uvicorn.Config, announcement: str, hub: FeedHub) -> None:
+        super().__init__(config)
+        self.announcement = announcement
+        self.hub = hub
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            # What start-up built (modules, SQLAlchemy, pydantic: ~200k objects) lives
+            # as long as the process: out of the collector's way, a full collection
+            # under load takes 16 ms instead of 89 (docs/PERFORMANCE.md).
+            gc.collect()
+            gc.freeze()
+            console.print(self.announcement)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # End every stream now, so uvicorn's wait for open connections is short and
+        # clients resume at once instead of being cut off after the grace.
+        self.hub.begin_shutdown()
+        await super().shutdown(sockets)
+
+
+@main.command()
+@click.option(
+    "--database",
+    envvar="GENWIRE_DATABASE_URL",
+    required=True,
+    help="The database the API nodes use (sqlite:///… or postgresql://…).",
+)
+@click.option(
+    "--concurrency", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 256)
+)
+@worker_options
+def worker(database: str, concurrency: int, **options: Any) -> None:
+    """Run workers only, beside API nodes that share the database.
+
+    Artifacts go under the data dir, which the API nodes must share to serve them:
+    by default, beside a SQLite database (where `genwire serve` keeps them).
+    """
+    from genwire.runtime import Runtime
+
+    source = click.get_current_context().get_parameter_source("data_dir")
+    if source is click.ParameterSource.DEFAULT and database.startswith("sqlite:///"):
+        options["data_dir"] = Path(database.removeprefix("sqlite:///")).parent
+    configure_logging("info")
+    settings = Settings(database_url=database, workers=concurrency, **_worker_settings(options))
+
+    async def run() -> None:
+        try:
+            runtime = Runtime.build(settings, own_data_dir=False)
+        except PipelineLoadError as error:
+            raise click.ClickException(str(error)) from None
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await runtime.start()
+        console.print(
+            f"genwire worker {runtime.pool.worker_id if runtime.pool else ''} "
+            f"running {concurrency} slot(s)"
+        )
+        await stop.wait()
+        console.print("stopping: running jobs get a grace period, then go back to the queue")
+        await runtime.stop()
+
+    asyncio.run(run())
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # One line per webhook sent would drown the log; failures are logged by genwire.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
