@@ -12,7 +12,9 @@ ServiceError              500  a bug: no handler expected it
 ├── InputRejected         422  unknown pipeline, input failing its schema
 │   └── ProviderNotConfigured  422  a pipeline of a provider whose key is not set
 ├── IdempotencyMismatch   422  same Idempotency-Key, different body
-└── LeaseLost             500  a worker wrote to a job it no longer holds
+├── LeaseLost             500  a worker wrote to a job it no longer holds
+└── StoreUnavailable      503  the database failed a read or write (its error is the
+                               cause; a worker retries, the API answers 503)
 
 A subclass inherits its parent's status, so a new kind of UnknownId is still a 404.
 """
@@ -82,3 +84,8 @@ class IdempotencyMismatch(ServiceError):
 
 class LeaseLost(ServiceError):
     code = "lease-lost"
+
+
+class StoreUnavailable(ServiceError):
+    status = 503
+    code = "store-unavailable"

@@ -27,7 +27,7 @@ from genwire.models import (
 )
 from genwire.service import CreateJob, JobService
 from genwire.store import WriteTx, request_fingerprint
-from genwire.store.projects import ProjectView, read_project
+from genwire.store.projects import ProjectView
 from genwire.transitions.projects import ClipCounts, clip_result
 
 MAX_CLIPS = 100
@@ -149,9 +149,7 @@ class ProjectService:
         return clips
 
     async def get_project(self, project_id: str, tenant: str) -> ProjectView:
-        view = await self.jobs.store.read(
-            lambda connection: read_project(connection, project_id, tenant)
-        )
+        view = await self.jobs.store.project_view(project_id, tenant)
         if view is None:
             raise UnknownId(f"no project {project_id!r}")
         return view

@@ -21,11 +21,10 @@ from typing import TypeVar
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError
 
 from genwire.bus import topics
 from genwire.config import DEFAULT_LEASE_TTL_S, DEFAULT_SHUTDOWN_GRACE_S, DEFAULT_WORKERS
-from genwire.errors import LeaseLost
+from genwire.errors import LeaseLost, StoreUnavailable
 from genwire.ids import new_id
 from genwire.models import ErrorCode, Job, JobError
 from genwire.pipelines.base import JobCancelled, PipelineContext, PipelineError
@@ -317,7 +316,7 @@ class WorkerPool:
         elif isinstance(raised, PipelineError):
             error = JobError(raised.code, raised.message, raised.retryable)
             await self._end(service.fail_job, job.id, lease, error)
-        elif isinstance(raised, DBAPIError):
+        elif isinstance(raised, StoreUnavailable):
             # The store failed under the pipeline, not the pipeline: run it again.
             log.error("job %s hit a store error", job.id, exc_info=raised)
             await self._end(service.release_job, job.id, lease, "the store failed while it ran")
@@ -345,7 +344,7 @@ class WorkerPool:
         for pause in END_WRITE_BACKOFF_S:
             try:
                 return await write(*args)
-            except DBAPIError:
+            except StoreUnavailable:
                 log.exception("ending a job failed; trying again in %g s", pause)
                 await asyncio.sleep(pause)
         return await write(*args)

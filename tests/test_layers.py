@@ -98,3 +98,21 @@ def test_no_module_of_genwire_imports_itself_back() -> None:
 def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
+
+
+def test_only_the_store_imports_sqlalchemy() -> None:
+    """A closed store: nothing above it passes a connection or knows the driver's errors."""
+    outside = sorted(
+        name
+        for name, path in ((_module_name(p), p) for p in PACKAGE.rglob("*.py"))
+        if not name.startswith("genwire.store")
+        and any(
+            (
+                isinstance(node, ast.Import)
+                and any(a.name.startswith("sqlalchemy") for a in node.names)
+            )
+            or (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy"))
+            for node in _runtime_imports(ast.parse(path.read_text()))
+        )
+    )
+    assert outside == []

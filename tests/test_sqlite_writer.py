@@ -1,7 +1,8 @@
 """The SQLite runner keeps its writer thread's connection between transactions; a
 transaction that fails, at its BEGIN, at its COMMIT or in an event's statements
-(which run on the driver itself), leaves the next one as good as new, and its
-error is SQLAlchemy's (the worker retries `DBAPIError`s)."""
+(which run on the driver itself), leaves the next one as good as new. Its error is
+SQLAlchemy's inside the store and genwire's `StoreUnavailable` outside it (which
+the worker retries)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from genwire.bus import LocalBus
+from genwire.errors import StoreUnavailable
 from genwire.models import StepState
 from genwire.service import CreateJob, JobService
 from genwire.storage import LocalStorage
@@ -105,9 +107,10 @@ async def test_an_event_the_driver_refuses_is_a_dbapi_error_and_leaves_nothing(
                 "CREATE TRIGGER refuse BEFORE INSERT ON events"
                 " BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
             )
-            with pytest.raises(DBAPIError, match="refused by a trigger"):
+            with pytest.raises(StoreUnavailable, match="refused by a trigger") as refused_once:
                 await reporter.step_progress("work", 20.0, 20.0, "two", None)
-            with pytest.raises(DBAPIError, match="refused by a trigger"):
+            assert isinstance(refused_once.value.__cause__, DBAPIError)
+            with pytest.raises(StoreUnavailable, match="refused by a trigger"):
                 await reporter.step_status("work", StepState.COMPLETED, 30.0)
             refused = await service.get_job(job.id)
             other.execute("DROP TRIGGER refuse")

@@ -23,7 +23,7 @@ async def healthz(request: Request) -> Response:
     """
     store = service_of(request).store
     try:
-        await store.read(lambda connection: connection.exec_driver_sql("SELECT 1").scalar())
+        await store.ping()
     except Exception:
         log.warning("health check: the database does not answer", exc_info=True)
         return ProblemResponse(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,9 +10,10 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from genwire.errors import InputRejected, ServiceError
+from genwire.errors import InputRejected, ServiceError, StoreUnavailable
 
 PROBLEM_TYPE_PREFIX = "urn:genwire:problem:"
+log = logging.getLogger("genwire.api")
 
 
 class ProblemResponse(Response):
@@ -47,11 +49,16 @@ def problem_from_error(error: ServiceError) -> ProblemResponse:
         extensions["errors"] = [{"field": e.field, "message": e.message} for e in error.errors]
     # RFC 9110 §15.5.2: a 401 must say how to authenticate.
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    detail = error.message
+    if isinstance(error, StoreUnavailable):
+        # The database's own words go to the log, never to the caller.
+        log.warning("the database failed a request: %s", error.message)
+        detail = "the database does not answer; try again shortly"
     return ProblemResponse(
         error.status,
         error.code,
         _title(error.code),
-        error.message,
+        detail,
         headers=headers,
         **extensions,
     )

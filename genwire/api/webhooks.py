@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from sqlalchemy.engine import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -10,7 +9,7 @@ from starlette.routing import Route
 from genwire.api.requests import path_id, service_of, tenant_of
 from genwire.api.responses import JsonResponse
 from genwire.models import JsonObject, format_event_id, format_time
-from genwire.store.deliveries import DeliveryRecord, deliveries_of_job
+from genwire.store.deliveries import DeliveryRecord, WebhookOutbox
 
 
 async def list_job_webhooks(request: Request) -> Response:
@@ -20,10 +19,7 @@ async def list_job_webhooks(request: Request) -> Response:
     service = service_of(request)
     await service.get_job(job_id, tenant)
 
-    def read(connection: Connection) -> list[DeliveryRecord]:
-        return deliveries_of_job(connection, job_id)
-
-    records = await service.store.read(read)
+    records = await WebhookOutbox(service.store).of_job(job_id)
     return JsonResponse({"items": [_delivery_json(record) for record in records]})
 
 

@@ -1,9 +1,9 @@
 """The webhook outbox (SPEC §5): deliveries queued in their event's transaction,
 claimed by senders under a lease, and the log of their attempts.
 
-Writes take the `WriteTx` of `Store.write` (on SQLite they must run in its one
-writer thread, on PostgreSQL behind its write lock); reads take the connection of
-`Store.read`.
+The functions take the `WriteTx` of `Store.write` (on SQLite they must run in its
+one writer thread, on PostgreSQL behind its write lock) or the connection of
+`Store.read`; outside the store, `WebhookOutbox` runs each in its own transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from genwire.models import Event
 from genwire.store.schema import webhook_attempts, webhook_deliveries
+from genwire.store.sql import Store
 from genwire.store.transactions import WriteTx
 
 
@@ -212,3 +213,39 @@ def deliveries_of_job(connection: Connection, job_id: str) -> list[DeliveryRecor
                 Attempt(row["attempted_at"], row["status_code"], row["error"], row["duration_ms"])
             )
     return records
+
+
+class WebhookOutbox:
+    """The outbox of one store, as the webhook sender and the API use it: every
+    statement above in its own transaction, no connection handed out."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def claim_due(
+        self, now: datetime, lease_until: datetime, limit: int, in_flight: Collection[str] = ()
+    ) -> list[Delivery]:
+        claimed, _ = await self.store.write(
+            lambda tx: claim_due(tx, now, lease_until, limit, in_flight)
+        )
+        return claimed
+
+    async def record_attempt(
+        self,
+        delivery_id: str,
+        attempt: Attempt,
+        status: DeliveryStatus,
+        next_attempt_at: datetime | None,
+    ) -> None:
+        await self.store.write(
+            lambda tx: record_attempt(tx, delivery_id, attempt, status, next_attempt_at)
+        )
+
+    async def release(self, delivery_ids: Collection[str], now: datetime) -> None:
+        await self.store.write(lambda tx: release(tx, delivery_ids, now))
+
+    async def next_due_at(self) -> datetime | None:
+        return await self.store.read(next_due_at)
+
+    async def of_job(self, job_id: str) -> list[DeliveryRecord]:
+        return await self.store.read(lambda connection: deliveries_of_job(connection, job_id))

@@ -23,13 +23,16 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from genwire.errors import StoreUnavailable
 from genwire.metrics import Histogram
 from genwire.models import Artifact, Event, EventType, Job, JobStatus, JsonObject
 from genwire.store import rows, schema
 from genwire.store.entries import LogEntry, Scope, ScopeKind
 from genwire.store.migrations import migrate
+from genwire.store.projects import ProjectView, read_project
 from genwire.store.recent import RecentEvents
 from genwire.store.transactions import MIGRATE_LOCK_KEY, WriteTx, on_sqlite_driver
 from genwire.store.writer import WriterThread
@@ -59,6 +62,31 @@ class _Runner(Protocol):
     async def read(self, fn: Callable[[Connection], T]) -> T: ...
 
     async def close(self) -> None: ...
+
+
+class _Translating:
+    """A runner whose database errors leave it as genwire's `StoreUnavailable` (the
+    driver's error as its cause): nothing above the store knows SQLAlchemy."""
+
+    def __init__(self, runner: _Runner) -> None:
+        self.runner = runner
+
+    async def write(
+        self, fn: Callable[[Connection], T], committed: Callable[[T], None] | None = None
+    ) -> T:
+        try:
+            return await self.runner.write(fn, committed)
+        except DBAPIError as error:
+            raise StoreUnavailable(str(error.orig or error)) from error
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        try:
+            return await self.runner.read(fn)
+        except DBAPIError as error:
+            raise StoreUnavailable(str(error.orig or error)) from error
+
+    async def close(self) -> None:
+        await self.runner.close()
 
 
 class _SqliteRunner:
@@ -201,7 +229,7 @@ class Store:
         self.is_postgres = url.startswith(("postgresql", "postgres://"))
         if not (self.is_sqlite or self.is_postgres):
             raise ValueError(f"unsupported database URL {url!r}: use sqlite:///… or postgresql://…")
-        self._runner: _Runner = (
+        self._runner: _Runner = _Translating(
             _SqliteRunner(url, sqlite_synchronous)
             if self.is_sqlite
             else _PostgresRunner(_driver_url(url))
@@ -261,6 +289,16 @@ class Store:
 
     async def read(self, fn: Callable[[Connection], T]) -> T:
         return await self._runner.read(fn)
+
+    async def ping(self) -> None:
+        """A trivial query: raises when the database does not answer."""
+        await self._runner.read(lambda connection: connection.exec_driver_sql("SELECT 1").scalar())
+
+    async def project_view(self, project_id: str, tenant: str) -> ProjectView | None:
+        """The tenant's project with its clips; None when the tenant has no such project."""
+        return await self._runner.read(
+            lambda connection: read_project(connection, project_id, tenant)
+        )
 
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
         def run(connection: Connection) -> Job | None:

@@ -25,16 +25,8 @@ from genwire import __version__
 from genwire.bus import Bus, Subscription, topics
 from genwire.config import DEFAULT_WEBHOOK_TIMEOUT_S, WEBHOOK_RETRY_SCHEDULE_S, Settings
 from genwire.models import format_time, utc_now
-from genwire.store import Store, WriteTx
-from genwire.store.deliveries import (
-    Attempt,
-    Delivery,
-    DeliveryStatus,
-    claim_due,
-    next_due_at,
-    record_attempt,
-    release,
-)
+from genwire.store import Store
+from genwire.store.deliveries import Attempt, Delivery, DeliveryStatus, WebhookOutbox
 from genwire.webhooks.signing import load_or_create_secret, secret_key, signature_headers
 from genwire.webhooks.targets import AddressLookup, RefusedTarget, pinned_target, resolve_addresses
 
@@ -86,7 +78,7 @@ class WebhookSender:
         transport: httpx.AsyncBaseTransport | None = None,
         lookup: AddressLookup = resolve_addresses,
     ) -> None:
-        self._store = store
+        self._outbox = WebhookOutbox(store)
         self._bus = bus
         self.settings = settings
         self._lookup = lookup
@@ -150,7 +142,7 @@ class WebhookSender:
         await asyncio.gather(*sending, return_exceptions=True)
         if cut_off:
             try:
-                await self._store.write(lambda tx: release(tx, cut_off, utc_now()))
+                await self._outbox.release(cut_off, utc_now())
             except Exception:
                 log.exception("giving back %d webhook delivery(ies) failed", len(cut_off))
         await self._client.aclose()
@@ -176,15 +168,12 @@ class WebhookSender:
 
         in_flight = set(self._in_flight)
 
-        def claim(tx: WriteTx) -> list[Delivery]:
-            return claim_due(tx, now, lease_until, free, in_flight)
-
-        claimed, _ = await self._store.write(claim)
+        claimed = await self._outbox.claim_due(now, lease_until, free, in_flight)
         for delivery in claimed:
             self._launch(delivery)
         if len(claimed) == free:
             return IDLE_POLL_S
-        due = await self._store.read(next_due_at)
+        due = await self._outbox.next_due_at()
         if due is None:
             return IDLE_POLL_S
         return min(IDLE_POLL_S, max(0.0, (due - utc_now()).total_seconds()))
@@ -212,9 +201,7 @@ class WebhookSender:
         )
         status, next_attempt_at = self._next_state(delivery, outcome)
         try:
-            await self._store.write(
-                lambda tx: record_attempt(tx, delivery.id, attempt, status, next_attempt_at)
-            )
+            await self._outbox.record_attempt(delivery.id, attempt, status, next_attempt_at)
         except Exception:
             log.exception("recording an attempt of %s failed; it is sent again later", delivery.id)
             return
