@@ -25,8 +25,8 @@ from genwire.models import (
     format_time,
     utc_now,
 )
-from genwire.service import CreateJob, JobService
-from genwire.store import WriteTx, request_fingerprint
+from genwire.service import CreateJob, JobService, request_fingerprint
+from genwire.store import WriteTx
 from genwire.store.projects import ProjectView
 from genwire.transitions.projects import ClipCounts, clip_result
 

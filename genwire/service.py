@@ -6,6 +6,7 @@ transaction that updates the snapshot, and the bus is told only after the commit
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from pydantic import ValidationError
 
 from genwire import transitions
@@ -40,7 +42,7 @@ from genwire.models import (
 )
 from genwire.pipelines.base import PipelineRegistry, RemoteFollower
 from genwire.storage import LocalStorage
-from genwire.store import JobPage, Store, WriteTx, request_fingerprint
+from genwire.store import JobPage, Store, WriteTx
 from genwire.webhooks.outbox import queue_deliveries
 
 log = logging.getLogger("genwire.service")
@@ -57,6 +59,12 @@ class CreateJob:
     project_id: str | None = None
     webhook: JsonObject | None = None
     metadata: JsonObject | None = None
+
+
+def request_fingerprint(body: JsonObject) -> str:
+    """A stable hash of a create request, to tell an Idempotency-Key's retry from a
+    different request (jobs and projects alike)."""
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class JobService:

@@ -1,6 +1,6 @@
 """Durable state: jobs, the per-job event log, artifacts (SQLite or PostgreSQL)."""
 
-from genwire.store.sql import JobPage, Store, request_fingerprint
+from genwire.store.sql import JobPage, Store
 from genwire.store.transactions import WriteTx
 
-__all__ = ["JobPage", "Store", "WriteTx", "request_fingerprint"]
+__all__ = ["JobPage", "Store", "WriteTx"]

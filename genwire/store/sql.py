@@ -10,7 +10,6 @@ together.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from genwire.errors import StoreUnavailable
 from genwire.metrics import Histogram
-from genwire.models import Artifact, Event, EventType, Job, JobStatus, JsonObject
+from genwire.models import Artifact, Event, EventType, Job, JobStatus
 from genwire.store import rows, schema
 from genwire.store.entries import LogEntry, Scope, ScopeKind
 from genwire.store.migrations import migrate
@@ -424,11 +423,6 @@ class Store:
             return {status: int(count) for status, count in connection.execute(query)}
 
         return await self._runner.read(run)
-
-
-def request_fingerprint(body: JsonObject) -> str:
-    """A stable hash of a create request, to tell a retry from a different request."""
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def _attach_details(connection: Connection, jobs: list[Job]) -> None:
