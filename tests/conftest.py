@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -175,8 +176,10 @@ def http(live_server: Callable[..., ThreadedServer]) -> Iterator[httpx.Client]:
 
 
 def _postgres_available() -> bool:
+    """Whether the server GENWIRE_TEST_POSTGRES_URL names listens (its host and port)."""
+    address = urlsplit(POSTGRES_URL)
     try:
-        with socket.create_connection(("127.0.0.1", 5432), timeout=1):
+        with socket.create_connection((address.hostname or "127.0.0.1", address.port or 5432), 1):
             return True
     except OSError:
         return False
@@ -208,7 +211,7 @@ def postgres_url() -> Iterator[str]:
     if not _postgres_available():
         if REQUIRE_SERVICES:
             pytest.fail("PostgreSQL is required (GENWIRE_REQUIRE_SERVICES=1) but unreachable")
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+        pytest.skip(f"PostgreSQL is not running at {POSTGRES_URL}")
     name = f"genwire_test_{uuid.uuid4().hex[:10]}"
     asyncio.run(_create_database(name))
     yield f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
