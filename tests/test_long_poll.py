@@ -583,10 +583,9 @@ async def test_a_parked_poll_answers_when_the_server_begins_to_shut_down(
     hub = server.app.state.hub
     async with asyncio.timeout(60), client_of(server) as client:
         job_id, cursor = await idle_running_job(client)
-        feed = await warm_job_feed(server, client, job_id, cursor)
+        await warm_job_feed(server, client, job_id, cursor)
         async with parked_job_poll(server, job_id, cursor) as connection:
-            assert feed._task is not None
-            feed._task.get_loop().call_soon_threadsafe(hub.begin_shutdown)  # the server's loop
+            hub.call_soon_threadsafe(hub.begin_shutdown)  # on the server's loop
             async with asyncio.timeout(AT_ONCE_S):  # not at the end of its wait
                 answer = await connection.answer()
             connection.send(f"/api/jobs/{job_id}")

@@ -114,8 +114,7 @@ class _FailingTick:
 
 @contextlib.contextmanager
 def _sink_on(feed: Feed, sink: _FailingTick) -> Iterator[None]:
-    assert feed._task is not None
-    loop = feed._task.get_loop()  # the server's loop
+    loop = feed.loop  # the server's loop
     loop.call_soon_threadsafe(feed.sinks.add, sink)
     try:
         yield

@@ -194,6 +194,13 @@ class Feed:
         self._task.add_done_callback(self._report_death)
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop the feed runs on: another thread changes the feed only through
+        `loop.call_soon_threadsafe` (tests, a server in its own thread)."""
+        assert self._task is not None, "the feed has not started"
+        return self._task.get_loop()
+
+    @property
     def dead(self) -> bool:
         """The tail stopped (it never should while in use): the hub replaces the feed."""
         return self._task is not None and self._task.done()
@@ -413,6 +420,7 @@ class FeedHub:
         self.closing = asyncio.Event()
         self._linger_s = linger_s
         self._feeds: dict[Scope, Feed] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None  #: the loop its feeds run on
         self._sweeper: asyncio.Task[None] | None = None
         self._rechecker: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -431,6 +439,21 @@ class FeedHub:
             sum(feed.followers for feed in feeds),
         )
 
+    def census_from_another_thread(self, timeout_s: float = 10.0) -> tuple[int, int, int]:
+        """`census()`, taken on the hub's own loop for a caller in another thread (the
+        feeds change under a reader that is not on that loop)."""
+        if self._loop is None:
+            return (0, 0, 0)
+        return asyncio.run_coroutine_threadsafe(self._census(), self._loop).result(timeout_s)
+
+    async def _census(self) -> tuple[int, int, int]:
+        return self.census()
+
+    def call_soon_threadsafe(self, callback: Callable[[], object]) -> None:
+        """Run `callback` on the hub's loop, from any thread."""
+        assert self._loop is not None, "no feed has started yet"
+        self._loop.call_soon_threadsafe(callback)
+
     def live_feed(self, scope: Scope) -> Feed | None:
         feed = self._feeds.get(scope)
         return None if feed is None or feed.dead else feed
@@ -438,6 +461,7 @@ class FeedHub:
     def follow(self, scope: Scope) -> Follower:
         """A reader of the scope's feed, counted while inside `async with`; the first
         starts the feed. (A class, not a generator: every long-poll answer enters one.)"""
+        self._loop = asyncio.get_running_loop()
         feed = self._feeds.get(scope)
         if feed is None or feed.dead:
             if feed is not None:
