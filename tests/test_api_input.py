@@ -19,10 +19,11 @@ from genwire.api import create_app
 from genwire.config import Settings
 from genwire.errors import StateConflict, UnknownId
 from genwire.models import JsonObject
-from tests.conftest import POSTGRES_URL, ThreadedServer
-from tests.test_api_jobs import (
+from tests.conftest import ThreadedServer
+from tests.http_calls import (
     FAST_SYNTHETIC,
     LiveServer,
+    _drop_database,
     assert_problem,
     client_of,
     create,
@@ -378,16 +379,6 @@ def test_healthz_answers_liveness_and_the_version_only(backend_http: httpx.Clien
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "version": __version__}
-
-
-async def _drop_database(url: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]
-
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 def test_healthz_answers_503_without_the_database_error_when_the_database_is_gone(

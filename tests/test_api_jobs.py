@@ -7,7 +7,7 @@ import hashlib
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,8 +20,15 @@ from genwire.client import ApiError, Client
 from genwire.models import JsonObject, format_event_id
 from genwire.pipelines import Pipeline, PipelineContext, pipeline
 from tests import pipelines as test_pipelines
-
-LiveServer = Callable[..., Any]
+from tests.http_calls import (
+    FAST_SYNTHETIC,
+    LiveServer,
+    assert_problem,
+    client_of,
+    create,
+    failing_fields,
+    wait_for_status,
+)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 SNAPSHOT_FIELDS = {
@@ -48,52 +55,10 @@ SNAPSHOT_FIELDS = {
 }
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
 ONE_MIB = 1024 * 1024
-FAST_SYNTHETIC: JsonObject = {"pipeline": "demo.synthetic", "input": {"steps": 3, "step_ms": 1}}
-
-
-def wait_for_status(
-    client: httpx.Client, job_id: str, statuses: Collection[str], timeout: float = 30.0
-) -> JsonObject:
-    """Poll `GET /api/jobs/{id}` until the job has one of `statuses`; its snapshot then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.get(f"/api/jobs/{job_id}")
-        assert response.status_code == 200, response.text
-        job: JsonObject = response.json()
-        if job["status"] in statuses:
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"job {job_id} is still {job['status']} after {timeout} s, not {sorted(statuses)}"
-            )
-        time.sleep(0.02)
-
-
-def create(client: httpx.Client, body: JsonObject, **headers: str) -> JsonObject:
-    response = client.post("/api/jobs", json=body, headers=headers)
-    assert response.status_code == 201, response.text
-    job: JsonObject = response.json()
-    return job
 
 
 def run_to_end(client: httpx.Client, body: JsonObject) -> JsonObject:
     return wait_for_status(client, create(client, body)["id"], TERMINAL)
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> JsonObject:
-    """The response is an RFC 9457 problem with this status and stable code."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    problem: JsonObject = response.json()
-    assert problem["status"] == status
-    assert problem["code"] == code
-    assert problem["type"].endswith(code)
-    assert problem["title"]
-    return problem
-
-
-def failing_fields(problem: JsonObject) -> set[str]:
-    return {error["field"] for error in problem["errors"]}
 
 
 def assert_rfc3339_utc(value: str) -> datetime:
@@ -101,11 +66,6 @@ def assert_rfc3339_utc(value: str) -> datetime:
     moment = datetime.fromisoformat(value)
     assert moment.utcoffset() == timedelta(0)
     return moment
-
-
-def client_of(server: Any, api_key: str | None = None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    return httpx.Client(base_url=server.url, timeout=30, headers=headers)
 
 
 @pytest.fixture
@@ -499,7 +459,12 @@ def test_cancel_is_idempotent_while_the_job_is_still_stopping(live_server: LiveS
     registry.register(slow_to_stop(release))
     with client_of(live_server(registry)) as client:
         job = create(client, {"pipeline": "test.slow_to_stop"})
-        wait_for_status(client, job["id"], {"running"}, timeout=10)
+        # Running is not enough: a cancel before the pipeline entered its phase ends it
+        # at once, before it reaches the part that is slow to stop.
+        deadline = time.monotonic() + 10
+        while wait_for_status(client, job["id"], {"running"}, timeout=10)["phase"] != "work":
+            assert time.monotonic() < deadline, "the pipeline never entered its phase"
+            time.sleep(0.02)
         try:
             first = client.post(f"/api/jobs/{job['id']}/cancel")
             second = client.post(f"/api/jobs/{job['id']}/cancel")

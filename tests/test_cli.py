@@ -15,7 +15,7 @@ import pytest
 
 from genwire.cli import coerce_to_schema, parse_input
 from tests.conftest import ServerProcess
-from tests.test_media_pipelines import inspect_media
+from tests.media import inspect_media
 
 pytestmark = pytest.mark.slow
 

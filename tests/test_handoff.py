@@ -7,18 +7,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from genwire.config import Settings
 from tests.conftest import ThreadedServer
-from tests.test_streams import (
+from tests.wire import (
     LiveServer,
     RawStream,
     cancel,
+    caught_up_streams,
     client_of,
     create_job,
     direct_sinks,
@@ -31,22 +31,6 @@ from tests.test_streams import (
     stalled_subscriber,
     wait_for,
 )
-
-
-@contextlib.asynccontextmanager
-async def caught_up_streams(
-    server: ThreadedServer, client: httpx.AsyncClient, count: int
-) -> AsyncIterator[tuple[str, list[RawStream]]]:
-    """`count` raw streams of an idle running job, each handed off to its sink."""
-    job_id, _ = await idle_running_job(client)
-    path = f"/api/jobs/{job_id}/events"
-    streams = [await RawStream.open(server.url, path) for _ in range(count)]
-    try:
-        await eventually(lambda: direct_sinks(server) == count, f"{count} stream(s) caught up")
-        yield job_id, streams
-    finally:
-        for stream in streams:
-            await stream.close()
 
 
 async def test_handed_off_streams_hold_no_asgi_task_yet_still_deliver(

@@ -8,113 +8,57 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from genwire.api.parked import ParkedPoll
-from genwire.delivery.feeds import Feed
 from genwire.ids import new_id
 from genwire.store.entries import Scope, ScopeKind
 from tests.conftest import ThreadedServer
-from tests.test_streams import (
+from tests.wire import (
+    AT_ONCE_S,
+    ORIGIN,
     TERMINAL_TYPES,
     LiveServer,
+    RawConnection,
     all_events,
     assert_problem,
     cancel,
     client_of,
-    close_writer,
     create_job,
     eventually,
+    feed_of,
     finished_job,
     hub_readers,
+    idle_job_on_warm_feed,
     idle_running_job,
+    job_scope,
+    parked_polls,
     poll,
     poll_all,
+    poll_path,
+    queued_behind_a_blocker,
+    raw_connection,
+    serve,
+    warm_feed,
+    warm_job_feed,
 )
 
-ORIGIN = "http://page.example"
 #: A gathering time far past every client read time-out below: a poll that gathers
 #: for it (instead of answering at once, or at the end of its wait) fails its test.
 ENDLESS_GATHER_S = 60.0
-#: A client's read time-out where an answer is due at once (or at a short wait's
-#: end): generous for a noisy machine, far below ENDLESS_GATHER_S and the waits.
-AT_ONCE_S = 20.0
 #: Where the poll waits: parked on its feed, or in its request (CORS origins set).
 WAYS = ["parked", "in-request"]
-
-
-def serve(live_server: LiveServer, way: str = "parked", **overrides: Any) -> ThreadedServer:
-    """A live server whose polls wait `way`; a job still running at its end (a test
-    that failed) gets half a second, not the default grace."""
-    overrides.setdefault("shutdown_grace_s", 0.5)
-    if way == "in-request":
-        overrides["cors_origins"] = (ORIGIN,)
-    return live_server(**overrides)
 
 
 # Looking at the server's feeds from the test's thread
 
 
-def feed_of(server: ThreadedServer, scope: Scope) -> Feed | None:
-    feed: Feed | None = server.app.state.hub.live_feed(scope)
-    return feed
-
-
-def job_scope(job_id: str) -> Scope:
-    return Scope(ScopeKind.JOB, job_id)
-
-
-def parked_polls(server: ThreadedServer, scope: Scope) -> int:
-    """The polls parked on the scope's feed (the server's thread may be changing the
-    set of sinks while this one copies it: then look again)."""
-    feed = feed_of(server, scope)
-    if feed is None:
-        return 0
-    while True:
-        with contextlib.suppress(RuntimeError):
-            return sum(isinstance(sink, ParkedPoll) for sink in list(feed.sinks))
-
-
 def sinks_of(server: ThreadedServer, scope: Scope) -> int:
     feed = feed_of(server, scope)
     return 0 if feed is None else len(feed.sinks)
-
-
-async def warm_feed(server: ThreadedServer, scope: Scope) -> Feed:
-    """The scope's feed once it knows where it starts (a poll of it was answered
-    already): only then can a poll that has caught up park on it."""
-
-    def started() -> bool:
-        feed = feed_of(server, scope)
-        return feed is not None and feed.floor is not None
-
-    await eventually(started, f"the feed of {scope} started")
-    feed = feed_of(server, scope)
-    assert feed is not None
-    return feed
-
-
-async def warm_job_feed(
-    server: ThreadedServer, client: httpx.AsyncClient, job_id: str, cursor: str
-) -> Feed:
-    assert (await poll(client, job_id, cursor, 0))["events"] == []
-    return await warm_feed(server, job_scope(job_id))
-
-
-async def idle_job_on_warm_feed(
-    server: ThreadedServer, client: httpx.AsyncClient
-) -> tuple[str, str]:
-    """A running job that appends nothing, and its cursor, on a started feed (where
-    a poll from that cursor can park)."""
-    job_id, cursor = await idle_running_job(client)
-    await warm_job_feed(server, client, job_id, cursor)
-    return job_id, cursor
 
 
 async def until_waiting(server: ThreadedServer, scope: Scope, way: str) -> None:
@@ -129,69 +73,6 @@ async def until_waiting(server: ThreadedServer, scope: Scope, way: str) -> None:
 # Hand-written HTTP/1.1
 
 
-@dataclass
-class RawAnswer:
-    status_line: str
-    header_lines: list[str]
-    headers: dict[str, str]
-    body: bytes
-
-    @property
-    def status(self) -> int:
-        return int(self.status_line.split()[1])
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class RawConnection:
-    """One kept-alive connection: requests written by hand, answers read by their
-    `content-length` (so a wrong one shows in the next answer on the connection)."""
-
-    def __init__(self, url: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.url = httpx.URL(url)
-        self.reader = reader
-        self.writer = writer
-
-    def send(self, path: str, headers: Mapping[str, str] | None = None) -> None:
-        lines = [
-            f"GET {path} HTTP/1.1",
-            f"Host: {self.url.host}:{self.url.port}",
-            "Accept: application/json",
-            *(f"{name}: {value}" for name, value in (headers or {}).items()),
-        ]
-        self.writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-
-    async def answer(self) -> RawAnswer:
-        head = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-        status_line, *header_lines = head.removesuffix("\r\n\r\n").split("\r\n")
-        headers: dict[str, str] = {}
-        for line in header_lines:
-            name, separator, value = line.partition(":")
-            assert separator, f"not a header line: {line!r}"
-            assert name.strip().lower() not in headers, f"{name} twice in {head!r}"
-            headers[name.strip().lower()] = value.strip()
-        assert "transfer-encoding" not in headers, head
-        body = await self.reader.readexactly(int(headers["content-length"]))
-        return RawAnswer(status_line, header_lines, headers, body)
-
-    async def rest(self) -> bytes:
-        """Whatever comes until the server ends the connection."""
-        with contextlib.suppress(ConnectionError):
-            return await self.reader.read()
-        return b""
-
-
-@contextlib.asynccontextmanager
-async def raw_connection(server: ThreadedServer) -> AsyncIterator[RawConnection]:
-    target = httpx.URL(server.url)
-    reader, writer = await asyncio.open_connection(target.host, target.port)
-    try:
-        yield RawConnection(server.url, reader, writer)
-    finally:
-        await close_writer(writer)
-
-
 @contextlib.asynccontextmanager
 async def parked_job_poll(
     server: ThreadedServer, job_id: str, cursor: str
@@ -201,27 +82,6 @@ async def parked_job_poll(
         connection.send(poll_path(job_id, cursor, 60))
         await until_waiting(server, job_scope(job_id), "parked")
         yield connection
-
-
-def poll_path(job_id: str, after: str, wait: float) -> str:
-    return f"/api/jobs/{job_id}/poll?after={after}&wait={wait:g}"
-
-
-async def queued_behind_a_blocker(
-    client: httpx.AsyncClient, steps: int = 100, step_ms: float = 100
-) -> tuple[str, str, str]:
-    """On a one-worker server: a `test.sleeps` job holding the worker, and a
-    `demo.synthetic` job queued behind it, which appends an event every `step_ms`
-    once the blocker is cancelled; the blocker, the job, and the job's cursor."""
-    blocker, _ = await idle_running_job(client)
-    created = await client.post(
-        "/api/jobs",
-        json={"pipeline": "demo.synthetic", "input": {"steps": steps, "step_ms": step_ms}},
-    )
-    assert created.status_code == 201, created.text
-    job = created.json()
-    assert job["status"] == "queued", job
-    return blocker, job["id"], job["last_event_id"]
 
 
 def event_types(answer: Mapping[str, Any]) -> list[str]:

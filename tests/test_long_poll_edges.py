@@ -11,9 +11,15 @@ from collections.abc import Iterator
 
 from genwire.delivery.feeds import Feed, LiveBatch
 from tests.conftest import ThreadedServer
-from tests.test_long_poll import (
+from tests.wire import (
     AT_ONCE_S,
+    LiveServer,
+    cancel,
+    client_of,
+    eventually,
+    hub_readers,
     idle_job_on_warm_feed,
+    idle_running_job,
     job_scope,
     parked_polls,
     poll_path,
@@ -21,14 +27,6 @@ from tests.test_long_poll import (
     raw_connection,
     serve,
     warm_job_feed,
-)
-from tests.test_streams import (
-    LiveServer,
-    cancel,
-    client_of,
-    eventually,
-    hub_readers,
-    idle_running_job,
 )
 
 

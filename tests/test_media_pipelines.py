@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,49 +23,13 @@ from genwire.models import StepState
 from genwire.pipelines.base import JobCancelled, PipelineError
 from genwire.pipelines.demo_image import ImageInput, demo_image
 from genwire.pipelines.demo_video import VideoInput, demo_video
-from genwire.pipelines.media.ffmpeg import FfmpegProcess, ffmpeg_executable
+from genwire.pipelines.media.ffmpeg import FfmpegProcess
 from genwire.pipelines.media.speech import synthesize
 from genwire.pipelines.testing import PipelineRun, run_pipeline
+from tests.media import inspect_media
 
 VIDEO_INPUT = {"prompt": "A lighthouse at dawn, waves on the rocks. Gulls circle overhead."}
 VIDEO_PHASES = ["plan", "tts", "visuals", "compose", "render"]
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    video_codecs: list[str]
-    audio_codecs: list[str]
-    size: tuple[int, int]
-    duration_s: float
-    frames: int
-
-
-def inspect_media(path: Path) -> MediaInfo:
-    """Streams and duration from `ffmpeg -i`; the frame count from decoding every frame."""
-    header = subprocess.run(
-        [ffmpeg_executable(), "-hide_banner", "-i", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stderr
-    decoded = subprocess.run(
-        [ffmpeg_executable(), "-hide_banner", "-i", str(path), "-map", "0:v", "-f", "null", "-"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stderr
-    duration = re.search(r"Duration: (\d+):(\d+):(\d+\.\d+)", header)
-    size = re.search(r"Stream #\S+: Video: .*?, (\d+)x(\d+)", header)
-    assert duration is not None, header
-    assert size is not None, header
-    hours, minutes, seconds = duration.groups()
-    return MediaInfo(
-        video_codecs=re.findall(r"Stream #\S+: Video: (\w+)", header),
-        audio_codecs=re.findall(r"Stream #\S+: Audio: (\w+)", header),
-        size=(int(size.group(1)), int(size.group(2))),
-        duration_s=int(hours) * 3600 + int(minutes) * 60 + float(seconds),
-        frames=int(re.findall(r"frame=\s*(\d+)", decoded)[-1]),
-    )
 
 
 def parse_srt(text: str) -> list[tuple[float, float, str]]:

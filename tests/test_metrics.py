@@ -10,12 +10,12 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from genwire.metrics import Histogram, Metric, render
-from tests.test_api_input import _drop_database
-from tests.test_handoff import caught_up_streams
-from tests.test_streams import (
+from tests.http_calls import _drop_database
+from tests.wire import (
     LiveServer,
     all_events,
     cancel,
+    caught_up_streams,
     client_of,
     direct_sinks,
     eventually,

@@ -16,13 +16,7 @@ from genwire.storage import LocalStorage
 from genwire.store import Store
 from tests import pipelines as test_pipelines
 from tests.conftest import ThreadedServer
-from tests.test_streams import (
-    LiveServer,
-    cancel,
-    client_of,
-    idle_running_job,
-    poll,
-)
+from tests.wire import LiveServer, cancel, client_of, idle_running_job, poll
 
 T = TypeVar("T")
 

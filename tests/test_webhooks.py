@@ -43,7 +43,7 @@ from genwire.webhooks.signing import generate_secret, load_or_create_secret, sec
 from genwire.webhooks.targets import IpAddress, is_public, literal_address
 from tests import pipelines as test_pipelines
 from tests.conftest import ThreadedServer
-from tests.test_api_jobs import wait_for_status
+from tests.http_calls import wait_for_status
 
 T = TypeVar("T")
 LiveServer = Callable[..., ThreadedServer]

@@ -14,6 +14,7 @@ from playwright.sync_api import Locator, Page, Request, Response, Route, expect
 from genwire.client import Client
 from tests.browser.conftest import Screenshot
 from tests.browser.ui import (
+    RECORD_FIRST_JOB,
     VIDEO_PHASES,
     job_card,
     open_home,
@@ -32,30 +33,7 @@ CLIP_S = 6.0
 #: Records, on every change of the page, the first job card's status, progress,
 #: message and phase chips, so that the steps a job went through can be checked
 #: after it ended, however fast it ran.
-RECORD_FIRST_JOB = """() => {
-  window.jobSamples = [];
-  const sample = () => {
-    const card = document.querySelector('#jobs article.job');
-    const bar = card && card.querySelector('progress.job-progress');
-    if (!bar) return;
-    const chips = {};
-    for (const chip of card.querySelectorAll('.phases .chip')) {
-      chips[chip.dataset.phase] = chip.dataset.state;
-    }
-    const message = card.querySelector('.job-message');
-    const now = {
-      status: card.dataset.status,
-      progress: bar.value,
-      message: message ? message.textContent.trim() : '',
-      chips,
-    };
-    const last = window.jobSamples[window.jobSamples.length - 1];
-    if (JSON.stringify(last) !== JSON.stringify(now)) window.jobSamples.push(now);
-  };
-  new MutationObserver(sample).observe(document.body, {
-    subtree: true, childList: true, attributes: true, characterData: true,
-  });
-}"""
+
 
 #: Whether the clip's subtitle track loaded cues (the page may hand the browser the SRT
 #: converted to WebVTT, which is all a <track> reads).

@@ -11,8 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import Screenshot
-from tests.browser.test_jobs import RECORD_FIRST_JOB
-from tests.browser.ui import job_card, open_home, start
+from tests.browser.ui import RECORD_FIRST_JOB, job_card, open_home, start
 from tests.conftest import ServerProcess
 from tests.fakes.runware import FakeRunware, run_fake_runware
 from tests.providers_world import BY_NAME, provider_environment

@@ -76,3 +76,31 @@ def snapshot(server_url: str, job_id: str) -> dict[str, Any]:
     answer.raise_for_status()
     job: dict[str, Any] = answer.json()
     return job
+
+
+#: Samples the first job card at every change of the page (status, progress,
+#: message, phase chips) into `window.jobSamples`.
+RECORD_FIRST_JOB = """() => {
+  window.jobSamples = [];
+  const sample = () => {
+    const card = document.querySelector('#jobs article.job');
+    const bar = card && card.querySelector('progress.job-progress');
+    if (!bar) return;
+    const chips = {};
+    for (const chip of card.querySelectorAll('.phases .chip')) {
+      chips[chip.dataset.phase] = chip.dataset.state;
+    }
+    const message = card.querySelector('.job-message');
+    const now = {
+      status: card.dataset.status,
+      progress: bar.value,
+      message: message ? message.textContent.trim() : '',
+      chips,
+    };
+    const last = window.jobSamples[window.jobSamples.length - 1];
+    if (JSON.stringify(last) !== JSON.stringify(now)) window.jobSamples.push(now);
+  };
+  new MutationObserver(sample).observe(document.body, {
+    subtree: true, childList: true, attributes: true, characterData: true,
+  });
+}"""
