@@ -7,7 +7,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genwire.pipelines.loading import parse_modules
 from genwire.providers.settings import ProviderSettings
 
 DEFAULT_DATA_DIR = Path("./genwire-data")
@@ -116,3 +115,8 @@ class Settings:
 def parse_origins(raw: str | None) -> tuple[str, ...]:
     """`https://app.example,https://other.example` → the origins, without a final slash."""
     return tuple(origin.strip().rstrip("/") for origin in (raw or "").split(",") if origin.strip())
+
+
+def parse_modules(raw: str | None) -> tuple[str, ...]:
+    """`pkg.mod,other.mod` (`--pipelines`, GENWIRE_PIPELINES) → the module names."""
+    return tuple(name.strip() for name in (raw or "").split(",") if name.strip())

@@ -521,27 +521,21 @@ def check_providers(doctor: Doctor) -> Check:
         items = None
     if not isinstance(items, list):
         return Check("providers", "warn", "the server does not list its providers (older genwire?)")
-    configured = [item for item in items if item.get("configured")]
-    if not configured:
-        return Check(
-            "providers",
-            "ok",
-            "none configured (the demo pipelines need none)",
-        )
-    failing = [item for item in configured if not item.get("check", {}).get("ok")]
+    checks = {item["name"]: item.get("check", {}) for item in items if item.get("configured")}
+    if not checks:
+        return Check("providers", "ok", "none configured (the demo pipelines need none)")
     said = "; ".join(
-        f"{item['name']}: {'works' if item.get('check', {}).get('ok') else 'FAILS'} "
-        f"({item.get('check', {}).get('detail', 'not checked')})"
-        for item in configured
+        f"{name}: {'works' if check.get('ok') else 'FAILS'} ({check.get('detail', 'not checked')})"
+        for name, check in checks.items()
     )
+    failing = [name for name, check in checks.items() if not check.get("ok")]
     if failing:
-        names = ", ".join(item["name"] for item in failing)
         return Check(
             "providers",
             "fail",
             said,
-            f"Check the key of {names} on the server (REPLICATE_API_TOKEN, FAL_KEY, "
-            "RUNWARE_API_KEY) and that the server reaches the provider.",
+            f"Check the key of {', '.join(failing)} on the server (REPLICATE_API_TOKEN, "
+            "FAL_KEY, RUNWARE_API_KEY) and that the server reaches the provider.",
         )
     return Check("providers", "ok", said)
 

@@ -29,12 +29,10 @@ from genwire.ids import new_id
 from genwire.models import ErrorCode, Job, JobError
 from genwire.pipelines.base import JobCancelled, PipelineContext, PipelineError
 from genwire.service import JobService
+from genwire.store.retries import written_despite_outages
 
 log = logging.getLogger("genwire.worker")
 T = TypeVar("T")
-
-#: Pauses between tries of a write that ends a job, when the store is unwell.
-END_WRITE_BACKOFF_S = (0.2, 1.0, 3.0, 10.0)
 
 
 @dataclass(frozen=True)
@@ -341,13 +339,7 @@ class WorkerPool:
     async def _end(self, write: Callable[..., Awaitable[T]], *args: object) -> T:
         """A write that ends an attempt, tried again while the store is unwell: giving
         up here would leave the job to its lease and run it all over again."""
-        for pause in END_WRITE_BACKOFF_S:
-            try:
-                return await write(*args)
-            except StoreUnavailable:
-                log.exception("ending a job failed; trying again in %g s", pause)
-                await asyncio.sleep(pause)
-        return await write(*args)
+        return await written_despite_outages(lambda: write(*args), "ending a job")
 
 
 def _output_problem(output: object) -> str | None:

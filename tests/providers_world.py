@@ -22,6 +22,7 @@ from tests.fakes.fal import run_fake_fal
 from tests.fakes.harness import FakeBase
 from tests.fakes.replicate import run_fake_replicate
 from tests.fakes.runware import run_fake_runware
+from tests.http_calls import wait_for_status
 from tests.pipelines import test_registry
 
 #: polls quickly, so that a test waits tenths of a second rather than seconds
@@ -87,6 +88,15 @@ CASES = [
 BY_NAME = {case.name: case for case in CASES}
 
 
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Until `condition()` holds (a fake or a server in another thread or process)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 class _Deferred:
     """An ASGI app set after its server's port is known (the public URL needs it)."""
 
@@ -110,24 +120,22 @@ class World:
         return job
 
     def wait_until_ended(self, job_id: str, timeout: float = 30) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job: dict[str, Any] = self.http.get(f"/api/jobs/{job_id}").json()
-            if job["status"] in TERMINAL:
-                return job
-            time.sleep(0.05)
-        raise AssertionError(f"job {job_id} did not end within {timeout} s: {job}")
+        return wait_for_status(self.http, job_id, TERMINAL, timeout)
 
-    def accepted_webhooks(self, timeout: float = 10) -> list[Any]:
+    def wait_submitted(self, count: int = 1) -> None:
+        """Until the provider got `count` submissions."""
+        submissions = self.fake.submissions  # type: ignore[attr-defined]
+        wait_until(lambda: len(submissions) >= count, f"{count} submission(s) at the provider")
+
+    def accepted_webhooks(self) -> list[Any]:
         """The fake's webhook calls that genwire answered 200, once there is one (the
         job may end by polling before a webhook's answer is noted)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            taken = [call for call in self.fake.webhook_calls if call.status_code == 200]
-            if taken:
-                return taken
-            time.sleep(0.05)
-        raise AssertionError(f"no webhook was accepted: {self.fake.webhook_calls}")
+
+        def taken() -> list[Any]:
+            return [call for call in self.fake.webhook_calls if call.status_code == 200]
+
+        wait_until(lambda: bool(taken()), f"an accepted webhook ({self.fake.webhook_calls})")
+        return taken()
 
     def events(self, job_id: str) -> list[dict[str, Any]]:
         answer = self.http.get(f"/api/jobs/{job_id}/poll", params={"wait": 0})

@@ -6,18 +6,17 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import imageio_ffmpeg
 import pytest
 
 from genwire.pipelines import default_registry
 from genwire.pipelines.loading import PipelineLoadError, registry_with
 from tests.conftest import ServerProcess
-from tests.providers_world import BY_NAME, world
+from tests.http_calls import wait_for_status
+from tests.providers_world import BY_NAME, TERMINAL, world
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -28,16 +27,6 @@ def _example_module(folder: Path) -> str:
     (example,) = [block for block in blocks if '@pipeline(\n    "my.story"' in block]
     (folder / "my_pipelines.py").write_text(example)
     return "my_pipelines"
-
-
-def _wait_for_end(http: httpx.Client, job_id: str) -> dict[str, object]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job: dict[str, object] = http.get(f"/api/jobs/{job_id}").json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not end")
 
 
 @pytest.mark.slow
@@ -53,12 +42,12 @@ def test_serve_loads_the_readme_pipelines_and_my_upscale_runs_as_written(
         names = [item["name"] for item in http.get("/api/pipelines").json()["items"]]
         assert {"my.upscale", "my.story"} <= set(names)
         image = http.post("/api/jobs", json={"pipeline": "demo.image", "input": {"prompt": "x"}})
-        source = _wait_for_end(http, image.json()["id"])
+        source = wait_for_status(http, image.json()["id"], TERMINAL, 60)
         source_url = server.url + source["artifacts"][0]["url"]  # type: ignore[index]
         job = http.post(
             "/api/jobs", json={"pipeline": "my.upscale", "input": {"image_url": source_url}}
         ).json()
-        upscaled = _wait_for_end(http, job["id"])
+        upscaled = wait_for_status(http, job["id"], TERMINAL, 60)
         assert upscaled["status"] == "succeeded", upscaled["error"]
         artifact = upscaled["artifacts"][0]  # type: ignore[index]
         assert artifact["type"] == "image/png"

@@ -3,7 +3,6 @@ do, stated as behaviour against the providers' fakes."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,16 +14,9 @@ from genwire.models import JsonObject
 from genwire.pipelines import PipelineContext, PipelineError, PipelineRegistry, pipeline
 from genwire.providers.base import RemoteRequest
 from tests import pipelines as built_for_tests
-from tests.providers_world import BY_NAME, FAST, World, world
+from tests.providers_world import BY_NAME, FAST, world
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def _wait_submitted(w: World, count: int = 1) -> None:
-    deadline = time.monotonic() + 20
-    while len(w.fake.submissions) < count:  # type: ignore[attr-defined]
-        assert time.monotonic() < deadline, "the provider never got the submission"
-        time.sleep(0.05)
 
 
 def test_a_url_the_result_merely_echoes_is_not_fetched(tmp_path: Path) -> None:
@@ -69,7 +61,7 @@ def test_a_cancel_while_the_submit_is_on_the_wire_still_reaches_the_provider(
         w.fake.plan(case.model, outcome="never")  # type: ignore[attr-defined]
         w.fake.slow_answers["POST /v1/models/"] = 2.0
         job = w.submit(case.body())
-        _wait_submitted(w)  # created at the provider; its answer still 2 s away
+        w.wait_submitted()  # created at the provider; its answer still 2 s away
         assert w.http.post(f"/api/jobs/{job['id']}/cancel").status_code == 202
         assert w.wait_until_ended(job["id"])["status"] == "cancelled"
         assert len(w.fake.cancelled) == 1  # type: ignore[attr-defined]
@@ -133,7 +125,7 @@ def test_a_provider_outage_of_a_while_is_waited_out(tmp_path: Path) -> None:
     with world(case, tmp_path) as w:
         w.fake.plan(case.model, run_s=2.0)  # type: ignore[attr-defined]
         job = w.submit(case.body())
-        _wait_submitted(w)
+        w.wait_submitted()
         w.fake.fail_next(15, 502)
         ended = w.wait_until_ended(job["id"])
         assert ended["status"] == "succeeded", ended["error"]
@@ -160,7 +152,7 @@ def test_a_webhook_with_a_secret_that_is_not_ascii_is_a_401(tmp_path: Path) -> N
     with world(case, tmp_path, webhooks=True) as w:
         w.fake.plan(case.model, outcome="never")  # type: ignore[attr-defined]
         job = w.submit(case.body())
-        _wait_submitted(w)
+        w.wait_submitted()
         url = w.fake.submissions[0]["webhookURL"].split("&secret=")[0]  # type: ignore[attr-defined]
         assert httpx.post(f"{url}&secret=%C3%A9", json={}).status_code == 401
         w.http.post(f"/api/jobs/{job['id']}/cancel")

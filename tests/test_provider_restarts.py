@@ -5,7 +5,6 @@ secret was written to the log, an event or a snapshot (SPEC §7.1)."""
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -14,19 +13,17 @@ import httpx
 import pytest
 
 from tests.conftest import ServerProcess
-from tests.providers_world import BY_NAME, TERMINAL, ProviderCase, provider_environment
+from tests.providers_world import (
+    BY_NAME,
+    TERMINAL,
+    ProviderCase,
+    provider_environment,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 RESTART_CASES = [BY_NAME["runware"], BY_NAME["replicate"], BY_NAME["fal"]]
-
-
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.mark.parametrize("case", RESTART_CASES, ids=str)
@@ -47,7 +44,7 @@ def test_a_server_killed_mid_job_resumes_following_it_without_submitting_again(
             events = httpx.get(f"{first.url}/api/jobs/{job_id}/poll?wait=0").json()["events"]
             return any("submitted to" in str(event.get("message")) for event in events)
 
-        _wait(recorded, "the provider's id to be recorded")
+        wait_until(recorded, "the provider's id to be recorded")
         first.kill()
         assert len(fake.submissions) == 1
         second = serve_process("--log-level", "debug", data_dir=data_dir)
@@ -56,7 +53,7 @@ def test_a_server_killed_mid_job_resumes_following_it_without_submitting_again(
             def ended() -> bool:
                 return http.get(f"/api/jobs/{job_id}").json()["status"] in TERMINAL
 
-            _wait(ended, "the job to end after the restart", timeout=60)
+            wait_until(ended, "the job to end after the restart", timeout=60)
             job = http.get(f"/api/jobs/{job_id}").json()
             events = http.get(f"/api/jobs/{job_id}/poll?wait=0").json()["events"]
         assert job["status"] == "succeeded", job["error"]
@@ -89,10 +86,12 @@ def test_webhook_secrets_stay_out_of_the_access_log(
         )
         with server.client() as http:
             job_id = http.post("/api/jobs", json=case.body()).json()["id"]
-            _wait(lambda: http.get(f"/api/jobs/{job_id}").json()["status"] in TERMINAL, "the end")
+            wait_until(
+                lambda: http.get(f"/api/jobs/{job_id}").json()["status"] in TERMINAL, "the end"
+            )
             assert http.get(f"/api/jobs/{job_id}").json()["status"] == "succeeded"
         # Polling may have ended the job before the webhook's answer was noted.
-        _wait(lambda: any(c.status_code == 200 for c in fake.webhook_calls), "the webhook")
+        wait_until(lambda: any(c.status_code == 200 for c in fake.webhook_calls), "the webhook")
         taken = [call for call in fake.webhook_calls if call.status_code == 200]
         call_secret = parse_qs(urlsplit(taken[0].url).query)["secret"][0]
         log = server.log()

@@ -6,7 +6,6 @@ cancels and outputs that are gone (SPEC §7.1)."""
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from tests.fakes.harness import sample_mp4
-from tests.providers_world import BY_NAME, CASES, ProviderCase, World, world
+from tests.providers_world import BY_NAME, CASES, ProviderCase, World, wait_until, world
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -121,9 +120,7 @@ def test_a_runware_webhook_without_its_calls_secret_is_refused(tmp_path: Path) -
         w.fake.send_webhooks = False
         w.fake.plan(case.model, run_s=60)  # type: ignore[attr-defined]
         job = w.submit(case.body())
-        deadline = time.monotonic() + 20
-        while not w.fake.submissions and time.monotonic() < deadline:  # type: ignore[attr-defined]
-            time.sleep(0.05)
+        w.wait_submitted()
         task = w.fake.submissions[0]  # type: ignore[attr-defined]
         good_url = task["webhookURL"]
         forged = {
@@ -214,10 +211,7 @@ def test_cancel_of_the_job_is_forwarded_to_the_provider(case: ProviderCase, tmp_
     with world(case, tmp_path) as w:
         w.fake.plan(case.model, outcome="never")  # type: ignore[attr-defined]
         job = w.submit(case.body())
-        deadline = time.monotonic() + 20
-        while _submitted(w) == 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)  # the provider's id is recorded right after its answer
+        w.wait_submitted()  # a cancel while the submit's answer is on its way waits for it
         assert w.http.post(f"/api/jobs/{job['id']}/cancel").status_code == 202
         ended = w.wait_until_ended(job["id"])
         assert ended["status"] == "cancelled"
@@ -267,12 +261,13 @@ def test_a_project_of_three_runware_clips_completes_with_every_clip_copied(
         answer = w.http.post("/api/projects", json={"name": "three clips", "clips": clips})
         assert answer.status_code == 201, answer.text
         project_id = answer.json()["id"]
-        deadline = time.monotonic() + 30
-        project = w.http.get(f"/api/projects/{project_id}").json()
-        while not project["all_complete"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-            project = w.http.get(f"/api/projects/{project_id}").json()
-        assert project["all_complete"]
+
+        def snapshot() -> dict[str, Any]:
+            read: dict[str, Any] = w.http.get(f"/api/projects/{project_id}").json()
+            return read
+
+        wait_until(lambda: snapshot()["all_complete"], "every clip to end")
+        project = snapshot()
         assert (project["total_clips"], project["completed"], project["failed"]) == (3, 3, 0)
         assert all(url.startswith("/api/files/") for url in project["clips"].values())
         prompts = sorted(task["positivePrompt"] for task in w.fake.submissions)  # type: ignore[attr-defined]

@@ -144,6 +144,7 @@ def create_app(
         )
     app.state.settings = settings
     app.state.service = runtime.service
+    app.state.remote = runtime.remote
     app.state.projects = ProjectService(runtime.service)
     app.state.pool = runtime.pool
     app.state.hub = runtime.hub

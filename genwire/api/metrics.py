@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from genwire.api.requests import service_of, tenant_of
+from genwire.api.requests import remote_of, service_of, tenant_of
 from genwire.api.sse import hub_of
 from genwire.metrics import CONTENT_TYPE, Metric, render
 from genwire.models import JobStatus
@@ -92,12 +92,12 @@ async def metrics(request: Request) -> Response:
             histogram=fan_outs.seconds,
         ),
     ]
-    families += _provider_metrics(service_of(request).remote)
+    families += _provider_metrics(remote_of(request))
     return Response(render(families), media_type=CONTENT_TYPE)
 
 
-def _provider_metrics(remote: object) -> list[Metric]:
-    if not isinstance(remote, RemoteProviders) or not remote.providers:
+def _provider_metrics(remote: RemoteProviders) -> list[Metric]:
+    if not remote.providers:
         return []
     return [
         Metric(

@@ -17,14 +17,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from genwire.api.requests import query_value, service_of, tenant_of
+from genwire.api.requests import query_value, read_bounded_body, remote_of, tenant_of
 from genwire.api.responses import JsonResponse
 from genwire.bus import topics
 from genwire.errors import BadRequest, NotAuthenticated, UnknownId
 from genwire.models import JsonObject
 from genwire.providers.base import WebhookRejected
 from genwire.providers.http import ProviderError
-from genwire.providers.remote import PROVIDER_NAMES, RemoteProviders
+from genwire.providers.remote import PROVIDER_NAMES
 
 log = logging.getLogger("genwire.providers")
 
@@ -34,11 +34,10 @@ CHECK_TIMEOUT_S = 20.0
 
 
 async def provider_webhook(request: Request) -> Response:
-    service = service_of(request)
-    remote = service.remote
+    remote = remote_of(request)
     name = request.path_params["name"]
-    provider = remote.get(name) if isinstance(remote, RemoteProviders) else None
-    if provider is None or not isinstance(remote, RemoteProviders):
+    provider = remote.get(name)
+    if provider is None:
         raise UnknownId(f"no provider {name!r} is configured here")
     call_id = query_value(request, "call") or ""
     call = await remote.calls.get(call_id) if 0 < len(call_id) <= 40 else None
@@ -50,7 +49,7 @@ async def provider_webhook(request: Request) -> Response:
     ):
         remote.webhooks[name, "refused"] += 1
         raise NotAuthenticated("unknown call or wrong secret")
-    body = await _bounded_body(request)
+    body = await read_bounded_body(request, MAX_WEBHOOK_BYTES)
     try:
         await provider.verify_webhook(request.headers, body)
     except (ProviderError, httpx.HTTPError) as error:
@@ -73,39 +72,24 @@ async def provider_webhook(request: Request) -> Response:
         return JsonResponse({"accepted": False, "reason": "nothing to act on"})
     await remote.calls.record_webhook(call.id, status.to_json(), terminal=status.state.is_terminal)
     try:
-        await service.bus.publish([topics.provider_call(call.id)])
+        await remote.bus.publish([topics.provider_call(call.id)])
     except Exception:
         # Kept is kept: the follower reads it at its next poll.
         log.exception("waking the follower of call %s failed", call.id)
     return JsonResponse({"accepted": True})
 
 
-async def _bounded_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_WEBHOOK_BYTES:
-        raise BadRequest("the webhook body is too large", status=413, code="body-too-large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_WEBHOOK_BYTES:
-            raise BadRequest("the webhook body is too large", status=413, code="body-too-large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def list_providers(request: Request) -> Response:
     """The providers and whether each is configured; `?check=1` also makes each
     configured one's cheapest authenticated call (what `genwire doctor` asks)."""
     tenant_of(request)
-    remote = service_of(request).remote
+    remote = remote_of(request)
     check = query_value(request, "check") == "1"
     items = []
     for name in PROVIDER_NAMES:
-        provider = remote.get(name) if isinstance(remote, RemoteProviders) else None
+        provider = remote.get(name)
         item: JsonObject = {"name": name, "configured": provider is not None}
         if check and provider is not None:
-            assert isinstance(remote, RemoteProviders)
             try:
                 async with asyncio.timeout(CHECK_TIMEOUT_S):
                     item["check"] = {"ok": True, "detail": await provider.check_key()}

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from genwire.config import Settings
 from genwire.errors import BadRequest, NotAuthenticated, UnknownId
 from genwire.projects import ProjectService
+from genwire.providers.remote import RemoteProviders
 from genwire.service import JobService
 
 #: Deepest nesting of objects and arrays a body may have. orjson reads up to 1024
@@ -66,6 +67,12 @@ def projects_of(request: Request) -> ProjectService:
     return projects
 
 
+def remote_of(request: Request) -> RemoteProviders:
+    """The providers this process may call, and the record of their calls."""
+    remote: RemoteProviders = request.app.state.remote
+    return remote
+
+
 def service_of(request: Request) -> JobService:
     service: JobService = request.app.state.service
     return service
@@ -74,15 +81,7 @@ def service_of(request: Request) -> JobService:
 async def read_json_object(request: Request) -> dict[str, Any]:
     """The body as a JSON object; 413 past the size limit, 400 when unreadable or
     nested deeper than MAX_JSON_DEPTH."""
-    limit = settings_of(request).max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise _too_large(limit)
+    body = await read_bounded_body(request, settings_of(request).max_body_bytes)
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError as error:
@@ -95,6 +94,19 @@ async def read_json_object(request: Request) -> dict[str, Any]:
             code="too-deeply-nested",
         )
     return parsed
+
+
+async def read_bounded_body(request: Request, limit: int) -> bytes:
+    """The raw body; 413 as soon as it is known to pass `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
 
 
 def _nested_deeper_than(value: Any, limit: int) -> bool:

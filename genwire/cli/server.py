@@ -30,11 +30,12 @@ from genwire.config import (
     DEFAULT_WORKERS,
     MAX_POLL_GATHER_S,
     Settings,
+    parse_modules,
     parse_origins,
 )
 from genwire.delivery.feeds import FeedHub
 from genwire.locks import DataDirInUse, acquire_server_lock
-from genwire.pipelines.loading import PipelineLoadError, parse_modules
+from genwire.pipelines.loading import PipelineLoadError
 from genwire.providers.settings import ProviderSettings
 
 

@@ -461,9 +461,9 @@ class FeedHub:
     def follow(self, scope: Scope) -> Follower:
         """A reader of the scope's feed, counted while inside `async with`; the first
         starts the feed. (A class, not a generator: every long-poll answer enters one.)"""
-        self._loop = asyncio.get_running_loop()
         feed = self._feeds.get(scope)
         if feed is None or feed.dead:
+            self._loop = asyncio.get_running_loop()  # off the hot path: new feeds only
             if feed is not None:
                 feed.end_sinks("feed stopped")  # the tick no longer sees it once replaced
             feed = self._feeds[scope] = Feed(scope, self._store, self._bus, self.fan_out_stats)

@@ -76,8 +76,3 @@ def registry_with(base: PipelineRegistry, modules: Iterable[str]) -> PipelineReg
         except ValueError as error:
             raise PipelineLoadError(str(error)) from None
     return base
-
-
-def parse_modules(raw: str | None) -> tuple[str, ...]:
-    """`pkg.mod,other.mod` → the module names."""
-    return tuple(name.strip() for name in (raw or "").split(",") if name.strip())

@@ -28,7 +28,7 @@ def _no_parent_steps(model: str) -> str:
     return model
 
 
-ModelRef = Annotated[str, AfterValidator(_no_parent_steps)]
+ModelRef = Annotated[str, Field(max_length=200, pattern=_MODEL), AfterValidator(_no_parent_steps)]
 Timeout = Field(
     DEFAULT_TIMEOUT_S,
     gt=0,
@@ -42,9 +42,7 @@ class ReplicateInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: ModelRef = Field(
-        max_length=200,
-        pattern=_MODEL,
-        description="owner/name (its latest version), owner/name:VERSION or a version id.",
+        description="owner/name (its latest version), owner/name:VERSION or a version id."
     )
     input: JsonObject = Field(default_factory=dict, description="The prediction's input, as is.")
     timeout_s: float = Timeout
@@ -53,9 +51,7 @@ class ReplicateInput(BaseModel):
 class FalInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelRef = Field(
-        max_length=200, pattern=_MODEL, description="The endpoint id, path included (fal-ai/…)."
-    )
+    model: ModelRef = Field(description="The endpoint id, path included (fal-ai/…).")
     input: JsonObject = Field(default_factory=dict, description="The request's arguments.")
     timeout_s: float = Timeout
 
@@ -64,7 +60,7 @@ class RunwareInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     task_type: Literal["imageInference", "videoInference", "audioInference"]
-    model: ModelRef = Field(max_length=200, pattern=_MODEL, description="The model's AIR id.")
+    model: ModelRef = Field(description="The model's AIR id.")
     input: JsonObject = Field(
         default_factory=dict,
         description="The task's other fields (positivePrompt, duration, …); genwire sets "
@@ -83,10 +79,7 @@ class RunwareInput(BaseModel):
 )
 async def run_replicate(ctx: PipelineContext, params: ReplicateInput) -> JsonObject:
     request = RemoteRequest(params.model, params.input)
-    made = await ctx.run_remote(
-        "replicate", request, timeout_s=params.timeout_s, phases=RemotePhases()
-    )
-    return made.output
+    return await _output(ctx, "replicate", request, params.timeout_s)
 
 
 @pipeline(
@@ -99,8 +92,7 @@ async def run_replicate(ctx: PipelineContext, params: ReplicateInput) -> JsonObj
 )
 async def run_fal(ctx: PipelineContext, params: FalInput) -> JsonObject:
     request = RemoteRequest(params.model, params.input)
-    made = await ctx.run_remote("fal", request, timeout_s=params.timeout_s, phases=RemotePhases())
-    return made.output
+    return await _output(ctx, "fal", request, params.timeout_s)
 
 
 @pipeline(
@@ -112,10 +104,13 @@ async def run_fal(ctx: PipelineContext, params: FalInput) -> JsonObject:
     providers=("runware",),
 )
 async def run_runware(ctx: PipelineContext, params: RunwareInput) -> JsonObject:
-    reserved = {"taskType", "taskUUID", "deliveryMethod", "webhookURL", "model"}
-    fields = {name: value for name, value in params.input.items() if name not in reserved}
-    request = RemoteRequest(params.model, fields, task_type=params.task_type)
-    made = await ctx.run_remote(
-        "runware", request, timeout_s=params.timeout_s, phases=RemotePhases()
-    )
+    request = RemoteRequest(params.model, params.input, task_type=params.task_type)
+    return await _output(ctx, "runware", request, params.timeout_s)
+
+
+async def _output(
+    ctx: PipelineContext, provider: str, request: RemoteRequest, timeout_s: float
+) -> JsonObject:
+    """One call, through this pipeline's phases; the job's output."""
+    made = await ctx.run_remote(provider, request, timeout_s=timeout_s, phases=RemotePhases())
     return made.output

@@ -104,7 +104,6 @@ class CallRef:
 
     provider_job_id: str
     handle: JsonObject
-    model: str
 
 
 class WebhookRejected(Exception):
@@ -115,9 +114,6 @@ class Provider(ABC):
     """One remote provider's API."""
 
     name: ClassVar[str]
-    #: the provider accepts an id chosen by genwire, so a submit whose outcome is
-    #: unknown (genwire died mid-request) can be looked up instead of sent again
-    client_chosen_ids: ClassVar[bool] = False
     #: the provider can stop a job
     can_cancel: ClassVar[bool] = True
 
@@ -125,7 +121,9 @@ class Provider(ABC):
         self.http = http
 
     def new_job_id(self) -> str | None:
-        """The id to fix before submitting, for providers with client-chosen ids."""
+        """The id to fix before submitting, where the provider lets genwire choose it
+        (Runware's taskUUID): a submit whose outcome is unknown (genwire died
+        mid-request) is then looked up instead of sent again."""
         return None
 
     @abstractmethod

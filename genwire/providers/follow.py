@@ -20,7 +20,6 @@ import contextlib
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,6 +39,7 @@ from genwire.providers.base import (
 from genwire.providers.http import ProviderError, ProviderGone, ProviderUnavailable
 from genwire.providers.outputs import OutputUnavailable, copy_outputs, file_urls
 from genwire.store.provider_calls import CallState, ProviderCall
+from genwire.store.retries import written_despite_outages
 
 if TYPE_CHECKING:
     from genwire.providers.remote import RemoteProviders
@@ -50,8 +50,6 @@ log = logging.getLogger("genwire.providers")
 MAX_KEY_LENGTH = 200
 #: a stopped job waits this long for a submit already on the wire, to learn its id
 SUBMIT_SETTLE_S = 5.0
-#: pauses between tries of recording a submitted job's id while the store is unwell
-RECORD_BACKOFF_S = (0.2, 1.0, 3.0, 10.0)
 ROW_CHECK_S = 1.0  #: with webhooks on, how often the call's row is read for one
 LAST_LOOK_S = 10.0  #: at the deadline, how long the last look at the provider may take
 CANCEL_TIMEOUT_S = 5.0  #: a cancel forwarded while the job stops gets this long
@@ -86,15 +84,16 @@ class CallFollower:
     ) -> RemoteResult:
         if not 0 < len(key) <= MAX_KEY_LENGTH:
             raise PipelineError(f"a call's key must be 1–{MAX_KEY_LENGTH} characters")
+        asked = request.fingerprint(self.provider.name)
         call, created = await self.remote.calls.open(
             self.ctx.job_id,
             key,
             self.provider.name,
             timeout_s=timeout_s,
-            request_hash=request.fingerprint(self.provider.name),
+            request_hash=asked,
             provider_job_id=self.provider.new_job_id(),
         )
-        if call.request_hash != request.fingerprint(self.provider.name):
+        if call.request_hash != asked:
             raise PipelineError(
                 f"this job's call {key!r} was made with another request; give each "
                 "different call of a pipeline its own key"
@@ -141,7 +140,7 @@ class CallFollower:
         name = self.provider.name
         if call.provider_job_id is not None and call.state is not CallState.SUBMITTING:
             await self.ctx.status(f"following {name} job {call.provider_job_id} again")
-            self._ref = CallRef(call.provider_job_id, call.handle, request.model)
+            self._ref = CallRef(call.provider_job_id, call.handle)
             return None
         if call.state is CallState.ENDED:
             raise PipelineError(
@@ -179,11 +178,12 @@ class CallFollower:
         except ProviderError as error:
             await self.remote.calls.mark_ended(call.id)
             raise self._job_error(error) from None
-        self._ref = CallRef(submitted.provider_job_id, submitted.handle, request.model)
-        await _with_retries(
+        self._ref = CallRef(submitted.provider_job_id, submitted.handle)
+        await written_despite_outages(
             lambda: self.remote.calls.mark_submitted(
                 call.id, submitted.provider_job_id, submitted.handle
-            )
+            ),
+            "recording a provider job's id",
         )
         return submitted
 
@@ -191,7 +191,7 @@ class CallFollower:
         """An earlier run died while submitting. True when the provider has the job
         (then `_ref` is set); False when it surely never got it (submit it now)."""
         name = self.provider.name
-        if not (self.provider.client_chosen_ids and call.provider_job_id):
+        if call.provider_job_id is None:  # the provider chose the id, and never told it
             await self.remote.calls.mark_ended(call.id)
             raise PipelineError(
                 f"genwire stopped while submitting to {name}; whether {name} received the "
@@ -200,7 +200,7 @@ class CallFollower:
                 code="provider_unavailable",
                 retryable=True,
             )
-        ref = CallRef(call.provider_job_id, call.handle, request.model)
+        ref = CallRef(call.provider_job_id, call.handle)
         try:
             await self.provider.status(ref)
         except ProviderGone:
@@ -379,16 +379,3 @@ class CallFollower:
 
     def _words(self, text: str) -> str:
         return self.remote.redact(text)
-
-
-async def _with_retries(write: Callable[[], Awaitable[None]]) -> None:
-    """A store write that must not be lost (a submitted job's id), tried again while
-    the store is unwell."""
-    for pause in RECORD_BACKOFF_S:
-        try:
-            await write()
-            return
-        except Exception:
-            log.exception("recording a provider call failed; trying again in %g s", pause)
-            await asyncio.sleep(pause)
-    await write()

@@ -34,6 +34,14 @@ RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _SECRET_IN_QUERY = re.compile(r"([?&]secret=)[^&\s\"']*")
 
 
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every secret replaced, and any `secret=` of a URL in it masked."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return redact_query_secrets(text)
+
+
 def redact_query_secrets(text: str) -> str:
     """`text` with the value of every `secret=` query parameter masked (the secret
     of a provider webhook's URL, which a provider may quote back)."""
@@ -90,7 +98,6 @@ class ProviderHttp:
         *,
         timeout_s: float = 30.0,
         backoff_s: tuple[float, ...] = RETRY_BACKOFF_S,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
@@ -101,17 +108,10 @@ class ProviderHttp:
             headers=headers,
             timeout=httpx.Timeout(timeout_s, connect=10.0),
             follow_redirects=False,
-            transport=transport,
         )
 
     async def close(self) -> None:
         await self._client.aclose()
-
-    def redact(self, text: str) -> str:
-        """`text` with every secret of this provider replaced."""
-        for secret in self.secrets:
-            text = text.replace(secret, "[redacted]")
-        return redact_query_secrets(text)
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
@@ -171,7 +171,7 @@ class ProviderHttp:
 
     def _say(self, method: str, url: str, problem: str) -> str:
         path = httpx.URL(url).path
-        return self.redact(f"{self.provider} {method} {path}: {problem}")
+        return redact(f"{self.provider} {method} {path}: {problem}", self.secrets)
 
 
 def retry_after_s(answer: httpx.Response) -> float | None:

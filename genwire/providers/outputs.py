@@ -75,7 +75,6 @@ async def copy_outputs(
     store_artifact: StoreArtifact,
     *,
     allow_private: bool = False,
-    backoff_s: tuple[float, ...] = DOWNLOAD_BACKOFF_S,
 ) -> tuple[Any, list[Artifact], list[Path]]:
     """The result with genwire's URLs in place of `urls`, the artifacts, and the same
     files kept in `workdir` (links: storage takes the originals) to work on further."""
@@ -88,7 +87,7 @@ async def copy_outputs(
         for index, url in enumerate(urls):
             name = _unique(_name_of(url, index), used_names)
             target = workdir / f"output-{index}-{name}"
-            media_type = await _download(client, url, target, allow_private, backoff_s)
+            media_type = await _download(client, url, target, allow_private)
             keep = target.with_name(f"kept-{target.name}")
             await asyncio.to_thread(_link_or_copy, target, keep)
             kept.append(keep)
@@ -110,13 +109,12 @@ async def _download(
     url: str,
     target: Path,
     allow_private: bool,
-    backoff_s: tuple[float, ...],
 ) -> str | None:
     """Fetch `url` into `target`; its media type. Raises OutputUnavailable."""
     problem = ""
-    for attempt in range(len(backoff_s) + 1):
+    for attempt in range(len(DOWNLOAD_BACKOFF_S) + 1):
         if attempt:
-            await asyncio.sleep(backoff_s[attempt - 1])
+            await asyncio.sleep(DOWNLOAD_BACKOFF_S[attempt - 1])
         try:
             async with _open(client, url, allow_private) as answer:
                 if answer.status_code in _FINAL_STATUSES:
@@ -139,7 +137,7 @@ async def _download(
                 return media_type
         except (httpx.HTTPError, OSError) as error:
             problem = f"{_shown(url)}: {type(error).__name__}"
-    raise OutputUnavailable(f"could not fetch {problem} after {len(backoff_s) + 1} tries")
+    raise OutputUnavailable(f"could not fetch {problem} after {len(DOWNLOAD_BACKOFF_S) + 1} tries")
 
 
 @asynccontextmanager

@@ -11,7 +11,7 @@ from genwire.pipelines.base import PipelineContext
 from genwire.providers.base import Provider, RemotePhases, RemoteRequest, RemoteResult
 from genwire.providers.fal import Fal
 from genwire.providers.follow import CallFollower
-from genwire.providers.http import ProviderHttp, redact_query_secrets
+from genwire.providers.http import ProviderHttp, redact
 from genwire.providers.replicate import Replicate
 from genwire.providers.runware import Runware
 from genwire.providers.settings import ProviderSettings
@@ -23,36 +23,23 @@ PROVIDER_NAMES = ("replicate", "fal", "runware")
 
 def build_providers(settings: ProviderSettings) -> dict[str, Provider]:
     """An adapter for each provider whose key is set."""
-    secrets = settings.secrets
-    backoff = settings.retry_backoff_s
+
+    def http(name: str, base_url: str, authorization: str) -> ProviderHttp:
+        headers = {"Authorization": authorization}
+        return ProviderHttp(
+            name, base_url, headers, settings.secrets, backoff_s=settings.retry_backoff_s
+        )
+
     providers: dict[str, Provider] = {}
     if settings.replicate_token:
-        http = ProviderHttp(
-            "replicate",
-            settings.replicate_url,
-            {"Authorization": f"Bearer {settings.replicate_token}"},
-            secrets,
-            backoff_s=backoff,
-        )
-        providers["replicate"] = Replicate(http, settings.replicate_webhook_secret)
+        replicate = http("replicate", settings.replicate_url, f"Bearer {settings.replicate_token}")
+        providers["replicate"] = Replicate(replicate, settings.replicate_webhook_secret)
     if settings.fal_key:
-        http = ProviderHttp(
-            "fal",
-            settings.fal_queue_url,
-            {"Authorization": f"Key {settings.fal_key}"},
-            secrets,
-            backoff_s=backoff,
-        )
-        providers["fal"] = Fal(http, settings.fal_jwks_url)
+        fal = http("fal", settings.fal_queue_url, f"Key {settings.fal_key}")
+        providers["fal"] = Fal(fal, settings.fal_jwks_url)
     if settings.runware_key:
-        http = ProviderHttp(
-            "runware",
-            settings.runware_url,
-            {"Authorization": f"Bearer {settings.runware_key}"},
-            secrets,
-            backoff_s=backoff,
-        )
-        providers["runware"] = Runware(http)
+        runware = http("runware", settings.runware_url, f"Bearer {settings.runware_key}")
+        providers["runware"] = Runware(runware)
     return providers
 
 
@@ -93,9 +80,7 @@ class RemoteProviders:
     def redact(self, text: str) -> str:
         """`text` without the keys, nor a webhook URL's secret (a provider may quote
         the URL back in an error)."""
-        for secret in self.settings.secrets:
-            text = text.replace(secret, "[redacted]")
-        return redact_query_secrets(text)
+        return redact(text, self.settings.secrets)
 
     async def follow(
         self,

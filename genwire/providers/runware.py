@@ -30,6 +30,7 @@ _UNKNOWN_TASK_CODES = {
     "taskUUIDNotFound",
     "unknownTaskUUID",
 }
+_SET_BY_GENWIRE = {"taskType", "taskUUID", "model", "deliveryMethod", "webhookURL"}
 #: 4xx answers read as Runware's word (its `errors`), not retried
 _REFUSALS = [code for code in range(400, 500) if code not in (408, 425, 429)]
 
@@ -50,7 +51,6 @@ def _error_codes(body: dict[str, Any]) -> set[str]:
 
 class Runware(Provider):
     name = "runware"
-    client_chosen_ids = True
     can_cancel = False
 
     def new_job_id(self) -> str:
@@ -60,8 +60,13 @@ class Runware(Provider):
         self, request: RemoteRequest, *, webhook_url: str | None, job_id: str | None
     ) -> Submitted:
         assert job_id is not None, "Runware tasks carry the taskUUID genwire chose"
+        # The fields genwire sets are genwire's alone, whoever built the request: an
+        # input's own webhookURL would send the result where genwire never hears it.
+        given = {
+            name: value for name, value in request.input.items() if name not in _SET_BY_GENWIRE
+        }
         task: dict[str, Any] = {
-            **request.input,
+            **given,
             "taskType": request.task_type,
             "taskUUID": job_id,
             "model": request.model,
@@ -122,7 +127,7 @@ class Runware(Provider):
     async def check_key(self) -> str:
         # A getResponse of a task that cannot exist: a refused key answers 401/403.
         with contextlib.suppress(ProviderGone):
-            await self.status(CallRef(str(uuid.uuid4()), {}, ""))
+            await self.status(CallRef(str(uuid.uuid4()), {}))
         return "key accepted"
 
 

@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from genwire.providers.http import RETRY_BACKOFF_S
+
 REPLICATE_API_URL = "https://api.replicate.com/v1"
 FAL_QUEUE_URL = "https://queue.fal.run"
 FAL_JWKS_URL = "https://rest.alpha.fal.ai/.well-known/jwks.json"
@@ -32,7 +34,7 @@ class ProviderSettings:
     #: copy outputs from private addresses too (a provider's fake on loopback)
     allow_private_outputs: bool = False
     #: pauses between tries of a request that may be tried again
-    retry_backoff_s: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+    retry_backoff_s: tuple[float, ...] = RETRY_BACKOFF_S
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ProviderSettings:

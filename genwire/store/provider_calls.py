@@ -43,7 +43,6 @@ class ProviderCall:
     handle: JsonObject
     webhook_status: JsonObject | None
     deadline_at: datetime
-    created_at: datetime
 
 
 def _call_from_row(row: Any) -> ProviderCall:
@@ -59,7 +58,6 @@ def _call_from_row(row: Any) -> ProviderCall:
         handle=row["handle"] or {},
         webhook_status=row["webhook_status"],
         deadline_at=row["deadline_at"],
-        created_at=row["created_at"],
     )
 
 
@@ -148,10 +146,7 @@ class ProviderCalls:
         """Keep the latest verified webhook for whoever follows the call (it reads
         the call again when woken, and while webhooks are on, every second). A
         terminal status is kept: a late webhook of an earlier state cannot replace it."""
-        unsettled = sa.or_(
-            provider_calls.c.webhook_status.is_(None),
-            provider_calls.c.webhook_terminal.is_(False),
-        )
+        unsettled = provider_calls.c.webhook_terminal.is_(False)
         await self._update(call_id, unsettled, webhook_status=status, webhook_terminal=terminal)
 
     async def _update(

@@ -71,7 +71,7 @@ function inputFor(name, property, required) {
   if (spec.type === "object" || spec.type === "array") {
     // Free-form JSON (a provider's own input): written as text, parsed on Start.
     control = el("textarea", { ...common, rows: 3, spellcheck: "false", placeholder: spec.type === "object" ? '{"prompt": "…"}' : "[…]" });
-    control.value = property.default !== undefined && Object.keys(property.default).length ? JSON.stringify(property.default) : "";
+    control.value = property.default && Object.keys(property.default).length ? JSON.stringify(property.default) : "";
   } else if (spec.enum) {
     control = el("select", common, ...spec.enum.map((value) => el("option", { value, text: value, selected: value === property.default })));
   } else if (spec.type === "integer" || spec.type === "number") {

@@ -72,6 +72,10 @@ class FakeBase:
         headers = {}
         if failure.retry_after is not None:
             headers["Retry-After"] = f"{failure.retry_after:g}"
+        return self.failure_response(failure, headers)
+
+    def failure_response(self, failure: ScriptedFailure, headers: dict[str, str]) -> Response:
+        """A scripted failure's answer; a fake overrides it for its provider's shapes."""
         return JSONResponse(
             failure.body or {"detail": f"scripted failure {failure.status}"},
             status_code=failure.status,

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.fakes.harness import FakeBase, sample_mp4, serving
+from tests.fakes.harness import FakeBase, ScriptedFailure, sample_mp4, serving
 
 Outcome = Literal["succeeded", "failed", "rejected", "never"]
 
@@ -256,15 +256,9 @@ class FakeReplicate(FakeBase):
             ]
         )
 
-    def take_failure(self) -> Response | None:
+    def failure_response(self, failure: ScriptedFailure, headers: dict[str, str]) -> Response:
         """Scripted failures in Replicate's shapes: a 429 carries the rate-limits page's
         body (`{"detail":"Request was throttled. Your rate limit resets in ~Ns."}`)."""
-        if not self.failures:
-            return None
-        failure = self.failures.pop(0)
-        headers = {}
-        if failure.retry_after is not None:
-            headers["Retry-After"] = f"{failure.retry_after:g}"
         if failure.body is not None:
             body = failure.body
         elif failure.status == 429:
