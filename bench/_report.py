@@ -47,7 +47,7 @@ def describe_machine() -> str:
 
 @dataclass(frozen=True)
 class ScratchDatabase:
-    url: str  #: what `Store(url)` takes
+    url: str  #: what `SqlStore(url)` takes
     folder: Path  #: a temporary folder for files (artifacts, the SQLite file)
 
 

@@ -27,9 +27,10 @@ from typing import Any
 from bench._report import describe_machine, percentile_ms, print_table, scratch_database
 from genwire.bus import LocalBus
 from genwire.pipelines import default_registry
-from genwire.service import AttemptReporter, CreateJob, JobService
+from genwire.reporter import AttemptReporter
+from genwire.service import CreateJob, JobService
 from genwire.storage import LocalStorage
-from genwire.store import Store
+from genwire.store import SqlStore
 
 TENANT = "bench"
 LEASE_TTL_S = 3600.0
@@ -60,7 +61,7 @@ HEADERS = ["synchronous", "jobs", "events", "wall s", "events/s", "p50 ms", "p99
 async def run_once(synchronous: str, jobs: int, events: int) -> RunResult:
     """`events` appends in all, split evenly over `jobs` jobs appending at once."""
     async with scratch_database(None) as database:
-        store = Store(database.url, sqlite_synchronous=synchronous)
+        store = SqlStore(database.url, sqlite_synchronous=synchronous)
         await store.migrate()
         service = JobService(
             store, LocalBus(), default_registry(), LocalStorage(database.folder / "files")

@@ -23,7 +23,7 @@ from genwire.models import Job, JobStatus
 from genwire.pipelines import default_registry
 from genwire.service import CreateJob, JobService
 from genwire.storage import LocalStorage
-from genwire.store import Store
+from genwire.store import SqlStore, Store
 from genwire.worker import WorkerPool, WorkerSettings
 
 TENANT = "bench"
@@ -75,7 +75,7 @@ async def run_once(
     server_url: str | None, jobs: int, steps: int, concurrency: int, timeout: float
 ) -> RunResult:
     async with scratch_database(server_url) as database:
-        store = Store(database.url)
+        store = SqlStore(database.url)
         await store.migrate()
         service = JobService(
             store, LocalBus(), default_registry(), LocalStorage(database.folder / "files")

@@ -233,3 +233,11 @@ class Job:
                 "cancel": f"{base}/cancel",
             },
         }
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """Jobs newest first; `next_cursor` (the last one's id) asks for the next page."""
+
+    items: list[Job]
+    next_cursor: str | None

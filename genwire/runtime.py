@@ -7,9 +7,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genwire.bus import LocalBus
+from genwire.bus import Bus, LocalBus
 from genwire.config import Settings
-from genwire.delivery.feeds import FeedHub, OthersWriting
+from genwire.delivery import FeedHub, OthersWriting
 from genwire.locks import (
     ProcessLock,
     acquire_server_lock,
@@ -23,7 +23,7 @@ from genwire.pipelines.loading import registry_with
 from genwire.providers.remote import RemoteProviders
 from genwire.service import JobService
 from genwire.storage import LocalStorage
-from genwire.store import Store
+from genwire.store import SqlStore, Store
 from genwire.tokens import StreamTokens
 from genwire.webhooks import WebhookSender
 from genwire.worker import LeaseReaper, WorkerPool, WorkerSettings
@@ -70,9 +70,10 @@ class Runtime:
     ) -> Runtime:
         """`own_data_dir`: this process is the one server of an embedded data dir
         (`genwire serve`), so it locks it and recovers what a dead predecessor left."""
-        store = Store(settings.resolved_database_url)
+        # Annotated with the interfaces: mypy checks the classes implement them.
+        store: Store = SqlStore(settings.resolved_database_url)
         storage = LocalStorage(settings.data_dir / "files")
-        bus = LocalBus()
+        bus: Bus = LocalBus()
         remote = RemoteProviders(settings.providers, store, bus, settings.public_url)
         service = JobService(
             store,

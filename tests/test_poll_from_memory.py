@@ -13,7 +13,7 @@ from genwire.bus import LocalBus
 from genwire.models import format_event_id
 from genwire.service import JobService
 from genwire.storage import LocalStorage
-from genwire.store import Store
+from genwire.store import SqlStore
 from tests import pipelines as test_pipelines
 from tests.conftest import ThreadedServer
 from tests.wire import LiveServer, cancel, client_of, idle_running_job, poll
@@ -91,7 +91,7 @@ async def test_a_cursor_ahead_of_the_feed_still_gets_the_jobs_end(
     not heard of; a client that saw it elsewhere resumes at it."""
     server = live_server(workers=0)  # the job stays queued until cancelled elsewhere
     settings = server.app.state.settings
-    elsewhere = Store(settings.resolved_database_url)
+    elsewhere = SqlStore(settings.resolved_database_url)
     other = JobService(
         elsewhere, LocalBus(), test_pipelines.test_registry(), LocalStorage(tmp_path)
     )

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from genwire.bus import LocalBus
-from genwire.delivery.feeds import FeedHub
+from genwire.delivery import FeedHub
 from genwire.models import Event, EventType
 from genwire.service import CreateJob, JobService
 from genwire.storage import LocalStorage
-from genwire.store import Store
+from genwire.store import SqlStore
 from genwire.store.entries import LogEntry, Scope, ScopeKind
 from genwire.store.recent import RecentEvents
 from genwire.store.transactions import WriteTx
@@ -76,7 +76,7 @@ async def two_writers(tmp_path: Path) -> AsyncIterator[tuple[JobService, JobServ
     """Two stores on one SQLite file, as a server and a `genwire worker` beside it:
     the server's bus never hears of the other's commits."""
     url = f"sqlite:///{tmp_path / 'genwire.db'}"
-    stores = [Store(url), Store(url)]
+    stores = [SqlStore(url), SqlStore(url)]
     await stores[0].migrate()
     services = [
         JobService(

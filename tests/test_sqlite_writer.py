@@ -20,14 +20,14 @@ from genwire.errors import StoreUnavailable
 from genwire.models import StepState
 from genwire.service import CreateJob, JobService
 from genwire.storage import LocalStorage
-from genwire.store import Store
-from genwire.store.sql import _SqliteRunner
+from genwire.store import SqlStore
+from genwire.store.runners import SqliteRunner
 from tests.pipelines import test_registry as pipelines_for_tests
 
 
 @pytest.fixture
-async def runner(tmp_path: Path) -> AsyncIterator[_SqliteRunner]:
-    runner = _SqliteRunner(f"sqlite:///{tmp_path / 'store.db'}", "FULL")
+async def runner(tmp_path: Path) -> AsyncIterator[SqliteRunner]:
+    runner = SqliteRunner(f"sqlite:///{tmp_path / 'store.db'}", "FULL")
     await runner.write(lambda c: c.exec_driver_sql("CREATE TABLE parents (id INTEGER PRIMARY KEY)"))
     await runner.write(
         lambda c: c.exec_driver_sql(
@@ -46,13 +46,13 @@ def insert(table: str, value: int) -> Callable[[Connection], None]:
     return run
 
 
-async def rows(runner: _SqliteRunner, table: str) -> list[int]:
+async def rows(runner: SqliteRunner, table: str) -> list[int]:
     result = await runner.read(lambda c: c.exec_driver_sql(f"SELECT * FROM {table}").all())
     return [row[0] for row in result]
 
 
 async def test_a_locked_database_at_begin_is_a_dbapi_error_and_the_next_write_works(
-    runner: _SqliteRunner, tmp_path: Path
+    runner: SqliteRunner, tmp_path: Path
 ) -> None:
     # The kept connection keeps this setting: wait 0.1 s for the lock, not 30.
     await runner.write(lambda c: c.exec_driver_sql("PRAGMA busy_timeout=100"))
@@ -69,7 +69,7 @@ async def test_a_locked_database_at_begin_is_a_dbapi_error_and_the_next_write_wo
     assert await rows(runner, "parents") == [2]
 
 
-async def test_a_failed_commit_leaves_no_transaction_behind(runner: _SqliteRunner) -> None:
+async def test_a_failed_commit_leaves_no_transaction_behind(runner: SqliteRunner) -> None:
     """A deferred foreign key fails at COMMIT, where SQLite keeps the transaction
     open; the runner must not carry it into its next write."""
     with pytest.raises(DBAPIError, match="FOREIGN KEY"):
@@ -81,7 +81,7 @@ async def test_a_failed_commit_leaves_no_transaction_behind(runner: _SqliteRunne
     assert await rows(runner, "children") == [1]
 
 
-async def test_closing_twice_is_harmless(runner: _SqliteRunner) -> None:
+async def test_closing_twice_is_harmless(runner: SqliteRunner) -> None:
     await runner.write(insert("parents", 1))
     await runner.close()
     await runner.close()
@@ -92,7 +92,7 @@ async def test_an_event_the_driver_refuses_is_a_dbapi_error_and_leaves_nothing(
     tmp_path: Path,
 ) -> None:
     database = tmp_path / "genwire.db"
-    store = Store(f"sqlite:///{database}")
+    store = SqlStore(f"sqlite:///{database}")
     await store.migrate()
     service = JobService(store, LocalBus(), pipelines_for_tests(), LocalStorage(tmp_path / "files"))
     try:

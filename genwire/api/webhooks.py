@@ -9,7 +9,7 @@ from starlette.routing import Route
 from genwire.api.requests import path_id, service_of, tenant_of
 from genwire.api.responses import JsonResponse
 from genwire.models import JsonObject, format_event_id, format_time
-from genwire.store.deliveries import DeliveryRecord, WebhookOutbox
+from genwire.store.deliveries import DeliveryRecord
 
 
 async def list_job_webhooks(request: Request) -> Response:
@@ -19,7 +19,7 @@ async def list_job_webhooks(request: Request) -> Response:
     service = service_of(request)
     await service.get_job(job_id, tenant)
 
-    records = await WebhookOutbox(service.store).of_job(job_id)
+    records = await service.store.outbox.of_job(job_id)
     return JsonResponse({"items": [_delivery_json(record) for record in records]})
 
 

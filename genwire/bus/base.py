@@ -2,15 +2,15 @@
 
 A notification says only "something new under this topic": a woken reader reads the
 log from its own cursor, so a lost or merged notification can delay but never lose
-an event. Topics are named in `genwire.bus.topics`.
+an event. Topics are named in `genwire.bus.topics`; the `Bus` interface every bus
+implements is in `genwire.interfaces`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
+from contextlib import contextmanager
 
 
 class Subscription:
@@ -36,16 +36,6 @@ class Subscription:
             return False
         self._woken.clear()
         return True
-
-
-class Bus(Protocol):
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def publish(self, topics: list[str]) -> None: ...
-
-    def subscribe(self, *topics: str) -> AbstractContextManager[Subscription]: ...
 
 
 class LocalFanout:

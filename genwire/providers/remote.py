@@ -16,7 +16,7 @@ from genwire.providers.replicate import Replicate
 from genwire.providers.runware import Runware
 from genwire.providers.settings import ProviderSettings
 from genwire.store import Store
-from genwire.store.provider_calls import ProviderCall, ProviderCalls
+from genwire.store.provider_calls import ProviderCall
 
 PROVIDER_NAMES = ("replicate", "fal", "runware")
 
@@ -55,7 +55,7 @@ class RemoteProviders:
         providers: dict[str, Provider] | None = None,
     ) -> None:
         self.settings = settings
-        self.calls = ProviderCalls(store)
+        self.calls = store.provider_calls
         self.bus = bus
         self.public_url = public_url.rstrip("/") if public_url else None
         self.providers = build_providers(settings) if providers is None else providers

@@ -1,6 +1,7 @@
 """Durable state: jobs, the per-job event log, artifacts (SQLite or PostgreSQL)."""
 
-from genwire.store.sql import JobPage, Store
+from genwire.interfaces import Store
+from genwire.store.sql import SqlStore
 from genwire.store.transactions import WriteTx
 
-__all__ = ["JobPage", "Store", "WriteTx"]
+__all__ = ["SqlStore", "Store", "WriteTx"]

@@ -1,9 +1,9 @@
 """The webhook outbox (SPEC §5): deliveries queued in their event's transaction,
 claimed by senders under a lease, and the log of their attempts.
 
-The functions take the `WriteTx` of `Store.write` (on SQLite they must run in its
+The functions take the `WriteTx` of `SqlStore.write` (on SQLite they must run in its
 one writer thread, on PostgreSQL behind its write lock) or the connection of
-`Store.read`; outside the store, `WebhookOutbox` runs each in its own transaction.
+`SqlStore.read`; outside the store, `WebhookOutbox` runs each in its own transaction.
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ import enum
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from genwire.models import Event
 from genwire.store.schema import webhook_attempts, webhook_deliveries
-from genwire.store.sql import Store
 from genwire.store.transactions import WriteTx
+
+if TYPE_CHECKING:
+    from genwire.store.sql import SqlStore
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -219,7 +222,7 @@ class WebhookOutbox:
     """The outbox of one store, as the webhook sender and the API use it: every
     statement above in its own transaction, no connection handed out."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SqlStore) -> None:
         self.store = store
 
     async def claim_due(

@@ -1,6 +1,6 @@
 """Projects in the store: rows, and the reads of a project with its clips.
 
-Plain functions of one connection: `Store.read(fn)` runs a read whole (one snapshot
+Plain functions of one connection: `SqlStore.read(fn)` runs a read whole (one snapshot
 for the project and its clips), and `WriteTx` runs the same statements inside a
 write transaction. A clip is a job whose `project_id` names the project; only the
 project's own tenant's jobs count as its clips.

@@ -12,7 +12,7 @@ import enum
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -20,8 +20,10 @@ from sqlalchemy.engine import Connection
 from genwire.ids import new_id
 from genwire.models import JsonObject, utc_now
 from genwire.store.schema import provider_calls
-from genwire.store.sql import Store
 from genwire.store.transactions import WriteTx
+
+if TYPE_CHECKING:
+    from genwire.store.sql import SqlStore
 
 
 class CallState(enum.StrEnum):
@@ -77,7 +79,7 @@ def _select_call(connection: Connection, **where: str) -> ProviderCall | None:
 class ProviderCalls:
     """The provider calls of one store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: SqlStore) -> None:
         self.store = store
 
     async def open(

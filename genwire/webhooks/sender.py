@@ -26,7 +26,7 @@ from genwire.bus import Bus, Subscription, topics
 from genwire.config import DEFAULT_WEBHOOK_TIMEOUT_S, WEBHOOK_RETRY_SCHEDULE_S, Settings
 from genwire.models import format_time, utc_now
 from genwire.store import Store
-from genwire.store.deliveries import Attempt, Delivery, DeliveryStatus, WebhookOutbox
+from genwire.store.deliveries import Attempt, Delivery, DeliveryStatus
 from genwire.webhooks.signing import load_or_create_secret, secret_key, signature_headers
 from genwire.webhooks.targets import AddressLookup, RefusedTarget, pinned_target, resolve_addresses
 
@@ -78,7 +78,7 @@ class WebhookSender:
         transport: httpx.AsyncBaseTransport | None = None,
         lookup: AddressLookup = resolve_addresses,
     ) -> None:
-        self._outbox = WebhookOutbox(store)
+        self._outbox = store.outbox
         self._bus = bus
         self.settings = settings
         self._lookup = lookup
