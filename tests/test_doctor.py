@@ -15,7 +15,7 @@ from rich.console import Console
 
 from genwire import cli
 from genwire.cli import main
-from genwire.doctor import Check, run_checks
+from genwire.client.doctor import Check, run_checks
 from tests.conftest import ThreadedServer
 from tests.faultproxy import Fault, FaultProxy
 

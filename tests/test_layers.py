@@ -116,3 +116,36 @@ def test_only_the_store_imports_sqlalchemy() -> None:
         )
     )
     assert outside == []
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(f"{package}.")
+
+
+def test_the_client_imports_nothing_of_genwire_outside_it() -> None:
+    """The client ships without the server: it never imports the rest of genwire."""
+    graph = import_graph()
+    outside = {
+        name: sorted(target for target in targets if not _within(target, "genwire.client"))
+        for name, targets in graph.items()
+        if _within(name, "genwire.client")
+    }
+    assert "genwire.client.sync" in outside, "the client was not read"
+    assert {name: targets for name, targets in outside.items() if targets} == {}
+
+
+def test_the_doctor_reaches_the_client_only_through_its_public_names() -> None:
+    """The doctor drives a server as a user's code would: through what `genwire.client`
+    exports, never its private or submodules."""
+    graph = import_graph()
+    private = {
+        name: sorted(
+            target
+            for target in targets
+            if target != "genwire.client" and not _within(target, "genwire.client.doctor")
+        )
+        for name, targets in graph.items()
+        if _within(name, "genwire.client.doctor")
+    }
+    assert "genwire.client.doctor.runner" in private, "the doctor was not read"
+    assert {name: targets for name, targets in private.items() if targets} == {}

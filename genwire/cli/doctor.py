@@ -29,7 +29,7 @@ def doctor(url: str | None, keepalive_wait: float, as_json: bool, server: str) -
     provider's key.
 
     Exits 1 when a check fails, 0 otherwise (warnings allowed)."""
-    from genwire.doctor import Check, run_checks
+    from genwire.client.doctor import Check, run_checks
 
     target = url or server
     marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]fail[/]"}

@@ -1,5 +1,6 @@
 """The Python client of the genwire HTTP API (SPEC §6); it never imports the server."""
 
+from genwire.client._transports import TERMINAL_EVENT_TYPES
 from genwire.client.asyncio import AsyncClient
 from genwire.client.errors import (
     ApiError,
@@ -24,9 +25,11 @@ from genwire.client.types import (
     Phase,
     Pipeline,
     Project,
+    parse_time,
 )
 
 __all__ = [
+    "TERMINAL_EVENT_TYPES",
     "ApiError",
     "Artifact",
     "AsyncClient",
@@ -48,4 +51,5 @@ __all__ = [
     "Timeout",
     "TransportFailed",
     "Unauthorized",
+    "parse_time",
 ]

@@ -59,9 +59,10 @@ class ClientBase(ABC, Generic[TransportT, HttpT]):
             poll_interval_s=poll_interval_s,
         )
         self.create_retry_delays = tuple(create_retry_delays)
+        self._auth_headers = protocol.auth_headers(api_key)
         options = HttpOptions(
             base_url=self.server,
-            headers=protocol.auth_headers(api_key),
+            headers=dict(self._auth_headers),
             timeout=timeout,
             event_hooks=event_hooks,
         )
@@ -70,8 +71,19 @@ class ClientBase(ABC, Generic[TransportT, HttpT]):
     @abstractmethod
     def _open_http(self, transport: TransportT | None, options: HttpOptions) -> HttpT: ...
 
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        """The `Authorization` header every call carries (none without an API key),
+        for a request the client does not make itself."""
+        return dict(self._auth_headers)
+
     def absolute(self, url: str) -> str:
         return url if "://" in url else f"{self.server}{url}"
+
+    def job_path(self, job_id: str) -> str:
+        """The path of a job's routes (`/api/jobs/{id}`, the id quoted as one segment);
+        `/events`, `/poll` and `/cancel` sit below it."""
+        return protocol.job_path(job_id)
 
     def _feed(self, job_id: str, after: str | None, timeout: float | None) -> EventFeed:
         return EventFeed(job_id, after, self.stream_policy, timeout)

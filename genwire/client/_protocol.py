@@ -62,6 +62,11 @@ def segment(identifier: str) -> str:
     return quote(identifier, safe="")
 
 
+def job_path(job_id: str) -> str:
+    """The path of a job's routes; `/events`, `/poll` and `/cancel` sit below it."""
+    return f"/api/jobs/{segment(job_id)}"
+
+
 def pipelines_call() -> Call:
     return Call("GET", "/api/pipelines")
 
@@ -92,7 +97,7 @@ def submit_call(
 
 
 def get_call(job_id: str) -> Call:
-    return Call("GET", f"/api/jobs/{segment(job_id)}")
+    return Call("GET", job_path(job_id))
 
 
 def list_call(filters: Mapping[str, Any]) -> Call:
@@ -101,7 +106,7 @@ def list_call(filters: Mapping[str, Any]) -> Call:
 
 
 def cancel_call(job_id: str) -> Call:
-    return Call("POST", f"/api/jobs/{segment(job_id)}/cancel")
+    return Call("POST", f"{job_path(job_id)}/cancel")
 
 
 def create_project_call(

@@ -26,9 +26,10 @@ import httpx
 import orjson
 from httpx_sse import ServerSentEvent, SSEError
 
-from genwire.client._protocol import api_error, segment
+from genwire.client._protocol import api_error, job_path
 from genwire.client.errors import Timeout
 
+#: The event types that end a job's stream: `events()` stops after one (SPEC §4).
 TERMINAL_EVENT_TYPES = frozenset({"job-completed", "job-failed", "job-cancelled"})
 #: Extra read time on a long-poll beyond the wait the server was asked for.
 LONG_POLL_MARGIN_S = 10.0
@@ -121,7 +122,7 @@ class EventFeed:
         self.timeout = timeout
         self.clock = clock
         self.deadline = None if timeout is None else clock() + timeout
-        self.base_path = f"/api/jobs/{segment(job_id)}"
+        self.base_path = job_path(job_id)
         self.last_id = after
         self.last_seq = _seq(after) if after else None
         self.done = False
