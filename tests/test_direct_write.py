@@ -20,7 +20,7 @@ from typing import Any, cast
 import pytest
 import uvloop
 
-from genwire.api.direct import HeldConnection
+from genwire.api.fastpath import HeldConnection
 
 LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.new_event_loop,
@@ -83,7 +83,7 @@ def counting_socket_writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int
         sizes[-1] = sent = real_write(fd, data)
         return sent
 
-    monkeypatch.setattr(os, "write", write)  # what `genwire.api.direct` calls
+    monkeypatch.setattr(os, "write", write)  # what `genwire.api.fastpath` calls
     yield sizes
 
 

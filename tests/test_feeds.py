@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from genwire.bus import LocalBus
-from genwire.delivery.feeds import FeedHub, LiveBatch
+from genwire.delivery import FeedHub, LiveBatch
 from genwire.models import EventType
 from genwire.service import CreateJob, JobService
 from genwire.storage import LocalStorage
-from genwire.store import Store
+from genwire.store import SqlStore, Store
 from genwire.store.entries import Scope, ScopeKind
 from tests.pipelines import test_registry as pipelines_for_tests
 
@@ -91,7 +91,7 @@ async def test_feeds_read_what_another_process_appended_when_the_hub_says_to_loo
 ) -> None:
     """Another process's appends wake no feed here (its bus is its own): the hub asks
     once a second whether anyone else writes, and then every feed reads again."""
-    elsewhere = Store(store.url)  # a `genwire worker` on the same database
+    elsewhere = SqlStore(store.url)  # a `genwire worker` on the same database
     other = JobService(elsewhere, LocalBus(), pipelines_for_tests(), LocalStorage(tmp_path))
     asked: list[float] = []
 

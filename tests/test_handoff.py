@@ -1,4 +1,4 @@
-"""Caught-up streams hand their connection to their feed's sink (`genwire.api.direct`):
+"""Caught-up streams hand their connection to their feed's sink (`genwire.api.fastpath`):
 the ASGI request is over, yet the stream goes on, ends cleanly, and the connection
 serves the next request."""
 
@@ -14,6 +14,7 @@ import pytest
 
 from genwire.config import Settings
 from tests.conftest import ThreadedServer
+from tests.waiting import eventually
 from tests.wire import (
     LiveServer,
     RawStream,
@@ -22,7 +23,6 @@ from tests.wire import (
     client_of,
     create_job,
     direct_sinks,
-    eventually,
     hub_readers,
     idle_running_job,
     request_bytes,

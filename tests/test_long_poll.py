@@ -1,8 +1,8 @@
 """Long-poll answers on the wire (SPEC §3, §4.7): gathering after the first new event
 (a job's end at once, never past the wait), caught-up polls parked on their feed
-(`genwire.api.parked`), which writes their whole answer on the kept-alive
+(`genwire.api.fastpath`), which writes their whole answer on the kept-alive
 connection, and the delivery routes served without Starlette's routing
-(`genwire.api.hot_paths`), read with httpx and with hand-written HTTP/1.1."""
+(`genwire.api.fastpath.hot_paths`), read with httpx and with hand-written HTTP/1.1."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import pytest
 from genwire.ids import new_id
 from genwire.store.entries import Scope, ScopeKind
 from tests.conftest import ThreadedServer
+from tests.waiting import eventually
 from tests.wire import (
     AT_ONCE_S,
     ORIGIN,
@@ -28,7 +29,6 @@ from tests.wire import (
     cancel,
     client_of,
     create_job,
-    eventually,
     feed_of,
     finished_job,
     hub_readers,

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from genwire.api.sockets import listening_socket
+from genwire.api.fastpath import listening_socket
 
 
 async def _accepted_option(level: int, option: int) -> int:

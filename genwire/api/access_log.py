@@ -19,6 +19,6 @@ class RedactSecrets(logging.Filter):
 
 def redact_access_log() -> None:
     """Install the filter on uvicorn's access logger, once per process."""
-    access = logging.getLogger("uvicorn.access")
+    access = logging.getLogger("uvicorn").getChild("access")
     if not any(isinstance(item, RedactSecrets) for item in access.filters):
         access.addFilter(RedactSecrets())

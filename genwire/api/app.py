@@ -18,8 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from genwire.api import files, health, jobs, metrics, projects, providers, streams, web, webhooks
 from genwire.api.access_log import redact_access_log
-from genwire.api.direct import CYCLE_KEY
-from genwire.api.hot_paths import HotPaths
+from genwire.api.fastpath import HotPaths, note_cycle
 from genwire.api.problems import ProblemResponse, handle_genwire_error
 from genwire.config import Settings
 from genwire.errors import ServiceError
@@ -43,18 +42,15 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
 
 
 class GenwireApp(Starlette):
-    """Starlette, noting uvicorn's request cycle in the scope (caught-up SSE streams
-    write to its transport directly: `genwire.api.direct`), and serving the delivery
-    routes that every poller and stream asks for without its routing
-    (`genwire.api.hot_paths`)."""
+    """Starlette, noting uvicorn's request cycle in the scope (caught-up streams and
+    polls write to its transport directly), and serving the delivery routes that
+    every poller and stream asks for without its routing (`genwire.api.fastpath`)."""
 
     hot_paths: HotPaths | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            cycle = getattr(send, "__self__", None)
-            if cycle is not None and hasattr(cycle, "transport"):
-                scope[CYCLE_KEY] = cycle
+            note_cycle(scope, send)
             if self.hot_paths is not None:
                 matched = self.hot_paths.match(scope)
                 if matched is not None:

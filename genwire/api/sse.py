@@ -23,10 +23,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from genwire.api.direct import DirectSink, HeldConnection, held_connection, keepalive_frame
+from genwire.api.fastpath import hand_off_stream, held_connection, keepalive_frame
 from genwire.api.requests import query_value, settings_of
 from genwire.config import Settings
-from genwire.delivery.feeds import FeedHub, Follower
+from genwire.delivery import FeedHub
 from genwire.errors import BadRequest
 from genwire.models import EventType
 from genwire.store.entries import Scope as EventScope
@@ -73,9 +73,9 @@ class EventStream(Response):
 
     It replays the events after its cursor through ASGI `send`. Once it has caught
     up, and the server lets it write to the connection itself (uvicorn's httptools
-    protocol, chunked HTTP/1.1), it hands the connection to a `DirectSink` on the
-    feed and returns: the feed writes each new batch to every sink, encoded once,
-    and the sink ends the response (`genwire.api.direct`).
+    protocol, chunked HTTP/1.1), it hands the connection to its feed and returns:
+    the feed writes each new batch to every such stream, encoded once, and ends the
+    response (`genwire.api.fastpath.hand_off_stream`).
     """
 
     def __init__(self, plan: StreamPlan) -> None:
@@ -114,8 +114,17 @@ class EventStream(Response):
             while (remaining := closes_at - loop.time()) > 0 and not hub.closing.is_set():
                 wait = min(plan.settings.keepalive_s, remaining)
                 if connection is not None:
-                    if self._hand_off(follower, connection, cursor, closes_at):
-                        return  # the sink ends the response
+                    if hand_off_stream(
+                        hub,
+                        follower,
+                        connection,
+                        cursor,
+                        ends_with=plan.ends_with,
+                        keepalive_s=plan.settings.keepalive_s,
+                        send_timeout_s=plan.settings.stream_send_timeout_s,
+                        closes_at=closes_at,
+                    ):
+                        return  # the feed ends the response
                     if not probed:
                         # Not caught up as far as the feed knows: ask the store at once
                         # rather than wait a keepalive for news that may not come.
@@ -133,28 +142,6 @@ class EventStream(Response):
                     break
         if not await self._send(send, b"", more_body=False) and connection is not None:
             connection.transport.abort()
-
-    def _hand_off(
-        self, follower: Follower, connection: HeldConnection, cursor: int, closes_at: float
-    ) -> bool:
-        """Give the connection to a `DirectSink` at `cursor`; False when the stream has
-        not caught up with the feed yet. Attaching and taking the connection happen in
-        one step of the loop: no event, disconnect or tick falls between."""
-        plan = self._plan
-        sink = DirectSink(
-            connection,
-            follower.feed,
-            cursor,
-            ends_with=plan.ends_with,
-            keepalive_s=plan.settings.keepalive_s,
-            send_timeout_s=plan.settings.stream_send_timeout_s,
-            closes_at=closes_at,
-            now=asyncio.get_running_loop().time(),
-        )
-        if not plan.hub.attach(follower, sink, cursor):
-            return False
-        connection.take(sink)
-        return True
 
     async def _send(self, send: Send, chunk: bytes, *, more_body: bool = True) -> bool:
         """Send through ASGI; False when the client took nothing for the send time-out.

@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Send
-from starlette.types import Scope as ASGIScope
 
-from genwire.api.direct import unanswered_connection
-from genwire.api.parked import AnswerBody, ParkedPoll
+from genwire.api.fastpath import PARKED, AnswerBody, park_poll, poll_body
 from genwire.api.requests import (
     path_id,
     projects_of,
@@ -24,9 +20,9 @@ from genwire.api.requests import (
 )
 from genwire.api.sse import event_stream, hub_of, parse_cursor, resume_cursor
 from genwire.api.tokens import job_reader_tenant
-from genwire.delivery.feeds import READ_LIMIT, FeedHub, Follower, StatusAt
+from genwire.delivery import READ_LIMIT, FeedHub, Follower, StatusAt
 from genwire.errors import BadRequest
-from genwire.models import TERMINAL_EVENT_TYPES, EventType, JobStatus, format_event_id
+from genwire.models import TERMINAL_EVENT_TYPES, EventType, JobStatus
 from genwire.store.entries import LogEntry, Scope, ScopeKind
 
 MAX_POLL_WAIT_S = 60.0
@@ -95,7 +91,7 @@ async def poll_job(request: Request) -> Response:
         def body(entries: list[LogEntry], last: int) -> bytes:
             status, status_seq = _newest_status(known, feed.last_status, entries)
             done = status.is_terminal and last >= status_seq
-            return _poll_body(entries, last, {"status": status.value, "done": done})
+            return poll_body(entries, last, {"status": status.value, "done": done})
 
         status, status_seq = _newest_status(known, feed.last_status)
         entries: list[LogEntry] = []
@@ -154,7 +150,7 @@ async def poll_tenant(request: Request) -> Response:
     wait = _wait_param(request)
 
     def body(entries: list[LogEntry], last: int) -> bytes:
-        return _poll_body(entries, last, {})
+        return poll_body(entries, last, {})
 
     async with hub_of(request).follow(scope) as follower:
         entries = await _poll_entries(request, follower, cursor, wait, body)
@@ -165,43 +161,21 @@ async def poll_tenant(request: Request) -> Response:
 
 def _park(request: Request, follower: Follower, cursor: int, wait: float, body: AnswerBody) -> bool:
     """Leave a poll that has caught up to its feed, which answers it
-    (`genwire.api.parked`); False where it cannot (not caught up as far as the feed
-    knows, a request body still to come, CORS, or a server whose connection the
-    poll cannot write to: it then waits in its request)."""
+    (`fastpath.park_poll`); False where it cannot: it then waits in its request."""
     settings = settings_of(request)
     # A CORS answer needs the middleware's headers, which a parked poll cannot add.
     if request.method != "GET" or settings.cors_origins:
         return False
-    connection = unanswered_connection(request.scope)
-    if connection is None:
-        return False
-    poll = ParkedPoll(
-        connection,
-        follower.feed,
+    return park_poll(
+        request.scope,
+        hub_of(request),
+        follower,
         cursor,
-        body=body,
         wait_s=wait,
         gather_s=settings.poll_gather_s,
         ends_with=TERMINAL_EVENT_TYPES,
+        body=body,
     )
-    if not hub_of(request).attach(follower, poll, cursor):
-        return False
-    connection.take(poll)
-    poll.start()
-    return True
-
-
-class _Parked(Response):
-    """What a parked poll's request returns: the poll writes the answer itself."""
-
-    def __init__(self) -> None:
-        self.background = None
-
-    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        return
-
-
-PARKED = _Parked()
 
 
 async def _poll_entries(
@@ -240,28 +214,6 @@ async def _poll_entries(
 def _answer_now(entries: list[LogEntry]) -> bool:
     """Whether a gathering poll stops: a job ended, or the answer is full."""
     return len(entries) >= READ_LIMIT or any(e.type in TERMINAL_EVENT_TYPES for e in entries)
-
-
-def _poll_body(entries: list[LogEntry], last: int, extra: dict[str, object]) -> bytes:
-    tail = orjson.dumps({"last_event_id": format_event_id(last) if last else None, **extra})
-    return b'{"events":[' + _joined(entries) + b"]," + tail[1:]
-
-
-_last_joined: tuple[LogEntry | None, LogEntry | None, int, bytes] = (None, None, 0, b"")
-
-
-def _joined(entries: list[LogEntry]) -> bytes:
-    """The events as stored, joined: made once for the run of pollers a feed answers
-    with the same events, one after another (each entry is encoded once anyway)."""
-    global _last_joined
-    if not entries:
-        return b""
-    first, last, count, joined = _last_joined
-    if first is entries[0] and last is entries[-1] and count == len(entries):
-        return joined
-    joined = ",".join(entry.json for entry in entries).encode()
-    _last_joined = (entries[0], entries[-1], len(entries), joined)
-    return joined
 
 
 def _poll_answer(body: bytes) -> Response:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-import uvicorn
+from uvicorn import Config, Server
 
 from genwire import __version__
-from genwire.api.sockets import listening_socket
+from genwire.api.fastpath import listening_socket
 from genwire.cli.main import main
 from genwire.cli.terminal import console
 from genwire.config import (
@@ -33,7 +33,7 @@ from genwire.config import (
     parse_modules,
     parse_origins,
 )
-from genwire.delivery.feeds import FeedHub
+from genwire.delivery import FeedHub
 from genwire.locks import DataDirInUse, acquire_server_lock
 from genwire.pipelines.loading import PipelineLoadError
 from genwire.providers.settings import ProviderSettings
@@ -250,7 +250,7 @@ def serve(
     except PipelineLoadError as error:
         raise click.ClickException(str(error)) from None
     server = _AnnouncingServer(
-        uvicorn.Config(
+        Config(
             app,
             log_level=log_level,
             # Off unless shown: uvicorn formats each line's fields before the level check.
@@ -267,11 +267,11 @@ def serve(
         sys.exit(1)
 
 
-class _AnnouncingServer(uvicorn.Server):
+class _AnnouncingServer(Server):
     """Says where it serves once the app has started, not before it may fail; ends
     its streams first when it stops."""
 
-    def __init__(self, config: uvicorn.Config, announcement: str, hub: FeedHub) -> None:
+    def __init__(self, config: Config, announcement: str, hub: FeedHub) -> None:
         super().__init__(config)
         self.announcement = announcement
         self.hub = hub

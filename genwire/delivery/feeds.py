@@ -15,81 +15,25 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Protocol
 
 from genwire.bus import Bus, Subscription, topics
-from genwire.metrics import Histogram
-from genwire.models import EventType, JobStatus
+from genwire.delivery.reads import READ_LIMIT, read_after
+from genwire.delivery.sinks import FanOutStats, LiveBatch, Sink
+from genwire.models import JobStatus
 from genwire.store import Store
 from genwire.store.entries import LogEntry, Scope, ScopeKind
 
 log = logging.getLogger("genwire.delivery")
 
 WINDOW = 2048  #: events a feed keeps in memory
-READ_LIMIT = 500  #: events read from the store at once
-LINGER_S = 10.0  #: an unused feed stays this long, for readers that reconnect
 RETRY_S = 1.0  #: pause after a failed read of the store
-RECHECK_S = 1.0  #: how often feeds look for writes the bus cannot announce
 #: the longest a feed under load waits to gather a batch (see `_gather_under_load`)
 GATHER_MAX_S = 0.005
 #: the share of the loop's time above which fan-outs gather (see `_gather_under_load`)
 GATHER_LOAD = 0.8
-SINK_TICK_S = 0.25  #: how often sinks are ticked (keepalive and time-out precision)
-
-#: Whether another process may be writing events this process's bus never hears of
-#: (asked by the hub each RECHECK_S while it has feeds; see `FeedHub._recheck`).
-OthersWriting = Callable[[], bool]
-
-
-class LiveBatch:
-    """Events a feed has just read, as its sinks need them: encoded once for all."""
-
-    __slots__ = ("_ends", "encoded", "entries", "first_seq", "gathering", "last_seq")
-
-    def __init__(self, entries: list[LogEntry]) -> None:
-        self.entries = entries
-        self.first_seq = entries[0].seq
-        self.last_seq = entries[-1].seq
-        #: the whole batch as the sinks write it, made by the first sink that needs it
-        self.encoded: bytes | None = None
-        #: what the sinks that start gathering at this batch share (`api.parked`)
-        self.gathering: object | None = None
-        self._ends: dict[int, int | None] = {}
-
-    def after(self, cursor: int) -> list[LogEntry]:
-        """The entries a sink at `cursor` has not had (all of them, nearly always)."""
-        if cursor < self.first_seq:
-            return self.entries
-        return [entry for entry in self.entries if entry.seq > cursor]
-
-    def end_of(self, ends_with: Collection[EventType]) -> int | None:
-        """The seq of the first entry whose type ends a stream, if any."""
-        if not ends_with:
-            return None
-        # Streams of one kind share their `ends_with`: look once per batch, not per sink.
-        key = id(ends_with)
-        if key not in self._ends:
-            self._ends[key] = next(
-                (entry.seq for entry in self.entries if entry.type in ends_with), None
-            )
-        return self._ends[key]
-
-
-class FanOutStats:
-    """What a hub's feeds handed their sinks, for `GET /metrics`."""
-
-    __slots__ = ("batches", "delay", "seconds")
-
-    def __init__(self) -> None:
-        self.batches = 0  #: batches handed to a sink, one per sink
-        self.seconds = Histogram()  #: how long each fan-out took, every sink of a feed
-        #: from the append of a batch's first event to the end of its fan-out
-        self.delay = Histogram()
 
 
 @dataclass(frozen=True)
@@ -100,38 +44,6 @@ class StatusAt:
     tenant: str
     status: JobStatus
     seq: int
-
-
-class Sink(Protocol):
-    """A caught-up reader that the feed writes to directly (see `Feed.attach`)."""
-
-    def deliver(self, batch: LiveBatch) -> None:
-        """Take the batch at once, without waiting: the feed's other sinks are next."""
-
-    def tick(self, now: float) -> None:
-        """Called about every `SINK_TICK_S`: keepalives, lifetime, a stuck reader."""
-
-    def end(self, reason: str) -> None:
-        """The feed is going away (shutdown, or it failed): finish; the client resumes."""
-
-
-async def read_after(
-    store: Store, scope: Scope, cursor: int, known_through: int | None = None
-) -> tuple[list[LogEntry], int]:
-    """The scope's events after `cursor` (at most READ_LIMIT) and the id through which
-    that answer is complete: from what this process committed lately when that holds
-    new events of the scope, or shows it has none up to `known_through` (no read, no
-    thread); else from the store."""
-    known = store.recent.after(scope, cursor) if store.recent is not None else None
-    if known is not None:
-        entries, through = known
-        if len(entries) > READ_LIMIT:
-            entries = entries[:READ_LIMIT]
-            through = entries[-1].seq
-        if entries or (known_through is not None and through >= known_through):
-            return entries, through
-    batch = await store.entries_after(scope, cursor, READ_LIMIT)
-    return batch, batch[-1].seq if batch else cursor
 
 
 def topic_of(scope: Scope) -> str:
@@ -260,7 +172,7 @@ class Feed:
                 except Exception:
                     log.exception("starting the feed of %s failed; retrying", self.scope)
                     await asyncio.sleep(RETRY_S)
-            self._signal()
+            self.wake_readers()
             while True:
                 try:
                     # Nothing new in memory sends it to the store: another process
@@ -273,7 +185,7 @@ class Feed:
                 self.head = through
                 if batch:
                     self._keep(batch)
-                    self._signal()
+                    self.wake_readers()
                     self._fan_out(batch)
                     if len(batch) == READ_LIMIT:
                         continue
@@ -330,221 +242,7 @@ class Feed:
         if appended_at is not None:
             self._stats.delay.observe(max(0.0, time.time() - appended_at))
 
-    def _signal(self) -> None:
+    def wake_readers(self) -> None:
+        """Wake every reader waiting on `changed` (news, or the server is stopping)."""
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
-
-
-class Follower:
-    """One reader's position in a scope: what is new since its cursor."""
-
-    def __init__(self, feed: Feed, store: Store, closing: asyncio.Event) -> None:
-        self._feed = feed
-        self._store = store
-        self._closing = closing
-        #: where to look in the feed; it can run ahead of the caller's cursor when
-        #: the store proved that the scope has no event in between
-        self._search_from: int | None = None
-
-    @property
-    def feed(self) -> Feed:
-        return self._feed
-
-    async def __aenter__(self) -> Follower:
-        self._feed.followers += 1
-        self._feed.idle_since = None
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._feed.followers -= 1
-        self._feed.note_if_idle()
-
-    def caught_up(self, cursor: int) -> int:
-        """Where the feed may take over a reader at `cursor`: past the stretch the store
-        has shown to hold none of the scope's events."""
-        return max(cursor, self._search_from or 0)
-
-    async def started(self, timeout: float) -> None:
-        """Wait up to `timeout` for the feed to find where it starts (its floor): only
-        then can a reader that has caught up be told so."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while self._feed.floor is None and not self._closing.is_set():
-                    await self._feed.changed.wait()
-
-    async def next(self, cursor: int, timeout: float) -> list[LogEntry]:
-        """The events after `cursor`, waiting up to `timeout` for one; [] on time-out."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        search_from = max(cursor, self._search_from or 0)
-        while True:
-            changed = self._feed.changed
-            batch = self._feed.since(search_from)
-            if batch is None:
-                floor = self._feed.floor
-                # Older than the window: memory serves if it reaches the floor.
-                batch, _ = await read_after(self._store, self._feed.scope, search_from, floor)
-                if not batch and floor is not None:
-                    # Nothing of this scope up to `floor`: the feed has the rest.
-                    search_from = max(search_from, floor)
-            if batch:
-                self._search_from = None
-                return batch
-            self._search_from = search_from
-            remaining = deadline - loop.time()
-            if remaining <= 0 or self._closing.is_set():
-                return []
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await changed.wait()
-
-
-class FeedHub:
-    """The feeds of this process, by scope, shared by every reader of a scope."""
-
-    def __init__(
-        self,
-        store: Store,
-        bus: Bus,
-        linger_s: float = LINGER_S,
-        others_writing: OthersWriting | None = None,
-    ) -> None:
-        """`others_writing`: None when every writer of the database announces on
-        `bus`; else asked every RECHECK_S, while there are feeds, whether they
-        should all look again."""
-        self._store = store
-        self._bus = bus
-        self._others_writing = others_writing
-        self.fan_out_stats = FanOutStats()
-        #: set when the server begins to shut down: streams end at once
-        self.closing = asyncio.Event()
-        self._linger_s = linger_s
-        self._feeds: dict[Scope, Feed] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None  #: the loop its feeds run on
-        self._sweeper: asyncio.Task[None] | None = None
-        self._rechecker: asyncio.Task[None] | None = None
-        self._ticker: asyncio.Task[None] | None = None
-
-    @property
-    def readers(self) -> int:
-        return sum(feed.readers for feed in self._feeds.values())
-
-    def census(self) -> tuple[int, int, int]:
-        """Live feeds, sinks (readers the feeds write to), and followers (readers
-        still in their own request), for `GET /metrics`."""
-        feeds = [feed for feed in self._feeds.values() if not feed.dead]
-        return (
-            len(feeds),
-            sum(len(feed.sinks) for feed in feeds),
-            sum(feed.followers for feed in feeds),
-        )
-
-    def census_from_another_thread(self, timeout_s: float = 10.0) -> tuple[int, int, int]:
-        """`census()`, taken on the hub's own loop for a caller in another thread (the
-        feeds change under a reader that is not on that loop)."""
-        if self._loop is None:
-            return (0, 0, 0)
-        return asyncio.run_coroutine_threadsafe(self._census(), self._loop).result(timeout_s)
-
-    async def _census(self) -> tuple[int, int, int]:
-        return self.census()
-
-    def call_soon_threadsafe(self, callback: Callable[[], object]) -> None:
-        """Run `callback` on the hub's loop, from any thread."""
-        assert self._loop is not None, "no feed has started yet"
-        self._loop.call_soon_threadsafe(callback)
-
-    def live_feed(self, scope: Scope) -> Feed | None:
-        feed = self._feeds.get(scope)
-        return None if feed is None or feed.dead else feed
-
-    def follow(self, scope: Scope) -> Follower:
-        """A reader of the scope's feed, counted while inside `async with`; the first
-        starts the feed. (A class, not a generator: every long-poll answer enters one.)"""
-        feed = self._feeds.get(scope)
-        if feed is None or feed.dead:
-            self._loop = asyncio.get_running_loop()  # off the hot path: new feeds only
-            if feed is not None:
-                feed.end_sinks("feed stopped")  # the tick no longer sees it once replaced
-            feed = self._feeds[scope] = Feed(scope, self._store, self._bus, self.fan_out_stats)
-            feed.start()
-            self._ensure_sweepers()
-        return Follower(feed, self._store, self.closing)
-
-    def attach(self, follower: Follower, sink: Sink, cursor: int) -> bool:
-        """`Feed.attach` for the follower's feed; the hub then ticks the sink."""
-        if self.closing.is_set() or not follower.feed.attach(sink, follower.caught_up(cursor)):
-            return False
-        if self._ticker is None or self._ticker.done():
-            self._ticker = asyncio.create_task(self._tick(), name="genwire-sink-ticker")
-        return True
-
-    async def _tick(self) -> None:
-        """Tick every sink while there are any; `attach` starts the ticker again."""
-        loop = asyncio.get_running_loop()
-        while any(feed.sinks for feed in self._feeds.values()):
-            await asyncio.sleep(SINK_TICK_S)
-            now = loop.time()
-            for feed in list(self._feeds.values()):
-                if feed.dead:
-                    # Its sinks would wait forever; they end and their clients resume.
-                    feed.end_sinks("feed stopped")
-                    continue
-                for sink in list(feed.sinks):
-                    try:
-                        sink.tick(now)
-                    except Exception:
-                        feed.end_failed(sink)  # the others still need their ticks
-
-    def _ensure_sweepers(self) -> None:
-        if self._sweeper is None or self._sweeper.done():
-            self._sweeper = asyncio.create_task(self._sweep(), name="genwire-feed-sweeper")
-        if self._others_writing is not None and (self._rechecker is None or self._rechecker.done()):
-            self._rechecker = asyncio.create_task(
-                self._recheck(self._others_writing), name="genwire-feed-rechecker"
-            )
-
-    async def _recheck(self, others_writing: OthersWriting) -> None:
-        """Every RECHECK_S while there are feeds, ask once whether another process may
-        be appending; if so, every feed reads the store again (one indexed read per
-        scope). One clock for all feeds, so that no feed arms a time-out per event."""
-        failing = False
-        while self._feeds:
-            await asyncio.sleep(RECHECK_S)
-            try:
-                others = await asyncio.to_thread(others_writing)
-                failing = False
-            except Exception:
-                if not failing:  # once a streak, not every second
-                    log.exception("asking whether other processes write failed; feeds look anyway")
-                failing = others = True
-            if others:
-                for feed in list(self._feeds.values()):
-                    feed.look_again()
-
-    async def _sweep(self) -> None:
-        """Stop feeds nobody has read for a while."""
-        while self._feeds:
-            await asyncio.sleep(self._linger_s / 2)
-            now = asyncio.get_running_loop().time()
-            for scope, feed in list(self._feeds.items()):
-                if feed.idle_since is not None and now - feed.idle_since >= self._linger_s:
-                    del self._feeds[scope]
-                    await feed.stop()
-
-    def begin_shutdown(self) -> None:
-        """Let every stream end now (the server is stopping; clients resume elsewhere)."""
-        self.closing.set()
-        for feed in self._feeds.values():
-            feed._signal()
-            feed.end_sinks("shutdown")
-
-    async def close(self) -> None:
-        self.begin_shutdown()
-        for task in (self._sweeper, self._rechecker, self._ticker):
-            if task is not None:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
-        feeds, self._feeds = list(self._feeds.values()), {}
-        for feed in feeds:
-            await feed.stop()

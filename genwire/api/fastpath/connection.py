@@ -1,18 +1,15 @@
-"""Writing a caught-up SSE stream straight to its connection (see `EventStream`).
+"""A request's connection, held past its ASGI app: the one module of genwire that
+reaches into uvicorn's and Starlette's private parts (the fast path's door,
+`genwire.api.fastpath`, says why).
 
-Through ASGI, every event costs every subscriber a task wake-up, a `send` and a
-trip through the HTTP protocol's framing. A stream that has caught up needs none of
-that. It hands its connection to a `DirectSink` and its ASGI app returns, freeing
-the app's tasks and coroutines (most of an idle stream's memory): the feed then
-hands each new batch to the sink, which writes the batch's frames to the socket's
-transport as one HTTP/1.1 chunk, built once per batch and shared by every sink.
-
-The guarantees stay those of `EventStream` (SPEC §4.6): a reader whose queued bytes
-stay above the high-water mark for the send time-out, or pass a hard cap, is dropped
-at once and resumes from its cursor. Keepalives and the stream's lifetime come from
-the hub's tick, not from a timer per stream. A sink that ends cleanly (the stream's
-last event, its lifetime, shutdown) writes the body's last chunk and gives the
-connection back to uvicorn for its next request.
+uvicorn's httptools protocol keeps, per request, a *cycle*: its transport, its
+keep-alive flag and the hooks it calls when the response is complete or the
+connection is lost. `note_cycle` finds it behind ASGI `send` and notes it in the
+scope; `HeldConnection` then writes the rest of a response (the next chunks of a
+stream, or a parked long-poll's whole answer) after the app returned, and gives the
+connection back to uvicorn for its next request. Where any of this is missing
+(another server, h11, TLS for the direct socket write), the callers fall back to
+plain ASGI.
 """
 
 from __future__ import annotations
@@ -21,24 +18,15 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Collection
-from datetime import UTC, datetime
 from http import HTTPStatus
 from typing import Any, Protocol
 
-from starlette.types import Scope
+from starlette._utils import get_route_path
+from starlette.types import Scope, Send
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
-from genwire.delivery.feeds import Feed, LiveBatch
-from genwire.models import EventType
-
-#: Set by `GenwireApp` on each HTTP scope: uvicorn's request cycle, when it has one.
+#: Set on each HTTP scope by `note_cycle`: uvicorn's request cycle, when it has one.
 CYCLE_KEY = "genwire.cycle"
-#: Bytes queued for one client above which it counts as not reading (uvicorn's own
-#: high-water mark, where its `send` would start to wait).
-HIGH_WATER = 64 * 1024
-#: Bytes queued for one client above which it is dropped at once, whatever the time.
-HARD_LIMIT = 1024 * 1024
 LAST_CHUNK = b"0\r\n\r\n"
 
 TRANSPORT_CALLS = ("write", "get_write_buffer_size", "abort", "is_closing", "close")
@@ -51,9 +39,15 @@ ANSWER_FIELDS = ("default_headers", "access_log", "access_logger", "scope")
 #: sink may write to directly; never a TLS one, whose socket carries ciphertext.
 PLAIN_TRANSPORTS = frozenset({"TCPTransport", "_SelectorSocketTransport"})
 
-ENDED = "ended"  #: the stream's last event went out
-DROPPED = "dropped"  #: the client went away or stopped reading
-LIFETIME = "lifetime"  #: the stream reached its maximum lifetime
+#: Starlette's route path (the path within `root_path`), as its router matches it.
+route_path = get_route_path
+
+
+def note_cycle(scope: Scope, send: Send) -> None:
+    """Note uvicorn's request cycle in an HTTP scope, where `send` is its bound method."""
+    cycle = getattr(send, "__self__", None)
+    if cycle is not None and hasattr(cycle, "transport"):
+        scope[CYCLE_KEY] = cycle
 
 
 class HeldConnection:
@@ -255,131 +249,3 @@ def _has(thing: object, names: tuple[str, ...]) -> bool:
 def chunk(data: bytes) -> bytes:
     """`data` as one chunk of a chunked HTTP/1.1 body."""
     return b"%x\r\n%b\r\n" % (len(data), data)
-
-
-_keepalive_cache: tuple[int, bytes] = (0, b"")
-
-
-def keepalive_frame() -> bytes:
-    """`: keepalive <time>`, formatted once per second however many streams send it."""
-    global _keepalive_cache
-    now = datetime.now(UTC)
-    second = int(now.timestamp())
-    if _keepalive_cache[0] != second:
-        _keepalive_cache = (
-            second,
-            f": keepalive {now.strftime('%Y-%m-%dT%H:%M:%SZ')}\n\n".encode(),
-        )
-    return _keepalive_cache[1]
-
-
-class DirectSink:
-    """One caught-up stream, written to by its feed; it detaches itself when it ends
-    (`ended` says why)."""
-
-    __slots__ = (
-        "closes_at",
-        "connection",
-        "cursor",
-        "ended",
-        "ends_with",
-        "feed",
-        "keepalive_s",
-        "last_write",
-        "send_timeout_s",
-        "stuck_since",
-        "transport",
-        "wrote",
-    )
-
-    def __init__(
-        self,
-        connection: HeldConnection,
-        feed: Feed,
-        cursor: int,
-        *,
-        ends_with: Collection[EventType],
-        keepalive_s: float,
-        send_timeout_s: float,
-        closes_at: float,
-        now: float,
-    ) -> None:
-        self.connection = connection
-        self.transport = connection.transport  #: at hand: the fan-out uses it per event
-        self.feed = feed
-        self.cursor = cursor
-        self.ends_with = ends_with
-        self.keepalive_s = keepalive_s
-        self.send_timeout_s = send_timeout_s
-        self.closes_at = closes_at
-        self.last_write = now
-        self.wrote = False  #: since the last tick (cheaper than reading a clock per event)
-        self.stuck_since: float | None = None
-        self.ended: str | None = None
-
-    def deliver(self, batch: LiveBatch) -> None:
-        if self.ended is not None:
-            return
-        end = batch.end_of(self.ends_with)
-        if self.cursor < batch.first_seq and (end is None or end == batch.last_seq):
-            data = batch.encoded
-            if data is None:
-                data = batch.encoded = chunk(b"".join(entry.frame for entry in batch.entries))
-        else:
-            entries = [e for e in batch.after(self.cursor) if end is None or e.seq <= end]
-            if not entries:
-                return
-            data = chunk(b"".join(entry.frame for entry in entries))
-        queued = self.connection.write(data)
-        if queued < 0:  # the transport is closing, or the client is gone
-            self.drop()
-            return
-        self.wrote = True
-        self.cursor = batch.last_seq if end is None else end
-        if end is not None:
-            self.end(ENDED)
-        elif queued > HARD_LIMIT:
-            self.drop()
-
-    def tick(self, now: float) -> None:
-        if self.ended is not None:
-            return
-        if self.transport.is_closing():
-            self.end(DROPPED)
-            return
-        if self.wrote:
-            self.wrote = False
-            self.last_write = now
-        if now >= self.closes_at:
-            self.end(LIFETIME)
-            return
-        if self.transport.get_write_buffer_size() > HIGH_WATER:
-            if self.stuck_since is None:
-                self.stuck_since = now
-            elif now - self.stuck_since >= self.send_timeout_s:
-                self.drop()
-                return
-        else:
-            self.stuck_since = None
-        if now - self.last_write >= self.keepalive_s:
-            self.transport.write(chunk(keepalive_frame()))
-            self.last_write = now
-
-    def end(self, reason: str) -> None:
-        """Stop, and end the response unless the client is gone; the client resumes."""
-        if self.ended is not None:
-            return
-        if reason != DROPPED and self.transport.get_write_buffer_size() > HIGH_WATER:
-            self.drop()  # not reading: ending the body would wait on it forever
-            return
-        self.ended = reason
-        self.feed.detach(self)
-        if reason != DROPPED:
-            self.connection.finish()
-
-    def drop(self) -> None:
-        """Cut the connection; the client resumes from its cursor."""
-        # Abort, not close: close waits for queued bytes a stalled client never takes.
-        if not self.transport.is_closing():
-            self.transport.abort()
-        self.end(DROPPED)

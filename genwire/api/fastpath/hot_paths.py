@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from genwire.api.fastpath.connection import route_path
 from genwire.api.problems import problem_from_error
 from genwire.errors import ServiceError
 
@@ -45,7 +45,7 @@ class HotPaths:
     def match(self, scope: Scope) -> tuple[Endpoint, dict[str, str]] | None:
         if scope["method"] != "GET":
             return None
-        path = get_route_path(scope)  # as Starlette routes: without the root path
+        path = route_path(scope)  # as Starlette routes: without the root path
         endpoint = self._exact.get(path)
         if endpoint is not None:
             return endpoint, {}

@@ -1,9 +1,10 @@
-"""Long-polls parked on their feed, which answers them (see `streams.poll_job`).
+"""Long-polls parked on their feed, which answers them (see `api.streams.poll_job`).
 
 A long-poll that finds nothing after its cursor must wait. Waiting in its own task
 costs the task, its timers and, for the answer, the whole ASGI response path, and a
 poller that keeps up pays it at every answer. A poll that has caught up instead
-hands its connection to a `ParkedPoll` on its feed, and its app returns: the feed
+hands its connection to a `ParkedPoll` on its feed (`park_poll`), and its app
+returns `PARKED`, which sends nothing: the feed
 hands the poll each new batch as it does a stream's sink, and the poll writes its
 whole answer, head and body in one write, once its gathering time is up (at once
 for the end of a job) or its wait is over. The connection then goes back to uvicorn
@@ -16,9 +17,14 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection
 
-from genwire.api.direct import HeldConnection
-from genwire.delivery.feeds import READ_LIMIT, SINK_TICK_S, Feed, LiveBatch
-from genwire.models import EventType
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Send
+from starlette.types import Scope as ASGIScope
+
+from genwire.api.fastpath.connection import HeldConnection, unanswered_connection
+from genwire.delivery import READ_LIMIT, SINK_TICK_S, Feed, FeedHub, Follower, LiveBatch
+from genwire.models import EventType, format_event_id
 from genwire.store.entries import LogEntry
 
 #: The answer's JSON body for its events and the cursor they end at.
@@ -31,6 +37,89 @@ log = logging.getLogger("genwire.delivery")
 TIMER_HORIZON_S = 2 * SINK_TICK_S
 
 HEADERS = b"content-type: application/json\r\ncache-control: no-store\r\n"
+
+
+def park_poll(
+    scope: ASGIScope,
+    hub: FeedHub,
+    follower: Follower,
+    cursor: int,
+    *,
+    wait_s: float,
+    gather_s: float,
+    ends_with: Collection[EventType],
+    body: AnswerBody,
+) -> bool:
+    """Leave a poll that has caught up to its feed, which answers it: True when the
+    request's app may return `PARKED`; False where it cannot (not caught up as far as
+    the feed knows, a request body still to come, or a server whose connection the
+    poll cannot write to): the poll then waits in its request."""
+    connection = unanswered_connection(scope)
+    if connection is None:
+        return False
+    poll = ParkedPoll(
+        connection,
+        follower.feed,
+        cursor,
+        body=body,
+        wait_s=wait_s,
+        gather_s=gather_s,
+        ends_with=ends_with,
+    )
+    if not hub.attach(follower, poll, cursor):
+        return False
+    connection.take(poll)
+    poll.start()
+    return True
+
+
+class _Parked(Response):
+    """What a parked poll's request returns: the poll writes the answer itself."""
+
+    def __init__(self) -> None:
+        self.background = None
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        return
+
+
+PARKED: Response = _Parked()
+
+
+def poll_body(entries: list[LogEntry], last: int, extra: dict[str, object]) -> bytes:
+    """A long-poll answer's JSON: the events as stored, the cursor they end at and
+    `extra` (a job poll's status)."""
+    tail = orjson.dumps({"last_event_id": format_event_id(last) if last else None, **extra})
+    return b'{"events":[' + _joined(entries) + b"]," + tail[1:]
+
+
+class _JoinedEvents:
+    """The events of the last answer, joined: made once for the run of parked polls a
+    feed answers with the same events, one after another (each entry is encoded once
+    anyway)."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[LogEntry, LogEntry, int, bytes] | None = None
+
+    def __call__(self, entries: list[LogEntry]) -> bytes:
+        if not entries:
+            return b""
+        last = self.last  # one read: another server's thread may replace it
+        if (
+            last is not None
+            and last[0] is entries[0]
+            and last[1] is entries[-1]
+            and last[2] == len(entries)
+        ):
+            return last[3]
+        joined = ",".join(entry.json for entry in entries).encode()
+        self.last = (entries[0], entries[-1], len(entries), joined)
+        return joined
+
+
+_joined = _JoinedEvents()
 
 
 class ParkedPoll:
@@ -114,10 +203,7 @@ class ParkedPoll:
         if loop.time() + self.gather_s > self.deadline:
             self._answer_at(self.deadline)
             return
-        round_ = batch.gathering
-        if not isinstance(round_, _Round) or round_.gather_s != self.gather_s:
-            round_ = batch.gathering = _Round(loop, self.gather_s)
-        round_.polls.append(self)
+        _rounds.join(self, batch, loop)
 
     def tick(self, now: float) -> None:
         if self.done:
@@ -162,9 +248,10 @@ class ParkedPoll:
 class _Round:
     """Parked polls whose first new event came in the same batch: answered together."""
 
-    __slots__ = ("gather_s", "polls")
+    __slots__ = ("batch", "gather_s", "polls")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, gather_s: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, batch: LiveBatch, gather_s: float) -> None:
+        self.batch = batch
         self.gather_s = gather_s
         self.polls: list[ParkedPoll] = []
         loop.call_later(gather_s, self.answer)
@@ -176,3 +263,23 @@ class _Round:
             except Exception:
                 log.exception("answering a long-poll of %s failed", poll.feed.scope)
                 poll.drop()
+
+
+class _Rounds:
+    """The round of the batch being handed out. A feed hands a batch to all of its
+    sinks in one step of its loop, so the polls that start gathering at that batch
+    come here one after another, and only the latest round can be theirs."""
+
+    __slots__ = ("latest",)
+
+    def __init__(self) -> None:
+        self.latest: _Round | None = None
+
+    def join(self, poll: ParkedPoll, batch: LiveBatch, loop: asyncio.AbstractEventLoop) -> None:
+        round_ = self.latest  # one read: another server's thread may replace it
+        if round_ is None or round_.batch is not batch or round_.gather_s != poll.gather_s:
+            round_ = self.latest = _Round(loop, batch, poll.gather_s)
+        round_.polls.append(poll)
+
+
+_rounds = _Rounds()
