@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -24,14 +23,15 @@ import pytest
 import uvicorn
 
 from genwire.api import create_app
-from genwire.api.sockets import listening_socket
+from genwire.api.fastpath import listening_socket
 from genwire.bus import LocalBus
 from genwire.config import Settings
 from genwire.pipelines import PipelineRegistry
 from genwire.service import JobService
 from genwire.storage import LocalStorage
-from genwire.store import Store
+from genwire.store import SqlStore, Store
 from tests.pipelines import test_registry
+from tests.waiting import wait_until
 
 POSTGRES_URL = os.environ.get(
     "GENWIRE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -82,24 +82,31 @@ def start_server_process(data_dir: Path, *args: str, timeout: float = 30) -> Ser
             text=True,
             env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
         )
-    deadline = time.monotonic() + timeout
-    url = None
-    while time.monotonic() < deadline:
+
+    def healthy() -> ServerProcess | None:
         if process.poll() is not None:
             raise RuntimeError(
                 f"genwire serve exited {process.returncode}:\n{log_path.read_text()}"
             )
         match = re.search(r"serving on (http://\S+)", log_path.read_text())
-        if match:
-            url = match.group(1)
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    return ServerProcess(process, url, data_dir, log_path)
-            except httpx.TransportError:
-                pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"genwire serve did not become healthy ({url}):\n{log_path.read_text()}")
+        if match is None:
+            return None
+        url = match.group(1)
+        try:
+            answer = httpx.get(f"{url}/healthz", timeout=2)
+        except httpx.TransportError:
+            return None
+        if answer.status_code != 200:
+            return None
+        return ServerProcess(process, url, data_dir, log_path)
+
+    try:
+        return wait_until(healthy, "genwire serve to become healthy", timeout=timeout)
+    except AssertionError:
+        process.kill()
+        raise RuntimeError(
+            f"genwire serve did not become healthy:\n{log_path.read_text()}"
+        ) from None
 
 
 @pytest.fixture
@@ -134,11 +141,13 @@ class ThreadedServer:
 
     def __enter__(self) -> ThreadedServer:
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
+        wait_until(
+            lambda: self.server.started or not self.thread.is_alive(),
+            "uvicorn to start",
+            timeout=30,
+        )
+        if not self.server.started:
+            raise RuntimeError("uvicorn did not start")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -229,7 +238,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
-    instance = Store(database_url)
+    instance = SqlStore(database_url)
     await instance.migrate()
     yield instance
     await instance.close()

@@ -1,9 +1,9 @@
 """What the HTTP API tests share: a live server and a client of it, creating a job
-and waiting for its status, reading problem answers, dropping a test database."""
+and waiting for it (`wait_for_status`, `wait_for_job`), reading problem answers,
+dropping a test database."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -11,6 +11,7 @@ import httpx
 
 from genwire.models import JsonObject
 from tests.conftest import POSTGRES_URL
+from tests.waiting import wait_until
 
 LiveServer = Callable[..., Any]
 
@@ -18,22 +19,38 @@ LiveServer = Callable[..., Any]
 FAST_SYNTHETIC: JsonObject = {"pipeline": "demo.synthetic", "input": {"steps": 3, "step_ms": 1}}
 
 
+def job_snapshot(client: httpx.Client, job_id: str) -> JsonObject:
+    response = client.get(f"/api/jobs/{job_id}")
+    assert response.status_code == 200, response.text
+    job: JsonObject = response.json()
+    return job
+
+
+def wait_for_job(
+    client: httpx.Client,
+    job_id: str,
+    accept: Callable[[JsonObject], bool],
+    timeout: float = 30.0,
+) -> JsonObject:
+    """The job's snapshot, once `accept` takes it."""
+    return wait_until(
+        lambda: job_snapshot(client, job_id),
+        f"job {job_id} to reach the expected state",
+        until=accept,
+        timeout=timeout,
+    )
+
+
 def wait_for_status(
     client: httpx.Client, job_id: str, statuses: Collection[str], timeout: float = 30.0
 ) -> JsonObject:
     """Poll `GET /api/jobs/{id}` until the job has one of `statuses`; its snapshot then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        response = client.get(f"/api/jobs/{job_id}")
-        assert response.status_code == 200, response.text
-        job: JsonObject = response.json()
-        if job["status"] in statuses:
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"job {job_id} is still {job['status']} after {timeout} s, not {sorted(statuses)}"
-            )
-        time.sleep(0.02)
+    return wait_until(
+        lambda: job_snapshot(client, job_id),
+        f"job {job_id} to be one of {sorted(statuses)}",
+        until=lambda job: job["status"] in statuses,
+        timeout=timeout,
+    )
 
 
 def create(client: httpx.Client, body: JsonObject, **headers: str) -> JsonObject:

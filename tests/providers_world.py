@@ -3,7 +3,6 @@ the settings that point genwire at it, and a job body for one of its models."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ from tests.fakes.replicate import run_fake_replicate
 from tests.fakes.runware import run_fake_runware
 from tests.http_calls import wait_for_status
 from tests.pipelines import test_registry
+from tests.waiting import wait_until
 
 #: polls quickly, so that a test waits tenths of a second rather than seconds
 FAST = ProviderSettings(
@@ -88,15 +88,6 @@ CASES = [
 BY_NAME = {case.name: case for case in CASES}
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    """Until `condition()` holds (a fake or a server in another thread or process)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 class _Deferred:
     """An ASGI app set after its server's port is known (the public URL needs it)."""
 
@@ -125,7 +116,9 @@ class World:
     def wait_submitted(self, count: int = 1) -> None:
         """Until the provider got `count` submissions."""
         submissions = self.fake.submissions  # type: ignore[attr-defined]
-        wait_until(lambda: len(submissions) >= count, f"{count} submission(s) at the provider")
+        wait_until(
+            lambda: len(submissions) >= count, f"{count} submission(s) at the provider", timeout=30
+        )
 
     def accepted_webhooks(self) -> list[Any]:
         """The fake's webhook calls that genwire answered 200, once there is one (the
@@ -134,7 +127,12 @@ class World:
         def taken() -> list[Any]:
             return [call for call in self.fake.webhook_calls if call.status_code == 200]
 
-        wait_until(lambda: bool(taken()), f"an accepted webhook ({self.fake.webhook_calls})")
+        wait_until(
+            lambda: list(self.fake.webhook_calls),
+            "an accepted webhook",
+            until=lambda calls: any(call.status_code == 200 for call in calls),
+            timeout=30,
+        )
         return taken()
 
     def events(self, job_id: str) -> list[dict[str, Any]]:

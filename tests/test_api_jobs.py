@@ -27,6 +27,7 @@ from tests.http_calls import (
     client_of,
     create,
     failing_fields,
+    wait_for_job,
     wait_for_status,
 )
 
@@ -461,10 +462,12 @@ def test_cancel_is_idempotent_while_the_job_is_still_stopping(live_server: LiveS
         job = create(client, {"pipeline": "test.slow_to_stop"})
         # Running is not enough: a cancel before the pipeline entered its phase ends it
         # at once, before it reaches the part that is slow to stop.
-        deadline = time.monotonic() + 10
-        while wait_for_status(client, job["id"], {"running"}, timeout=10)["phase"] != "work":
-            assert time.monotonic() < deadline, "the pipeline never entered its phase"
-            time.sleep(0.02)
+        wait_for_job(
+            client,
+            job["id"],
+            lambda snapshot: snapshot["status"] == "running" and snapshot["phase"] == "work",
+            timeout=10,
+        )
         try:
             first = client.post(f"/api/jobs/{job['id']}/cancel")
             second = client.post(f"/api/jobs/{job['id']}/cancel")

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from genwire.cli import coerce_to_schema, parse_input
 from tests.conftest import ServerProcess
+from tests.http_calls import wait_for_status
 from tests.media import inspect_media
 
 pytestmark = pytest.mark.slow
@@ -159,12 +159,7 @@ def test_a_worker_on_a_sqlite_database_stores_artifacts_where_the_api_serves_the
         with api.client() as client:
             body = {"pipeline": "demo.synthetic", "input": {"steps": 1, "output_bytes": 100}}
             created = client.post("/api/jobs", json=body).json()
-            job = created
-            deadline = time.monotonic() + 30
-            while job["status"] not in {"succeeded", "failed", "cancelled"}:
-                assert time.monotonic() < deadline, job
-                time.sleep(0.05)
-                job = client.get(f"/api/jobs/{created['id']}").json()
+            job = wait_for_status(client, created["id"], {"succeeded", "failed", "cancelled"})
             assert job["status"] == "succeeded", job
 
             download = client.get(job["artifacts"][0]["url"])

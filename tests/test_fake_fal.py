@@ -23,9 +23,11 @@ from starlette.routing import Route
 
 from tests.fakes.fal import FakeFal, run_fake_fal
 from tests.fakes.harness import FakeBase, sample_mp4, serving
+from tests.waiting import wait_until
 
 VIDEO = "fal-ai/kling-video/v2/master/text-to-video"
 APP = "fal-ai/kling-video"
+WAIT_S = 5.0
 
 
 @pytest.fixture
@@ -40,16 +42,20 @@ def client(fal: FakeFal) -> Iterator[httpx.Client]:
         yield http
 
 
-def poll(client: httpx.Client, status_url: str, until: str, *, logs: bool = False) -> Any:
-    """Poll the status URL until `status == until`; returns the last answer."""
-    deadline = time.monotonic() + 5
-    while True:
+def poll(client: httpx.Client, status_url: str, wanted: str, *, logs: bool = False) -> Any:
+    """Poll the status URL until `status == wanted`; returns that answer."""
+
+    def status() -> httpx.Response:
         answer = client.get(status_url, params={"logs": "1" if logs else "0"})
         assert answer.status_code in (200, 202), answer.text
-        if answer.json()["status"] == until:
-            return answer
-        assert time.monotonic() < deadline, answer.json()
-        time.sleep(0.02)
+        return answer
+
+    return wait_until(
+        status,
+        f"status {wanted}",
+        until=lambda answer: answer.json()["status"] == wanted,
+        timeout=WAIT_S,
+    )
 
 
 def test_submit_poll_result(fal: FakeFal, client: httpx.Client) -> None:
@@ -222,13 +228,6 @@ def verify(jwks: dict[str, Any], body: bytes, headers: dict[str, str]) -> bool:
     return False
 
 
-def wait_for(received: list[Any], count: int) -> None:
-    deadline = time.monotonic() + 5
-    while len(received) < count:
-        assert time.monotonic() < deadline, "no webhook arrived"
-        time.sleep(0.02)
-
-
 def test_webhooks_are_signed(fal: FakeFal, client: httpx.Client) -> None:
     receiver = Receiver()
     with serving(receiver, receiver.app()) as hook_root:
@@ -239,7 +238,7 @@ def test_webhooks_are_signed(fal: FakeFal, client: httpx.Client) -> None:
             params={"fal_webhook": f"{hook_root}/hook"},
             json={"prompt": "x"},
         ).json()
-        wait_for(receiver.received, 1)
+        wait_until(lambda: len(receiver.received) >= 1, "a webhook", timeout=WAIT_S)
         jwks = httpx.get(fal.jwks_url).json()
         assert (jwks["keys"][0]["kty"], jwks["keys"][0]["crv"]) == ("OKP", "Ed25519")
 
@@ -255,7 +254,7 @@ def test_webhooks_are_signed(fal: FakeFal, client: httpx.Client) -> None:
         client.post(
             f"{fal.api_url}/fal-ai/veo3", params={"fal_webhook": f"{hook_root}/hook"}, json={}
         )
-        wait_for(receiver.received, 2)
+        wait_until(lambda: len(receiver.received) >= 2, "a second webhook", timeout=WAIT_S)
         error = json.loads(receiver.received[1][0])
         assert error["status"] == "ERROR"
         assert error["error"] == "Invalid status code: 422"
@@ -267,7 +266,8 @@ def test_webhooks_are_signed(fal: FakeFal, client: httpx.Client) -> None:
             params={"fal_webhook": f"{hook_root}/hook"},
             json={"prompt": "y"},
         )
-        wait_for(receiver.received, 3)
+        wait_until(lambda: len(receiver.received) >= 3, "a third webhook", timeout=WAIT_S)
         assert not verify(jwks, *receiver.received[2])
-        wait_for(fal.webhook_calls, 3)  # noted once the receiver has answered
+        # noted once the receiver has answered
+        wait_until(lambda: len(fal.webhook_calls) >= 3, "3 webhook calls noted", timeout=WAIT_S)
         assert [call.status_code for call in fal.webhook_calls] == [200, 200, 200]

@@ -23,8 +23,10 @@ from starlette.routing import Route
 
 from tests.fakes.harness import FakeBase, sample_mp4, serving
 from tests.fakes.replicate import FakeReplicate, run_fake_replicate
+from tests.waiting import wait_until
 
 MODEL = "acme/text-to-video"
+WAIT_S = 5.0
 #: The progress pattern of replicate-python's `Prediction.Progress`.
 PROGRESS = re.compile(r"^\s*(?P<percentage>\d+)%\s*\|.+?\|\s*(?P<current>\d+)\/(?P<total>\d+)")
 
@@ -46,18 +48,23 @@ def create(api: httpx.Client, model: str = MODEL, **body: Any) -> httpx.Response
     return api.post(f"/models/{model}/predictions", json={"input": {"prompt": "a fox"}, **body})
 
 
-def poll(api: httpx.Client, prediction_id: str, timeout: float = 5) -> list[dict[str, Any]]:
+def poll(api: httpx.Client, prediction_id: str) -> list[dict[str, Any]]:
     """Every state seen until a terminal one."""
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    seen: list[dict[str, Any]] = []
+
+    def state() -> dict[str, Any]:
         answer = api.get(f"/predictions/{prediction_id}")
         assert answer.status_code == 200, answer.text
         seen.append(answer.json())
-        if seen[-1]["status"] in ("succeeded", "failed", "canceled"):
-            return seen
-        time.sleep(0.05)
-    raise AssertionError(f"still {seen[-1]['status']} after {timeout}s")
+        return seen[-1]
+
+    wait_until(
+        state,
+        f"prediction {prediction_id} to end",
+        until=lambda prediction: prediction["status"] in ("succeeded", "failed", "canceled"),
+        timeout=WAIT_S,
+    )
+    return seen
 
 
 def test_succeeded_by_model(fake: FakeReplicate, api: httpx.Client) -> None:
@@ -172,13 +179,6 @@ def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
         yield f"{root}/hook", calls
 
 
-def wait_for(condition: Any, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
 def test_webhooks_signed(fake: FakeReplicate, api: httpx.Client) -> None:
     fake.plan(MODEL, run_s=0.3)
     secret = api.get("/webhooks/default/secret").json()["key"]
@@ -191,7 +191,7 @@ def test_webhooks_signed(fake: FakeReplicate, api: httpx.Client) -> None:
             bodies[:] = [Webhook(secret).verify(body, headers) for headers, body in calls]
             return any(body["status"] == "succeeded" for body in bodies)
 
-        wait_for(completed)
+        wait_until(completed, "the succeeded webhook", timeout=WAIT_S)
         assert {body["id"] for body in bodies} == {created["id"]}
         assert {body["status"] for body in bodies} == {"starting", "succeeded"}
         headers, raw = next((headers, raw) for headers, raw in calls if b'"succeeded"' in raw)
@@ -204,7 +204,7 @@ def test_webhooks_signed(fake: FakeReplicate, api: httpx.Client) -> None:
         fake.bad_signatures = True
         calls.clear()
         create(api, webhook=url, webhook_events_filter=["completed"])
-        wait_for(lambda: len(calls) >= 2)
+        wait_until(lambda: len(calls) >= 2, "two webhooks", timeout=WAIT_S)
         for headers, raw in calls:
             with pytest.raises(WebhookVerificationError):
                 Webhook(secret).verify(raw, headers)
@@ -235,7 +235,11 @@ def test_missing_file_and_list_output(fake: FakeReplicate, api: httpx.Client) ->
 def test_cancel(fake: FakeReplicate, api: httpx.Client) -> None:
     fake.plan(MODEL, run_s=0.2, outcome="never")
     created = create(api).json()
-    wait_for(lambda: api.get(f"/predictions/{created['id']}").json()["status"] == "processing")
+    wait_until(
+        lambda: api.get(f"/predictions/{created['id']}").json()["status"] == "processing",
+        "the prediction to be processing",
+        timeout=WAIT_S,
+    )
     canceled = api.post(f"/predictions/{created['id']}/cancel")
     assert canceled.status_code == 200
     assert canceled.json()["status"] == "canceled"
@@ -260,7 +264,11 @@ def test_webhook_events(fake: FakeReplicate, api: httpx.Client) -> None:
     fake.plan(MODEL, run_s=1.2)
     with receiver() as (url, calls):
         create(api, webhook=url, webhook_events_filter=["logs", "completed"])
-        wait_for(lambda: any(b'"succeeded"' in raw for _, raw in calls))
+        wait_until(
+            lambda: any(b'"succeeded"' in raw for _, raw in calls),
+            "the succeeded webhook",
+            timeout=WAIT_S,
+        )
         bodies = [Webhook(fake.webhook_secret).verify(raw, headers) for headers, raw in calls]
         logs = [body for body in bodies if body["status"] == "processing"]
         assert logs, "no logs event while processing"
@@ -271,7 +279,11 @@ def test_webhook_events(fake: FakeReplicate, api: httpx.Client) -> None:
         fake.plan(MODEL, run_s=0.1)
         calls.clear()
         create(api, webhook=url, webhook_events_filter=["completed"])
-        wait_for(lambda: any(b'"succeeded"' in raw for _, raw in calls))
+        wait_until(
+            lambda: any(b'"succeeded"' in raw for _, raw in calls),
+            "the succeeded webhook",
+            timeout=WAIT_S,
+        )
         time.sleep(0.2)
         statuses = [Webhook(fake.webhook_secret).verify(raw, h)["status"] for h, raw in calls]
         assert statuses == ["succeeded"]

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from genwire.metrics import Histogram, Metric, render
 from tests.http_calls import _drop_database
+from tests.waiting import eventually
 from tests.wire import (
     LiveServer,
     all_events,
@@ -18,7 +19,6 @@ from tests.wire import (
     caught_up_streams,
     client_of,
     direct_sinks,
-    eventually,
     finished_job,
     idle_running_job,
     wait_for,

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,38 +15,27 @@ import pytest
 from httpx_sse import connect_sse
 
 from genwire.models import TERMINAL_EVENT_TYPES, EventType
-from genwire.store import Store
+from genwire.store import SqlStore
 from tests.conftest import ServerProcess
+from tests.http_calls import wait_for_job
 
 pytestmark = pytest.mark.slow
 
 LONG_JOB = {"pipeline": "demo.synthetic", "input": {"steps": 30, "step_ms": 100}}
 
 
-def _wait_for(
-    client: httpx.Client, job_id: str, done: Callable[[dict], bool], timeout: float
-) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if done(job):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never got there; last seen {job}")
-
-
 def _start_and_kill_mid_job(start: Callable[..., ServerProcess], *args: str) -> tuple[str, Path]:
     server = start("--workers", "1", *args)
     with server.client() as client:
         job_id = client.post("/api/jobs", json=LONG_JOB).json()["id"]
-        _wait_for(client, job_id, lambda job: job["progress"] >= 20, timeout=30)
+        wait_for_job(client, job_id, lambda job: job["progress"] >= 20, timeout=30)
     server.kill()
     return job_id, server.data_dir
 
 
 def _events_of(data_dir: Path, job_id: str) -> list:
     async def read() -> list:
-        store = Store.for_data_dir(data_dir)
+        store = SqlStore.for_data_dir(data_dir)
         try:
             return await store.events_after(job_id)
         finally:
@@ -63,9 +51,9 @@ def test_a_job_running_when_the_server_is_killed_runs_again_after_restart_and_su
 
     restarted = serve_process("--workers", "1", data_dir=data_dir)
     with restarted.client() as client:
-        job = _wait_for(client, job_id, lambda job: job["status"] != "running", timeout=10)
+        job = wait_for_job(client, job_id, lambda job: job["status"] != "running", timeout=10)
         assert job["attempt"] == 2
-        job = _wait_for(client, job_id, lambda job: job["status"] == "succeeded", timeout=30)
+        job = wait_for_job(client, job_id, lambda job: job["status"] == "succeeded", timeout=30)
     assert job["progress"] == 100
     restarted.process.terminate()
     restarted.process.wait(timeout=20)
@@ -92,7 +80,7 @@ def test_a_job_out_of_attempts_after_a_kill_fails_with_a_clear_code(
 
     restarted = serve_process("--workers", "1", "--max-attempts", "1", data_dir=data_dir)
     with restarted.client() as client:
-        job = _wait_for(client, job_id, lambda job: job["status"] == "failed", timeout=10)
+        job = wait_for_job(client, job_id, lambda job: job["status"] == "failed", timeout=10)
     assert job["error"]["code"] == "worker_lost"
     assert job["error"]["retryable"] is True
     assert "1 attempts" in job["error"]["message"]
@@ -136,7 +124,7 @@ def test_sigterm_stops_the_server_and_gives_its_running_job_back_to_the_queue(
             "/api/jobs",
             json={"pipeline": "demo.synthetic", "input": {"steps": 600, "step_ms": 100}},
         ).json()["id"]
-        _wait_for(client, job_id, lambda job: job["progress"] >= 5, timeout=30)
+        wait_for_job(client, job_id, lambda job: job["progress"] >= 5, timeout=30)
 
     server.process.send_signal(signal.SIGTERM)
     # uvicorn shuts down gracefully, then re-raises the signal it caught.
@@ -175,13 +163,13 @@ def test_a_restarted_server_leaves_alone_the_jobs_a_live_worker_process_runs(
     try:
         with server.client() as client:
             job_id = client.post("/api/jobs", json=LONG_JOB).json()["id"]
-            _wait_for(client, job_id, lambda job: job["progress"] >= 20, timeout=30)
+            wait_for_job(client, job_id, lambda job: job["progress"] >= 20, timeout=30)
         server.kill()
 
         # With a pool of its own: it would run the job again had it requeued it.
         restarted = serve_process("--workers", "1", data_dir=server.data_dir)
         with restarted.client() as client:
-            job = _wait_for(client, job_id, lambda job: job["status"] == "succeeded", timeout=30)
+            job = wait_for_job(client, job_id, lambda job: job["status"] == "succeeded", timeout=30)
         assert job["attempt"] == 1, "the worker kept its job; the server did not requeue it"
     finally:
         worker.terminate()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -26,6 +25,7 @@ from genwire.store import schema
 from genwire.store.projects import ProjectView
 from genwire.transitions.projects import main_file_url
 from genwire.worker import WorkerPool, WorkerSettings
+from tests.waiting import wait_until
 
 TENANT = "tenant-a"
 #: Upper bound of every wait: far above what each behaviour needs, far below a hang.
@@ -433,15 +433,18 @@ def create_project(client: httpx.Client, body: JsonObject = HTTP_CLIPS) -> JsonO
 
 
 def wait_until_complete(client: httpx.Client, project_id: str) -> JsonObject:
-    deadline = time.monotonic() + WAIT_S
-    while True:
+    def snapshot() -> JsonObject:
         response = client.get(f"/api/projects/{project_id}")
         assert response.status_code == 200, response.text
         project: JsonObject = response.json()
-        if project["all_complete"]:
-            return project
-        assert time.monotonic() < deadline, f"project still pending: {project['clips']}"
-        time.sleep(0.02)
+        return project
+
+    return wait_until(
+        snapshot,
+        f"project {project_id} to complete",
+        until=lambda project: project["all_complete"],
+        timeout=WAIT_S,
+    )
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> JsonObject:

@@ -18,8 +18,8 @@ from tests.providers_world import (
     TERMINAL,
     ProviderCase,
     provider_environment,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -44,7 +44,7 @@ def test_a_server_killed_mid_job_resumes_following_it_without_submitting_again(
             events = httpx.get(f"{first.url}/api/jobs/{job_id}/poll?wait=0").json()["events"]
             return any("submitted to" in str(event.get("message")) for event in events)
 
-        wait_until(recorded, "the provider's id to be recorded")
+        wait_until(recorded, "the provider's id to be recorded", timeout=30)
         first.kill()
         assert len(fake.submissions) == 1
         second = serve_process("--log-level", "debug", data_dir=data_dir)
@@ -87,11 +87,15 @@ def test_webhook_secrets_stay_out_of_the_access_log(
         with server.client() as http:
             job_id = http.post("/api/jobs", json=case.body()).json()["id"]
             wait_until(
-                lambda: http.get(f"/api/jobs/{job_id}").json()["status"] in TERMINAL, "the end"
+                lambda: http.get(f"/api/jobs/{job_id}").json()["status"] in TERMINAL,
+                "the end",
+                timeout=30,
             )
             assert http.get(f"/api/jobs/{job_id}").json()["status"] == "succeeded"
         # Polling may have ended the job before the webhook's answer was noted.
-        wait_until(lambda: any(c.status_code == 200 for c in fake.webhook_calls), "the webhook")
+        wait_until(
+            lambda: any(c.status_code == 200 for c in fake.webhook_calls), "the webhook", timeout=30
+        )
         taken = [call for call in fake.webhook_calls if call.status_code == 200]
         call_secret = parse_qs(urlsplit(taken[0].url).query)["secret"][0]
         log = server.log()

@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from tests.fakes.harness import sample_mp4
-from tests.providers_world import BY_NAME, CASES, ProviderCase, World, wait_until, world
+from tests.providers_world import BY_NAME, CASES, ProviderCase, World, world
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -266,7 +267,7 @@ def test_a_project_of_three_runware_clips_completes_with_every_clip_copied(
             read: dict[str, Any] = w.http.get(f"/api/projects/{project_id}").json()
             return read
 
-        wait_until(lambda: snapshot()["all_complete"], "every clip to end")
+        wait_until(lambda: snapshot()["all_complete"], "every clip to end", timeout=30)
         project = snapshot()
         assert (project["total_clips"], project["completed"], project["failed"]) == (3, 3, 0)
         assert all(url.startswith("/api/files/") for url in project["clips"].values())
@@ -282,7 +283,8 @@ def test_a_project_of_three_runware_clips_completes_with_every_clip_copied(
 
 
 def test_doctor_says_which_providers_key_works(tmp_path: Path) -> None:
-    from genwire.doctor import Doctor, check_providers
+    from genwire.client.doctor import Doctor
+    from genwire.client.doctor.endpoints import check_providers
 
     with world(BY_NAME["replicate"], tmp_path) as w:
         doctor = Doctor(w.server.url)
@@ -338,10 +340,10 @@ async def test_a_providers_words_lose_the_keys_and_any_webhook_secret_they_quote
     from genwire.bus import LocalBus
     from genwire.providers.remote import RemoteProviders
     from genwire.providers.settings import ProviderSettings
-    from genwire.store import Store
+    from genwire.store import SqlStore
 
     settings = ProviderSettings(replicate_token="r8_topsecret", runware_key="rw-key-123")
-    store = Store(f"sqlite:///{tmp_path / 'genwire.db'}")
+    store = SqlStore(f"sqlite:///{tmp_path / 'genwire.db'}")
     remote = RemoteProviders(settings, store, LocalBus(), None)
     await remote.close()
     await store.close()

@@ -18,9 +18,10 @@ import httpx
 import pytest
 
 from genwire.config import Settings
-from genwire.delivery.feeds import WINDOW
+from genwire.delivery import WINDOW
 from genwire.ids import new_id
 from tests.conftest import ThreadedServer
+from tests.waiting import eventually
 from tests.wire import (
     TERMINAL_TYPES,
     Event,
@@ -33,7 +34,6 @@ from tests.wire import (
     create_job,
     direct_sinks,
     event_from_block,
-    eventually,
     finished_job,
     hub_readers,
     idle_running_job,

@@ -8,7 +8,6 @@ checks at send time and the end of the retry schedule.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import os
 import random
@@ -20,7 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -36,7 +35,7 @@ from genwire.bus import LocalBus
 from genwire.config import WEBHOOK_RETRY_SCHEDULE_S, Settings
 from genwire.models import JsonObject, utc_now
 from genwire.service import CreateJob, JobService
-from genwire.store import Store
+from genwire.store import SqlStore
 from genwire.store.deliveries import DeliveryRecord, DeliveryStatus, claim_due, deliveries_of_job
 from genwire.webhooks.sender import JITTER, SenderSettings, WebhookSender, retry_delay
 from genwire.webhooks.signing import generate_secret, load_or_create_secret, secret_key, sign
@@ -44,8 +43,8 @@ from genwire.webhooks.targets import IpAddress, is_public, literal_address
 from tests import pipelines as test_pipelines
 from tests.conftest import ThreadedServer
 from tests.http_calls import wait_for_status
+from tests.waiting import eventually, wait_until
 
-T = TypeVar("T")
 LiveServer = Callable[..., ThreadedServer]
 
 SECRET = generate_secret()
@@ -112,18 +111,6 @@ def receiver() -> Iterator[Callable[..., Receiver]]:
         target.server.__exit__()
 
 
-def wait_until(condition: Callable[[], T | None], what: str, timeout: float = WAIT_S) -> T:
-    """Poll `condition` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"still waiting after {timeout} s for {what}")
-        time.sleep(0.05)
-
-
 def create_job(http: httpx.Client, url: str, steps: int = 2, **webhook: Any) -> str:
     response = http.post(
         "/api/jobs",
@@ -163,7 +150,7 @@ def test_a_finished_job_is_delivered_once_and_signed_by_the_standard(
     server = live_server(**FAST)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         job_id = create_job(http, target.url)
-        [item] = wait_until(lambda: settled(http, job_id, 1), "the delivery")
+        [item] = wait_until(lambda: settled(http, job_id, 1), "the delivery", timeout=WAIT_S)
     [request] = target.received()
     payload = Webhook(SECRET).verify(request.body, request.headers)
     with pytest.raises(WebhookVerificationError):
@@ -195,7 +182,7 @@ def test_a_failed_answer_is_retried_with_the_same_webhook_id(
     server = live_server(**FAST)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         job_id = create_job(http, target.url)
-        [item] = wait_until(lambda: settled(http, job_id, 1), "the delivery")
+        [item] = wait_until(lambda: settled(http, job_id, 1), "the delivery", timeout=WAIT_S)
     first, second = target.received()
     assert first.headers["webhook-id"] == second.headers["webhook-id"] == item["id"]
     assert first.body == second.body
@@ -216,6 +203,7 @@ def test_a_redirect_is_not_followed_and_counts_as_a_failure(
         [item] = wait_until(
             lambda: [item for item in deliveries(http, job_id) if item["attempts"] >= 2],
             "two attempts",
+            timeout=WAIT_S,
         )
     assert item["status"] == "pending"
     for attempt in item["attempts_log"]:
@@ -278,13 +266,16 @@ def test_a_pending_delivery_survives_a_restart(
         wait_until(
             lambda: [item for item in deliveries(http, job_id) if item["attempts"] >= 1],
             "a first, failed attempt",
+            timeout=WAIT_S,
         )
     target.then = 200
     with (
         ThreadedServer(create_app(settings, test_pipelines.test_registry())) as second,
         httpx.Client(base_url=second.url, timeout=30) as http,
     ):
-        [item] = wait_until(lambda: settled(http, job_id, 1), "the delivery after a restart")
+        [item] = wait_until(
+            lambda: settled(http, job_id, 1), "the delivery after a restart", timeout=WAIT_S
+        )
     assert item["status"] == "delivered"
     codes = [attempt["status_code"] for attempt in item["attempts_log"]]
     assert codes[-1] == 200
@@ -303,6 +294,7 @@ def test_a_dead_target_is_retried_and_the_job_is_unaffected(live_server: LiveSer
         [item] = wait_until(
             lambda: [item for item in deliveries(http, job_id) if item["attempts"] >= 2],
             "two attempts",
+            timeout=WAIT_S,
         )
     assert job["status"] == "succeeded"
     assert job["error"] is None
@@ -320,7 +312,7 @@ def test_only_the_requested_event_types_are_delivered(
     server = live_server(**FAST)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         job_id = create_job(http, target.url, steps=3, events=["job-completed", "step-progress"])
-        items = wait_until(lambda: settled(http, job_id, 4), "four deliveries")
+        items = wait_until(lambda: settled(http, job_id, 4), "four deliveries", timeout=WAIT_S)
     assert [item["event_type"] for item in items] == ["step-progress"] * 3 + ["job-completed"]
     assert all(item["status"] == "delivered" for item in items)
     event_ids = [item["event_id"] for item in items]
@@ -350,16 +342,6 @@ def test_webhooks_of_another_tenants_job_are_not_found(live_server: LiveServer) 
 
 
 # -- in-process, on SQLite and PostgreSQL --------------------------------------------
-
-
-async def eventually(condition: Callable[[], Awaitable[T | None]], what: str) -> T:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            value = await condition()
-            if value:
-                return value
-            await asyncio.sleep(0.02)
-    raise AssertionError(what)  # unreachable: the timeout raises first
 
 
 async def records_of(service: JobService, job_id: str) -> list[DeliveryRecord]:
@@ -428,7 +410,9 @@ async def test_a_name_is_sent_to_the_public_address_it_was_checked_at(
     )
     sender.start()
     try:
-        [record] = await eventually(lambda: settled_records(service, job_id), "the delivery")
+        [record] = await eventually(
+            lambda: settled_records(service, job_id), "the delivery", timeout=WAIT_S
+        )
     finally:
         await sender.stop()
     assert record.status is DeliveryStatus.DELIVERED
@@ -455,7 +439,9 @@ async def test_a_name_resolving_to_a_private_address_is_refused_for_good(
     )
     sender.start()
     try:
-        [record] = await eventually(lambda: settled_records(service, job_id), "the refusal")
+        [record] = await eventually(
+            lambda: settled_records(service, job_id), "the refusal", timeout=WAIT_S
+        )
     finally:
         await sender.stop()
     assert record.status is DeliveryStatus.FAILED
@@ -478,7 +464,9 @@ async def test_a_delivery_fails_when_the_schedule_is_spent(service: JobService) 
     )
     sender.start()
     try:
-        [record] = await eventually(lambda: settled_records(service, job_id), "the failure")
+        [record] = await eventually(
+            lambda: settled_records(service, job_id), "the failure", timeout=WAIT_S
+        )
     finally:
         await sender.stop()
     assert record.status is DeliveryStatus.FAILED
@@ -585,4 +573,4 @@ def test_a_node_of_a_shared_database_refuses_to_sign_with_a_secret_of_its_own(
     settings = Settings(data_dir=tmp_path, database_url="postgresql://postgres@127.0.0.1/none")
 
     with pytest.raises(ValueError, match="GENWIRE_WEBHOOK_SECRET"):
-        WebhookSender.from_settings(Store(settings.resolved_database_url), LocalBus(), settings)
+        WebhookSender.from_settings(SqlStore(settings.resolved_database_url), LocalBus(), settings)

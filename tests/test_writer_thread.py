@@ -8,14 +8,14 @@ import contextlib
 import gc
 import os
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from genwire.store import Store
+from genwire.store import SqlStore
 from genwire.store.writer import WriterThread
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -105,7 +105,7 @@ async def test_shutdown_runs_what_is_queued_then_refuses_more() -> None:
     first = writer.run(lambda: release.wait(10))
     queued = writer.run(lambda: ran.append(1))
     stopping = asyncio.ensure_future(asyncio.to_thread(writer.shutdown))
-    await asyncio.to_thread(_until, lambda: writer._closed)  # shut down while a job runs
+    await eventually(lambda: writer._closed, "the writer to close")  # while a job runs
     with pytest.raises(RuntimeError, match="shut down"):
         writer.run(lambda: None)
     release.set()
@@ -134,7 +134,7 @@ def test_a_writer_dropped_without_shutdown_lets_its_thread_end() -> None:
 
 def test_a_store_dropped_without_closing_lets_go_of_its_database(tmp_path: Path) -> None:
     database = tmp_path / "dropped.db"
-    store = Store(f"sqlite:///{database}")
+    store = SqlStore(f"sqlite:///{database}")
     asyncio.run(store.migrate())
     assert _open_files_under(tmp_path)
 
@@ -143,12 +143,6 @@ def test_a_store_dropped_without_closing_lets_go_of_its_database(tmp_path: Path)
 
     assert _open_files_under(tmp_path) == []
     assert "genwire-sqlite-writer" not in {thread.name for thread in threading.enumerate()}
-
-
-def _until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 10
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.001)
 
 
 def _open_files_under(folder: Path) -> list[str]:

@@ -1,6 +1,7 @@
 """What the wire tests share: a live server and clients of it, SSE readers and raw
-streams, long-polls (parked, raw), and waiting for a condition (`eventually`).
-Test modules import these from here, never from one another."""
+streams, long-polls (parked, raw), and waiting for a job's state (`wait_for`; for a
+bare condition, `tests.waiting`). Test modules import these from here, never from one
+another."""
 
 from __future__ import annotations
 
@@ -17,12 +18,13 @@ import httpx
 from httpx_sse import aconnect_sse
 
 from genwire.api import create_app
-from genwire.api.parked import ParkedPoll
+from genwire.api.fastpath import ParkedPoll
 from genwire.config import Settings
-from genwire.delivery.feeds import Feed
+from genwire.delivery import Feed
 from genwire.store.entries import Scope, ScopeKind
 from tests import pipelines as test_pipelines
 from tests.conftest import ThreadedServer
+from tests.waiting import eventually
 
 LiveServer = Callable[..., ThreadedServer]
 
@@ -188,18 +190,6 @@ def hub_readers(server: ThreadedServer) -> int:
             return readers
 
 
-async def eventually(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Return once `condition()` holds; fail after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        if condition():
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: still false after {timeout} s")
-        await asyncio.sleep(0.01)
-
-
 async def create_job(client: httpx.AsyncClient, pipeline: str, **inputs: Any) -> str:
     response = await client.post("/api/jobs", json={"pipeline": pipeline, "input": inputs})
     assert response.status_code == 201, response.text
@@ -233,15 +223,12 @@ async def wait_for(
     timeout: float = 30.0,
 ) -> dict[str, Any]:
     """The job's snapshot, once `accept` takes it."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        job = await job_snapshot(client, job_id)
-        if accept(job):
-            return job
-        if loop.time() > deadline:
-            raise AssertionError(f"job {job_id} never reached the expected state: {job}")
-        await asyncio.sleep(0.02)
+    return await eventually(
+        lambda: job_snapshot(client, job_id),
+        f"job {job_id} to reach the expected state",
+        until=accept,
+        timeout=timeout,
+    )
 
 
 async def idle_running_job(client: httpx.AsyncClient) -> tuple[str, str]:
@@ -301,7 +288,7 @@ def assert_problem(response: httpx.Response, status: int) -> None:
 
 
 def direct_sinks(server: ThreadedServer) -> int:
-    """Streams the feeds write to themselves (see `genwire.api.direct`)."""
+    """Streams the feeds write to themselves (see `genwire.api.fastpath`)."""
     _, sinks, _ = server.app.state.hub.census_from_another_thread()
     return int(sinks)
 

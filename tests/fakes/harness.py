@@ -9,7 +9,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ import httpx
 import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from tests.waiting import wait_until
 
 
 @dataclass
@@ -181,11 +182,9 @@ def serving(fake: FakeBase, app: Any) -> Iterator[str]:
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the fake provider did not start")
-        time.sleep(0.02)
+    wait_until(lambda: server.started or not thread.is_alive(), "the fake to start", timeout=30)
+    if not server.started:
+        raise RuntimeError("the fake provider did not start")
     # Learn the server's loop now, so webhooks and timers can be scheduled on it.
     httpx.get(f"{fake.root_url}/files/-", timeout=10)
     try:
