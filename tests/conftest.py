@@ -237,7 +237,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
+async def store(database_url: str) -> AsyncIterator[SqlStore]:
     instance = SqlStore(database_url)
     await instance.migrate()
     yield instance

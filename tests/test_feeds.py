@@ -87,7 +87,7 @@ async def test_shutdown_ends_every_sink(store: Store) -> None:
 
 
 async def test_feeds_read_what_another_process_appended_when_the_hub_says_to_look(
-    store: Store, tmp_path: Path
+    store: SqlStore, tmp_path: Path
 ) -> None:
     """Another process's appends wake no feed here (its bus is its own): the hub asks
     once a second whether anyone else writes, and then every feed reads again."""

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-from genwire.store import Store
+from genwire.store import SqlStore
 from genwire.store.migrations import MIGRATIONS, VERSION_TABLE, current_version
 from genwire.store.schema import metadata
 
@@ -22,10 +22,10 @@ def _differences(connection: Connection) -> list[object]:
     return list(compare_metadata(context, metadata))
 
 
-async def test_migrated_schema_equals_declared_schema(store: Store) -> None:
+async def test_migrated_schema_equals_declared_schema(store: SqlStore) -> None:
     assert await store.read(_differences) == []
 
 
-async def test_migrating_twice_changes_nothing(store: Store) -> None:
+async def test_migrating_twice_changes_nothing(store: SqlStore) -> None:
     assert await store.migrate() == len(MIGRATIONS)
     assert await store.read(current_version) == len(MIGRATIONS)

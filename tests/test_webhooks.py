@@ -36,7 +36,7 @@ from genwire.config import WEBHOOK_RETRY_SCHEDULE_S, Settings
 from genwire.models import JsonObject, utc_now
 from genwire.service import CreateJob, JobService
 from genwire.store import SqlStore
-from genwire.store.deliveries import DeliveryRecord, DeliveryStatus, claim_due, deliveries_of_job
+from genwire.store.deliveries import DeliveryRecord, DeliveryStatus, claim_due
 from genwire.webhooks.sender import JITTER, SenderSettings, WebhookSender, retry_delay
 from genwire.webhooks.signing import generate_secret, load_or_create_secret, secret_key, sign
 from genwire.webhooks.targets import IpAddress, is_public, literal_address
@@ -345,7 +345,7 @@ def test_webhooks_of_another_tenants_job_are_not_found(live_server: LiveServer) 
 
 
 async def records_of(service: JobService, job_id: str) -> list[DeliveryRecord]:
-    return await service.store.read(lambda connection: deliveries_of_job(connection, job_id))
+    return await service.store.outbox.of_job(job_id)
 
 
 async def cancelled_job(service: JobService, url: str, **webhook: Any) -> str:

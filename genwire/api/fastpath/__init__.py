@@ -14,8 +14,10 @@ every answer. Behind this door those costs go, measured in docs/ARCHITECTURE.md
 - `listening_socket`: a socket whose dead peers the kernel gives up on.
 
 Each entry point says whether it took the request; where it did not (another
-server than uvicorn's httptools protocol, TLS, CORS, a reader not caught up), the
-request goes on through plain ASGI, with the same guarantees. Only
+server than uvicorn's httptools protocol, a request body still to come, a reader
+not caught up), the request goes on through plain ASGI, with the same guarantees.
+The app does not park polls or use `HotPaths` when CORS origins are set: those
+answers need the middleware's headers. Only
 `fastpath.connection` reaches into uvicorn's and Starlette's private parts.
 """
 

@@ -257,7 +257,9 @@ class _Round:
         loop.call_later(gather_s, self.answer)
 
     def answer(self) -> None:
-        for poll in self.polls:
+        polls, self.polls = self.polls, []
+        _rounds.forget(self)  # nor its polls' connections kept past their answers
+        for poll in polls:
             try:
                 poll.answer()  # nothing for those answered already (a job's end, a drop)
             except Exception:
@@ -280,6 +282,10 @@ class _Rounds:
         if round_ is None or round_.batch is not batch or round_.gather_s != poll.gather_s:
             round_ = self.latest = _Round(loop, batch, poll.gather_s)
         round_.polls.append(poll)
+
+    def forget(self, round_: _Round) -> None:
+        if self.latest is round_:
+            self.latest = None
 
 
 _rounds = _Rounds()
