@@ -47,6 +47,13 @@ def is_loopback(host: str) -> bool:
 class Settings:
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None  #: None: SQLite under data_dir
+    #: `redis://…`: wake-ups shared by every process; None: in-process only
+    bus_url: str | None = None
+    #: how often feeds check that the bus announced every event (None: the
+    #: backstop's own default; see `genwire.delivery.backstop`)
+    bus_backstop_s: float | None = None
+    #: `file://PATH` or `s3://BUCKET/PREFIX`; None: `files/` under data_dir
+    storage_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = DEFAULT_WORKERS
@@ -86,6 +93,8 @@ class Settings:
         return cls(
             data_dir=Path(os.environ.get("GENWIRE_DATA_DIR", str(DEFAULT_DATA_DIR))),
             database_url=os.environ.get("GENWIRE_DATABASE_URL") or None,
+            bus_url=check_bus_url(os.environ.get("GENWIRE_BUS_URL") or None),
+            storage_url=check_storage_url(os.environ.get("GENWIRE_STORAGE_URL") or None),
             api_keys=parse_api_keys(os.environ.get("GENWIRE_API_KEYS")),
             webhook_secret=os.environ.get("GENWIRE_WEBHOOK_SECRET") or None,
             allow_private_webhooks=os.environ.get("GENWIRE_ALLOW_PRIVATE_WEBHOOKS") == "1",
@@ -110,6 +119,24 @@ class Settings:
                 f"refusing to listen on {self.host} with no API key configured: "
                 "set GENWIRE_API_KEYS, bind 127.0.0.1, or pass --insecure"
             )
+
+
+def check_bus_url(url: str | None) -> str | None:
+    """`redis://…` or `rediss://…` (SPEC §1), or None for the in-process bus."""
+    if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"the bus must be a redis:// URL, not {url!r}")
+    return url
+
+
+def check_storage_url(url: str | None) -> str | None:
+    """`file://PATH` or `s3://BUCKET/PREFIX` (SPEC §1), or None for the data dir's."""
+    if url is None:
+        return None
+    if url.startswith("file://") and len(url) > len("file://"):
+        return url
+    if url.startswith("s3://") and url.removeprefix("s3://").split("/", 1)[0]:
+        return url
+    raise ValueError(f"the storage must be file://PATH or s3://BUCKET/PREFIX, not {url!r}")
 
 
 def parse_origins(raw: str | None) -> tuple[str, ...]:

@@ -13,8 +13,10 @@ ServiceError              500  a bug: no handler expected it
 │   └── ProviderNotConfigured  422  a pipeline of a provider whose key is not set
 ├── IdempotencyMismatch   422  same Idempotency-Key, different body
 ├── LeaseLost             500  a worker wrote to a job it no longer holds
-└── StoreUnavailable      503  the database failed a read or write (its error is the
-                               cause; a worker retries, the API answers 503)
+├── StoreUnavailable      503  the database failed a read or write (its error is the
+│                              cause; a worker retries, the API answers 503)
+└── StorageUnavailable    503  the artifact storage (an S3 bucket) failed; a job whose
+                               file it did not take fails, retryable
 
 A subclass inherits its parent's status, so a new kind of UnknownId is still a 404.
 """
@@ -89,3 +91,12 @@ class LeaseLost(ServiceError):
 class StoreUnavailable(ServiceError):
     status = 503
     code = "store-unavailable"
+
+
+class StorageUnavailable(ServiceError):
+    """Not a StoreUnavailable: a worker that releases its job on a database outage
+    (nothing can run then anyway) would rerun it at once, in a loop, while only the
+    storage is down."""
+
+    status = 503
+    code = "storage-unavailable"

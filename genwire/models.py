@@ -70,6 +70,7 @@ class ErrorCode(enum.StrEnum):
     WORKER_LOST = "worker_lost"  #: every attempt ended with its worker gone
     INVALID_OUTPUT = "invalid_output"  #: the pipeline returned something not JSON
     INVALID_INPUT = "invalid_input"  #: the stored input no longer fits the worker's pipeline
+    STORAGE_UNAVAILABLE = "storage_unavailable"  #: the artifact storage did not take a file
 
 
 def utc_now() -> datetime:

@@ -10,17 +10,30 @@ a job.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from genwire import transitions
+from genwire.errors import StorageUnavailable
 from genwire.ids import new_id
-from genwire.models import Artifact, EventType, JobProgress, JobStatus, JsonObject, StepState
+from genwire.models import (
+    Artifact,
+    ErrorCode,
+    EventType,
+    JobProgress,
+    JobStatus,
+    JsonObject,
+    StepState,
+)
+from genwire.pipelines.base import PipelineError
 from genwire.store import WriteTx
 
 if TYPE_CHECKING:
     from genwire.service import JobService
+
+log = logging.getLogger("genwire.worker")
 
 
 class AttemptReporter:
@@ -103,9 +116,20 @@ class AttemptReporter:
 
     async def _store_artifact(self, source: Path, name: str, media_type: str | None) -> Artifact:
         artifact_id = new_id("art")
-        stored = await asyncio.to_thread(
-            self._service.storage.put, source, self._job_id, artifact_id, name, media_type
-        )
+        storage = self._service.storage
+        try:
+            stored = await asyncio.to_thread(
+                storage.put, source, self._job_id, artifact_id, name, media_type
+            )
+        except StorageUnavailable as error:
+            # The job fails with an error that says it may succeed when run again; a
+            # release would rerun it at once, again and again while the storage is down.
+            log.error("job %s: %s", self._job_id, error.message)
+            raise PipelineError(
+                f"the artifact storage did not take {name!r}; try again later",
+                code=ErrorCode.STORAGE_UNAVAILABLE,
+                retryable=True,
+            ) from error
         artifact = Artifact(
             id=artifact_id,
             job_id=self._job_id,
@@ -125,6 +149,10 @@ class AttemptReporter:
         try:
             await self._service.change(record)
         except BaseException:
-            self._service.storage.remove(stored.path)
+            try:
+                await asyncio.to_thread(storage.remove, stored.path)
+            except StorageUnavailable as error:
+                # The original error says why the job stops; a stray file harms nobody.
+                log.warning("job %s: leaving %s behind: %s", self._job_id, stored.path, error)
             raise
         return artifact

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genwire.bus import Bus, LocalBus
+from genwire.bus import Bus, bus_for
 from genwire.config import Settings
 from genwire.delivery import FeedHub, OthersWriting
 from genwire.locks import (
@@ -22,7 +22,7 @@ from genwire.pipelines.base import PipelineRegistry
 from genwire.pipelines.loading import registry_with
 from genwire.providers.remote import RemoteProviders
 from genwire.service import JobService
-from genwire.storage import LocalStorage
+from genwire.storage import ArtifactStorage, open_storage
 from genwire.store import SqlStore, Store
 from genwire.tokens import StreamTokens
 from genwire.webhooks import WebhookSender
@@ -32,11 +32,12 @@ log = logging.getLogger("genwire")
 
 
 def _others_writing(settings: Settings) -> OthersWriting | None:
-    """Who else may append events this process's in-process bus never hears of.
+    """Who else may append events an in-process bus never hears of (a bus that
+    reaches other processes has the feeds' backstop instead).
 
     On the embedded SQLite database: `genwire worker` processes, which hold a shared
     lock beside it. Anywhere else (PostgreSQL): any node, so feeds look again every
-    second while read — until a cross-process bus announces other nodes' events.
+    second while read.
     """
     url = settings.resolved_database_url
     if not url.startswith("sqlite:///"):
@@ -72,8 +73,8 @@ class Runtime:
         (`genwire serve`), so it locks it and recovers what a dead predecessor left."""
         # Annotated with the interfaces: mypy checks the classes implement them.
         store: Store = SqlStore(settings.resolved_database_url)
-        storage = LocalStorage(settings.data_dir / "files")
-        bus: Bus = LocalBus()
+        storage: ArtifactStorage = open_storage(settings.storage_url, settings.data_dir)
+        bus: Bus = bus_for(settings.bus_url)
         remote = RemoteProviders(settings.providers, store, bus, settings.public_url)
         service = JobService(
             store,
@@ -96,7 +97,12 @@ class Runtime:
                 ),
             )
         owns = own_data_dir and settings.uses_embedded_database
-        hub = FeedHub(store, service.bus, others_writing=_others_writing(settings))
+        hub = FeedHub(
+            store,
+            service.bus,
+            others_writing=_others_writing(settings),
+            backstop_s=settings.bus_backstop_s,
+        )
         locks = [server_lock] if server_lock else []
         return cls(settings, store, service, pool, hub, owns, remote, locks)
 

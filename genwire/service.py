@@ -39,7 +39,7 @@ from genwire.models import (
 )
 from genwire.pipelines.base import PipelineRegistry, RemoteFollower
 from genwire.reporter import AttemptReporter
-from genwire.storage import LocalStorage
+from genwire.storage import ArtifactStorage
 from genwire.store import Store, WriteTx
 from genwire.webhooks.outbox import queue_deliveries
 
@@ -71,7 +71,7 @@ class JobService:
         store: Store,
         bus: Bus,
         registry: PipelineRegistry,
-        storage: LocalStorage,
+        storage: ArtifactStorage,
         *,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         remote: RemoteFollower | None = None,
@@ -102,7 +102,7 @@ class JobService:
         topics_to_wake = _topics_for(tx.appended) + tx.extra_topics
         if topics_to_wake:
             try:
-                await self.bus.publish(topics_to_wake)
+                await self.bus.publish(topics_to_wake, [event.seq for event in tx.appended])
             except Exception:
                 # Committed is committed: the log is the truth; a lost wake-up only
                 # delays delivery until the next event of the same job.

@@ -31,6 +31,7 @@ from genwire.service import JobService
 from genwire.storage import LocalStorage
 from genwire.store import SqlStore, Store
 from tests.pipelines import test_registry
+from tests.redis_servers import REDIS_URL, PrivateRedis, channel_url, redis_listens
 from tests.waiting import wait_until
 
 POSTGRES_URL = os.environ.get(
@@ -247,3 +248,27 @@ async def store(database_url: str) -> AsyncIterator[SqlStore]:
 @pytest.fixture
 async def service(store: Store, tmp_path: Path) -> JobService:
     return JobService(store, LocalBus(), test_registry(), LocalStorage(tmp_path / "files"))
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The machine's Redis, on a channel of this test's own."""
+    if not redis_listens():
+        if REQUIRE_SERVICES:
+            pytest.fail("Redis is required (GENWIRE_REQUIRE_SERVICES=1) but unreachable")
+        pytest.skip(f"Redis is not running at {REDIS_URL}")
+    return channel_url()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    """A `redis-server` of this test's own, which the test may stop and start."""
+    try:
+        server = PrivateRedis(tmp_path)
+    except FileNotFoundError:
+        if REQUIRE_SERVICES:
+            pytest.fail("redis-server is required (GENWIRE_REQUIRE_SERVICES=1) but missing")
+        pytest.skip("redis-server is not installed")
+    server.start()
+    yield server
+    server.stop()

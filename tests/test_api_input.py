@@ -372,13 +372,15 @@ def test_a_401_answer_says_how_to_authenticate(live_server: LiveServer) -> None:
 # -- health ---------------------------------------------------------------------------
 
 
-def test_healthz_answers_liveness_and_the_version_only(backend_http: httpx.Client) -> None:
+def test_healthz_answers_liveness_the_version_and_the_bus_only(
+    backend_http: httpx.Client,
+) -> None:
     """Bug: /healthz counted every job by status on each probe and showed the counts
     to anyone."""
     response = backend_http.get("/healthz")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "version": __version__}
+    assert response.json() == {"status": "ok", "version": __version__, "bus": "in-process"}
 
 
 def test_healthz_answers_503_without_the_database_error_when_the_database_is_gone(

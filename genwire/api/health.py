@@ -19,9 +19,13 @@ log = logging.getLogger("genwire.api")
 async def healthz(request: Request) -> Response:
     """200 while the database answers a trivial query; 503 when it does not.
 
-    The database's own error goes to the log, never to the (unauthenticated) caller.
+    A bus that is down leaves it 200, `"status": "degraded"`: streams stay correct
+    on the feeds' backstop, only slower, and a balancer that took every node out
+    for it would turn a slow deployment into a dead one. The database's own error
+    goes to the log, never to the (unauthenticated) caller.
     """
-    store = service_of(request).store
+    service = service_of(request)
+    store = service.store
     try:
         await store.ping()
     except Exception:
@@ -29,7 +33,12 @@ async def healthz(request: Request) -> Response:
         return ProblemResponse(
             503, "database-unavailable", "Database unavailable", "the database does not answer"
         )
-    return JsonResponse({"status": "ok", "version": __version__})
+    announced = service.bus.announced
+    if announced is None:
+        return JsonResponse({"status": "ok", "version": __version__, "bus": "in-process"})
+    bus = "connected" if announced.connected else "unreachable"
+    status = "ok" if announced.connected else "degraded"
+    return JsonResponse({"status": status, "version": __version__, "bus": bus})
 
 
 routes = [Route("/healthz", healthz, methods=["GET"])]

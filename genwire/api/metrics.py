@@ -13,6 +13,7 @@ from starlette.routing import Route
 
 from genwire.api.requests import remote_of, service_of, tenant_of
 from genwire.api.sse import hub_of
+from genwire.delivery import FeedHub
 from genwire.metrics import CONTENT_TYPE, Metric, render
 from genwire.models import JobStatus
 from genwire.providers.remote import RemoteProviders
@@ -92,8 +93,53 @@ async def metrics(request: Request) -> Response:
             histogram=fan_outs.seconds,
         ),
     ]
+    families += _bus_metrics(hub)
     families += _provider_metrics(remote_of(request))
     return Response(render(families), media_type=CONTENT_TYPE)
+
+
+def _bus_metrics(hub: FeedHub) -> list[Metric]:
+    """Only where the bus reaches other processes (`--bus redis://…`)."""
+    announced = hub.bus.announced
+    if announced is None or hub.backstop is None:
+        return []
+    return [
+        Metric(
+            "genwire_bus_up",
+            "gauge",
+            "1 while this process is subscribed to the bus, else 0 (feeds then look "
+            "again every second).",
+            [({}, 1 if announced.connected else 0)],
+        ),
+        Metric(
+            "genwire_bus_messages_total",
+            "counter",
+            "Announcements this process sent, and received from other processes.",
+            [
+                ({"direction": "sent"}, announced.published),
+                ({"direction": "received"}, announced.received),
+            ],
+        ),
+        Metric(
+            "genwire_bus_send_failures_total",
+            "counter",
+            "Announcements this process could not send (the backstop finds their events).",
+            [({}, announced.publish_failures)],
+        ),
+        Metric(
+            "genwire_bus_reconnects_total",
+            "counter",
+            "Times the bus subscription came back after being lost.",
+            [({}, announced.outages)],
+        ),
+        Metric(
+            "genwire_bus_unannounced_events_total",
+            "counter",
+            "Committed events the feeds' backstop found that no announcement on the "
+            "bus had told this process of.",
+            [({}, hub.backstop.unannounced)],
+        ),
+    ]
 
 
 def _provider_metrics(remote: RemoteProviders) -> list[Metric]:

@@ -10,7 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from genwire.errors import InputRejected, ServiceError, StoreUnavailable
+from genwire.errors import InputRejected, ServiceError, StorageUnavailable, StoreUnavailable
 
 PROBLEM_TYPE_PREFIX = "urn:genwire:problem:"
 log = logging.getLogger("genwire.api")
@@ -54,6 +54,9 @@ def problem_from_error(error: ServiceError) -> ProblemResponse:
         # The database's own words go to the log, never to the caller.
         log.warning("the database failed a request: %s", error.message)
         detail = "the database does not answer; try again shortly"
+    elif isinstance(error, StorageUnavailable):
+        log.warning("the artifact storage failed a request: %s", error.message)
+        detail = "the artifact storage does not answer; try again shortly"
     return ProblemResponse(
         error.status,
         error.code,

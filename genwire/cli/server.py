@@ -30,6 +30,8 @@ from genwire.config import (
     DEFAULT_WORKERS,
     MAX_POLL_GATHER_S,
     Settings,
+    check_bus_url,
+    check_storage_url,
     parse_modules,
     parse_origins,
 )
@@ -37,6 +39,7 @@ from genwire.delivery import FeedHub
 from genwire.locks import DataDirInUse, acquire_server_lock
 from genwire.pipelines.loading import PipelineLoadError
 from genwire.providers.settings import ProviderSettings
+from genwire.storage import StorageNotInstalled
 
 
 def worker_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -49,6 +52,22 @@ def worker_options(command: Callable[..., None]) -> Callable[..., None]:
             show_default=True,
             type=click.Path(file_okay=False, path_type=Path),
             help="Database (embedded default) and artifacts.",
+        ),
+        click.option(
+            "--bus",
+            "bus_url",
+            envvar="GENWIRE_BUS_URL",
+            default=None,
+            help="redis://… : wake-ups shared by every node and worker (env GENWIRE_BUS_URL); "
+            "default: in-process only.",
+        ),
+        click.option(
+            "--storage",
+            "storage_url",
+            envvar="GENWIRE_STORAGE_URL",
+            default=None,
+            help="Where artifacts live (env GENWIRE_STORAGE_URL): file://PATH, or "
+            "s3://BUCKET/PREFIX with endpoint and credentials from AWS_*; default: the data dir.",
         ),
         click.option(
             "--job-timeout",
@@ -116,6 +135,8 @@ def worker_options(command: Callable[..., None]) -> Callable[..., None]:
 def _worker_settings(options: dict[str, Any]) -> dict[str, Any]:
     return {
         "data_dir": options["data_dir"],
+        "bus_url": _checked(check_bus_url, options["bus_url"], "--bus"),
+        "storage_url": _checked(check_storage_url, options["storage_url"], "--storage"),
         "job_timeout_s": options["job_timeout"],
         "lease_ttl_s": options["lease_ttl"],
         "max_attempts": options["max_attempts"],
@@ -127,6 +148,13 @@ def _worker_settings(options: dict[str, Any]) -> dict[str, Any]:
         "pipeline_modules": parse_modules(options["pipeline_modules"]),
         "providers": _provider_settings(),
     }
+
+
+def _checked(check: Callable[[str | None], str | None], raw: str | None, flag: str) -> str | None:
+    try:
+        return check(raw or None)
+    except ValueError as error:
+        raise click.UsageError(f"{flag}: {error}") from None
 
 
 def _public_url(raw: str | None) -> str | None:
@@ -247,7 +275,7 @@ def serve(
     url = f"http://{shown_host}:{sock.getsockname()[1]}"
     try:
         app = create_app(settings, server_lock=server_lock)
-    except PipelineLoadError as error:
+    except (PipelineLoadError, StorageNotInstalled) as error:
         raise click.ClickException(str(error)) from None
     server = _AnnouncingServer(
         Config(
@@ -307,8 +335,9 @@ class _AnnouncingServer(Server):
 def worker(database: str, concurrency: int, **options: Any) -> None:
     """Run workers only, beside API nodes that share the database.
 
-    Artifacts go under the data dir, which the API nodes must share to serve them:
-    by default, beside a SQLite database (where `genwire serve` keeps them).
+    Artifacts go to `--storage` (an S3 bucket every API node reads), or else under
+    the data dir, which the API nodes must share to serve them: by default, beside a
+    SQLite database (where `genwire serve` keeps them).
     """
     from genwire.runtime import Runtime
 
@@ -321,7 +350,7 @@ def worker(database: str, concurrency: int, **options: Any) -> None:
     async def run() -> None:
         try:
             runtime = Runtime.build(settings, own_data_dir=False)
-        except PipelineLoadError as error:
+        except (PipelineLoadError, StorageNotInstalled) as error:
             raise click.ClickException(str(error)) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

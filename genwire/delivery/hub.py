@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 
 from genwire.bus import Bus
+from genwire.delivery.backstop import BACKSTOP_S, Backstop
 from genwire.delivery.feeds import Feed
 from genwire.delivery.followers import Follower
 from genwire.delivery.sinks import SINK_TICK_S, FanOutStats, Sink
@@ -34,13 +35,21 @@ class FeedHub:
         bus: Bus,
         linger_s: float = LINGER_S,
         others_writing: OthersWriting | None = None,
+        backstop_s: float | None = None,
     ) -> None:
-        """`others_writing`: None when every writer of the database announces on
-        `bus`; else asked every RECHECK_S, while there are feeds, whether they
-        should all look again."""
+        """On a bus that reaches other processes, a `Backstop` looks every
+        `backstop_s` (None: BACKSTOP_S) for events nobody announced. On this process's own bus,
+        `others_writing` is asked every RECHECK_S, while there are feeds, whether
+        another process may append unannounced (None: none can)."""
         self._store = store
-        self._bus = bus
+        self.bus = bus
         self._others_writing = others_writing
+        announced = bus.announced
+        self.backstop = Backstop(store, announced) if announced is not None else None
+        self._backstop_s = BACKSTOP_S if backstop_s is None else backstop_s
+        self._next_backstop_look = 0.0
+        self._backstop_started = False  #: whether this run of `_recheck` caught up
+        self._outages_seen = announced.outages if announced is not None else 0
         self.fan_out_stats = FanOutStats()
         #: set when the server begins to shut down: streams end at once
         self.closing = asyncio.Event()
@@ -92,7 +101,7 @@ class FeedHub:
             self._loop = asyncio.get_running_loop()  # off the hot path: new feeds only
             if feed is not None:
                 feed.end_sinks("feed stopped")  # the tick no longer sees it once replaced
-            feed = self._feeds[scope] = Feed(scope, self._store, self._bus, self.fan_out_stats)
+            feed = self._feeds[scope] = Feed(scope, self._store, self.bus, self.fan_out_stats)
             feed.start()
             self._ensure_sweepers()
         return Follower(feed, self._store, self.closing)
@@ -125,28 +134,57 @@ class FeedHub:
     def _ensure_sweepers(self) -> None:
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._sweep(), name="genwire-feed-sweeper")
-        if self._others_writing is not None and (self._rechecker is None or self._rechecker.done()):
-            self._rechecker = asyncio.create_task(
-                self._recheck(self._others_writing), name="genwire-feed-rechecker"
-            )
+        rechecks = self.backstop is not None or self._others_writing is not None
+        if rechecks and (self._rechecker is None or self._rechecker.done()):
+            self._rechecker = asyncio.create_task(self._recheck(), name="genwire-feed-rechecker")
 
-    async def _recheck(self, others_writing: OthersWriting) -> None:
-        """Every RECHECK_S while there are feeds, ask once whether another process may
-        be appending; if so, every feed reads the store again (one indexed read per
-        scope). One clock for all feeds, so that no feed arms a time-out per event."""
+    async def _recheck(self) -> None:
+        """Every RECHECK_S while there are feeds, ask once whether events may have
+        been appended that no wake-up announced; if so, every feed reads the store
+        again (one indexed read per scope). One clock for all feeds, so that no feed
+        arms a time-out per event."""
         failing = False
-        while self._feeds:
-            await asyncio.sleep(RECHECK_S)
-            try:
-                others = await asyncio.to_thread(others_writing)
-                failing = False
-            except Exception:
-                if not failing:  # once a streak, not every second
-                    log.exception("asking whether other processes write failed; feeds look anyway")
-                failing = others = True
-            if others:
-                for feed in list(self._feeds.values()):
-                    feed.look_again()
+        self._backstop_started = False
+        try:
+            while self._feeds:
+                await asyncio.sleep(RECHECK_S)
+                try:
+                    unheard = await self._unheard_events()
+                    failing = False
+                except Exception:
+                    if not failing:  # once a streak, not every second
+                        log.exception("the feeds' recheck failed; they look anyway")
+                    failing = unheard = True
+                if unheard:
+                    for feed in list(self._feeds.values()):
+                        feed.look_again()
+        finally:
+            if self.backstop is not None:
+                self.backstop.stop()
+
+    async def _unheard_events(self) -> bool:
+        """Whether events may have been appended that this process was not told of."""
+        announced = self.bus.announced
+        if self.backstop is None or announced is None:
+            return self._others_writing is not None and await asyncio.to_thread(
+                self._others_writing
+            )
+        if not announced.connected:
+            await self.backstop.catch_up()
+            return True  # cut off from the bus: look every second, as without one
+        if announced.outages != self._outages_seen or not self._backstop_started:
+            # Back on the bus (what was announced meanwhile went unheard), or
+            # starting: every feed reads as far as the backstop takes as checked.
+            self._outages_seen = announced.outages
+            self._backstop_started = True
+            await self.backstop.catch_up()
+            self._next_backstop_look = asyncio.get_running_loop().time() + self._backstop_s
+            return True
+        now = asyncio.get_running_loop().time()
+        if now < self._next_backstop_look:
+            return False
+        self._next_backstop_look = now + self._backstop_s
+        return await self.backstop.look()
 
     async def _sweep(self) -> None:
         """Stop feeds nobody has read for a while."""

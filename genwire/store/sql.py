@@ -135,6 +135,16 @@ class SqlStore:
 
         return await self._runner.read(run)
 
+    async def count_events_between(self, after: int, through: int) -> int:
+        """How many events have an id in (after, through]: an index range, no rows."""
+        seq = schema.events.c.seq
+
+        def run(connection: Connection) -> int:
+            query = sa.select(sa.func.count()).where(seq > after, seq <= through)
+            return int(connection.execute(query).scalar() or 0)
+
+        return await self._runner.read(run)
+
     async def list_jobs(
         self,
         tenant: str,
