@@ -24,16 +24,13 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from bench._appends import append_steps, claimed_reporter
 from bench._report import describe_machine, percentile_ms, print_table, scratch_database
 from genwire.bus import LocalBus
 from genwire.pipelines import default_registry
-from genwire.reporter import AttemptReporter
-from genwire.service import CreateJob, JobService
+from genwire.service import JobService
 from genwire.storage import LocalStorage
 from genwire.store import SqlStore
-
-TENANT = "bench"
-LEASE_TTL_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -67,12 +64,12 @@ async def run_once(synchronous: str, jobs: int, events: int) -> RunResult:
             store, LocalBus(), default_registry(), LocalStorage(database.folder / "files")
         )
         try:
-            reporters = [await _claimed_reporter(service, index) for index in range(jobs)]
+            reporters = [await claimed_reporter(service, index) for index in range(jobs)]
             latencies: list[float] = []
             started = time.perf_counter()
             await asyncio.gather(
                 *(
-                    _append(reporter, len(range(index, events, jobs)), latencies)
+                    append_steps(reporter, len(range(index, events, jobs)), latencies)
                     for index, reporter in enumerate(reporters)
                 )
             )
@@ -80,26 +77,6 @@ async def run_once(synchronous: str, jobs: int, events: int) -> RunResult:
         finally:
             await store.close()
     return RunResult(synchronous, jobs, latencies, wall)
-
-
-async def _claimed_reporter(service: JobService, index: int) -> AttemptReporter:
-    await service.create_job(TENANT, CreateJob("demo.synthetic", {"steps": 0}))
-    worker_id = f"bench-worker-{index}"
-    job = await service.claim_next_job(worker_id, LEASE_TTL_S)
-    if job is None:
-        raise RuntimeError("the job just created could not be claimed")
-    assert job.lease_owner is not None
-    return service.reporter(job.id, job.lease_owner)
-
-
-async def _append(reporter: AttemptReporter, count: int, latencies: list[float]) -> None:
-    for step in range(1, count + 1):
-        progress = 90.0 * step / count
-        before = time.perf_counter()
-        await reporter.step_progress(
-            "work", progress, 100.0 * step / count, f"step {step}/{count}", eta_s=0.0
-        )
-        latencies.append(time.perf_counter() - before)
 
 
 @contextmanager

@@ -17,19 +17,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from bench._jobs import CHECK_EVERY_S, ended_count
 from bench._report import describe_machine, percentile_ms, print_table, scratch_database
 from genwire.bus import LocalBus, topics
 from genwire.models import Job, JobStatus
 from genwire.pipelines import default_registry
 from genwire.service import CreateJob, JobService
 from genwire.storage import LocalStorage
-from genwire.store import SqlStore, Store
+from genwire.store import SqlStore
 from genwire.worker import WorkerPool, WorkerSettings
 
 TENANT = "bench"
-#: Counting on every commit would make the waiter compete with the workers it times.
-CHECK_EVERY_S = 0.02
-TERMINAL = tuple(status.value for status in JobStatus if status.is_terminal)
 
 
 @dataclass(frozen=True)
@@ -90,7 +88,7 @@ async def run_once(
                     await service.create_job(TENANT, request)
                 submitted = time.perf_counter()
                 async with asyncio.timeout(timeout):
-                    while await _ended_count(store) < jobs:
+                    while await ended_count(store) < jobs:
                         await activity.wait(None)
                         await asyncio.sleep(CHECK_EVERY_S)
                 ended = time.perf_counter()
@@ -115,11 +113,6 @@ async def run_once(
             if job.finished_at is not None
         ],
     )
-
-
-async def _ended_count(store: Store) -> int:
-    counts = await store.count_by_status()
-    return sum(counts.get(status, 0) for status in TERMINAL)
 
 
 async def _all_jobs(service: JobService) -> list[Job]:

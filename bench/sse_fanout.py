@@ -18,64 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import resource
 import time
-from dataclasses import dataclass, field
-from datetime import datetime
 
 import httpx
 
 from bench._report import describe_machine, percentile_ms, print_table
 from bench._server import rss_kib, running_server
-
-
-@dataclass
-class Subscriber:
-    connected_at: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
-    events: int = 0
-    keepalives: int = 0
-
-
-def _appended_at(data: bytes) -> float:
-    stamp = json.loads(data)["ts"]
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-async def _subscribe(
-    host: str, port: int, path: str, into: Subscriber, ready: asyncio.Event
-) -> None:
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(
-        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
-    )
-    await writer.drain()
-    await reader.readuntil(b"\r\n\r\n")
-    into.connected_at = time.time()
-    ready.set()
-    buffer = b""
-    try:
-        while True:
-            chunk = await reader.read(65536)
-            if not chunk:
-                return
-            buffer += chunk
-            *frames, buffer = buffer.split(b"\n\n")
-            for frame in frames:
-                if frame.startswith(b": keepalive") or b"\n: keepalive" in frame:
-                    into.keepalives += 1
-                for line in frame.split(b"\n"):
-                    if line.startswith(b"data: "):
-                        appended = _appended_at(line[6:])
-                        # Replayed events (appended before we connected) are not latency.
-                        if appended >= into.connected_at:
-                            into.latencies_ms.append((time.time() - appended) * 1000.0)
-                        into.events += 1
-                        if b'"type":"job-completed"' in line:
-                            return
-    finally:
-        writer.close()
+from bench._sse import Subscriber, subscribe
 
 
 async def measure_latency(url: str, subscribers: int, events: int, step_ms: float) -> list[str]:
@@ -90,7 +40,7 @@ async def measure_latency(url: str, subscribers: int, events: int, step_ms: floa
     readers = [Subscriber() for _ in range(subscribers)]
     ready = [asyncio.Event() for _ in range(subscribers)]
     tasks = [
-        asyncio.create_task(_subscribe(host, int(port), f"/api/jobs/{job_id}/events", reader, flag))
+        asyncio.create_task(subscribe(host, int(port), f"/api/jobs/{job_id}/events", reader, flag))
         for reader, flag in zip(readers, ready, strict=True)
     ]
     async with asyncio.timeout(600):
@@ -120,7 +70,7 @@ async def measure_idle(url: str, pid: int, connections: int, hold_s: float) -> l
         readers = [Subscriber() for _ in range(connections)]
         ready = [asyncio.Event() for _ in range(connections)]
         tasks = [
-            asyncio.create_task(_subscribe(host, int(port), f"/api/jobs/{job_id}/events", r, f))
+            asyncio.create_task(subscribe(host, int(port), f"/api/jobs/{job_id}/events", r, f))
             for r, f in zip(readers, ready, strict=True)
         ]
         async with asyncio.timeout(120):

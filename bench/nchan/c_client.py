@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.nchan.servers import Source, stop_process
+from bench._server import stop_process
+from bench.nchan.servers import Source
 
 CLIENT_SOURCE = Path(__file__).resolve().parent / "sseload.c"
 

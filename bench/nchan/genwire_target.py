@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from bench._server import start_server
-from bench.nchan.servers import STEPS, Running, Source, Target, stop_process, surface_errors
-
-HOLD_MS = 600_000  #: the step of a job that only waits
+from bench._jobs import HOLD_MS, create_job, running_job
+from bench._server import start_server, stop_process, surface_errors
+from bench.nchan.servers import STEPS, Running, Source, Target
 
 
 @contextlib.contextmanager
@@ -38,8 +35,8 @@ def genwire_flow(server: Running, rate: float, transport: str) -> Iterator[Sourc
     worker slot; starting the source cancels the gate. So every subscriber is
     connected before the first measured event is appended."""
     with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
-        gate = _running_job(http, steps=1, step_ms=HOLD_MS)
-        job = _create_job(http, steps=STEPS, step_ms=1000.0 / rate if rate else 0.0)
+        gate = running_job(http, steps=1, step_ms=HOLD_MS)
+        job = create_job(http, steps=STEPS, step_ms=1000.0 / rate if rate else 0.0)
         paths = {
             "job": f"/api/jobs/{job['id']}/events",
             "tenant": "/api/events",
@@ -58,27 +55,8 @@ def genwire_flow(server: Running, rate: float, transport: str) -> Iterator[Sourc
 @contextlib.contextmanager
 def genwire_idle(server: Running) -> Iterator[Source]:
     with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as http:
-        job = _running_job(http, steps=1, step_ms=HOLD_MS)
+        job = running_job(http, steps=1, step_ms=HOLD_MS)
         yield Source(f"/api/jobs/{job['id']}/events", lambda: None)
-
-
-def _create_job(http: httpx.Client, steps: int, step_ms: float) -> dict[str, Any]:
-    body = {"pipeline": "demo.synthetic", "input": {"steps": steps, "step_ms": step_ms}}
-    response = http.post("/api/jobs", json=body)
-    response.raise_for_status()
-    job: dict[str, Any] = response.json()
-    return job
-
-
-def _running_job(http: httpx.Client, steps: int, step_ms: float) -> dict[str, Any]:
-    job = _create_job(http, steps, step_ms)
-    deadline = time.monotonic() + 30
-    while job["status"] != "running":
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"job {job['id']} did not start: {job['status']}")
-        time.sleep(0.02)
-        job = http.get(f"/api/jobs/{job['id']}").raise_for_status().json()
-    return job
 
 
 GENWIRE = Target("genwire", genwire_server, genwire_flow, genwire_idle)

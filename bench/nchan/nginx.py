@@ -15,7 +15,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from bench.nchan.servers import Running, stop_process, surface_errors
+from bench._server import stop_process, surface_errors
+from bench.nchan.servers import Running
 
 NGINX_TEMPLATE = Path(__file__).resolve().parent / "nginx.conf.template"
 NCHAN_MODULE = Path("/usr/lib/nginx/modules/ngx_nchan_module.so")

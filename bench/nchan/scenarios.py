@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._server import rss_kib
+from bench._server import TICKS_PER_S, cpu_seconds, rss_kib
 from bench.nchan.c_client import LoadClient, Window, load_client
 from bench.nchan.genwire_target import GENWIRE
 from bench.nchan.nchan_target import NCHAN
@@ -19,7 +19,6 @@ TARGETS = {target.name: target for target in (NCHAN, GENWIRE)}
 WARMUP_S = 1.0  #: from the first event to the measured window
 WARMUP_MAX_S = 30.0  #: the longest wait for the first deliveries
 WARMUP_STEP_S = 0.5  #: how often the warm-up looks whether events flow
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -29,9 +28,8 @@ class Meters:
 
     @classmethod
     def read(cls, pid: int) -> Meters:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         machine = Path("/proc/stat").read_text().split("\n", 1)[0].split()
-        return cls((int(fields[11]) + int(fields[12])) / TICKS_PER_S, int(machine[8]) / TICKS_PER_S)
+        return cls(cpu_seconds(pid), int(machine[8]) / TICKS_PER_S)
 
     def __sub__(self, other: Meters) -> Meters:
         return Meters(self.server_cpu_s - other.server_cpu_s, self.steal_s - other.steal_s)
