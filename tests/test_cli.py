@@ -186,6 +186,37 @@ def test_serve_refuses_a_public_address_without_an_api_key(
     assert "--insecure" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_node_on_a_shared_database_refuses_to_start_without_the_shared_secret(
+    command: str, tmp_path: Path
+) -> None:
+    """Bug: the refusal came as a start-up traceback, after a secret of the node's
+    own had been written to its data dir and announced in the log."""
+    data_dir = tmp_path / "node"
+    database = "postgresql://postgres@127.0.0.1:9/never-reached"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "genwire",
+            command,
+            "--database",
+            database,
+            "--data-dir",
+            str(data_dir),
+            *(["--port", "0"] if command == "serve" else []),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "GENWIRE_WEBHOOK_SECRET"},
+    )
+    assert result.returncode == 2  # a usage error, before anything started
+    assert "GENWIRE_WEBHOOK_SECRET" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (data_dir / "webhook-secret").exists()
+
+
 def test_the_quick_demo_makes_a_playable_mp4_through_the_server(
     server: ServerProcess, tmp_path: Path
 ) -> None:

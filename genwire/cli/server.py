@@ -172,6 +172,14 @@ def _provider_settings() -> ProviderSettings:
         raise click.UsageError(f"provider settings: {error}") from None
 
 
+def _check_shared_secret(settings: Settings) -> None:
+    """Refused before anything starts: nodes on one database must sign alike."""
+    from genwire.webhooks.sender import SHARED_SECRET_NEEDED
+
+    if settings.webhook_secret is None and not settings.uses_embedded_database:
+        raise click.UsageError(SHARED_SECRET_NEEDED)
+
+
 def _webhook_secret() -> str | None:
     """GENWIRE_WEBHOOK_SECRET, checked; None when unset (the data dir's own is used)."""
     from genwire.webhooks.signing import secret_key
@@ -260,6 +268,7 @@ def serve(
         settings.check_exposure()
     except ValueError as error:
         raise click.UsageError(str(error)) from None
+    _check_shared_secret(settings)
     configure_logging(log_level)
     try:
         sock = listening_socket(host, port, settings.peer_timeout_s)
@@ -346,6 +355,7 @@ def worker(database: str, concurrency: int, **options: Any) -> None:
         options["data_dir"] = Path(database.removeprefix("sqlite:///")).parent
     configure_logging("info")
     settings = Settings(database_url=database, workers=concurrency, **_worker_settings(options))
+    _check_shared_secret(settings)
 
     async def run() -> None:
         try:

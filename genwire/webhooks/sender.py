@@ -38,6 +38,10 @@ IDLE_POLL_S = 30.0  #: the longest a sender sleeps between looks at the outbox
 ERROR_PAUSE_S = 5.0  #: after the store failed a claim
 JITTER = 0.1  #: each pause is the schedule's ±10% (27.6 h × 0.9 still spans a day)
 MAX_ERROR_LENGTH = 500
+SHARED_SECRET_NEEDED = (
+    "with a shared database every node must sign webhooks alike: "
+    "set GENWIRE_WEBHOOK_SECRET (the same whsec_… secret) on each node"
+)
 
 
 @dataclass(frozen=True)
@@ -104,18 +108,15 @@ class WebhookSender:
         """A sender signing with the configured secret, else the data dir's own."""
         secret = settings.webhook_secret
         if secret is None:
+            if not settings.uses_embedded_database:
+                # Nodes with secrets of their own would sign alike only by chance:
+                # receivers would reject some deliveries until they failed for good.
+                raise ValueError(SHARED_SECRET_NEEDED)
             secret = load_or_create_secret(settings.data_dir)
             log.info(
                 "webhooks are signed with the secret in %s (or set GENWIRE_WEBHOOK_SECRET)",
                 (settings.data_dir / "webhook-secret").resolve(),
             )
-            if not settings.uses_embedded_database:
-                # Nodes with secrets of their own would sign alike only by chance:
-                # receivers would reject some deliveries until they failed for good.
-                raise ValueError(
-                    "with a shared database every node must sign webhooks alike: "
-                    "set GENWIRE_WEBHOOK_SECRET (the same whsec_… secret) on each node"
-                )
         return cls(
             store,
             bus,
