@@ -3,11 +3,13 @@ read-only, until the token expires."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import httpx
 import pytest
 
+from genwire.api.access_log import RedactSecrets
 from genwire.errors import NotAuthenticated
 from genwire.tokens import StreamTokens
 from tests.conftest import ThreadedServer
@@ -128,3 +130,22 @@ def test_a_jobs_token_opens_its_files_and_no_others(
         assert ranged.content == alice.get(own, headers={"Range": "bytes=0-99"}).content
         assert browser.get(other, params={"token": token}).status_code == 401
         assert browser.get("/api/files/art_nothing", params={"token": token}).status_code == 404
+
+
+def test_a_stream_token_stays_out_of_the_access_log() -> None:
+    """Bug: uvicorn logged `/events?token=…` whole, and a token reads the job's stream
+    and files until it expires."""
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        0,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/api/jobs/job_1/events?token=v1.abc.def&x=1", "1.1", 200),
+        None,
+    )
+
+    assert RedactSecrets().filter(record)
+    assert record.getMessage() == (
+        '127.0.0.1:5000 - "GET /api/jobs/job_1/events?token=[redacted]&x=1 HTTP/1.1" 200'
+    )

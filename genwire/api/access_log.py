@@ -1,5 +1,6 @@
 """The access log without secrets: a provider webhook's URL carries its call's
-secret in the query (Runware signs nothing), and uvicorn logs every path whole."""
+secret in the query (Runware signs nothing), a stream's URL its stream token, and
+uvicorn logs every path whole."""
 
 from __future__ import annotations
 

@@ -32,6 +32,7 @@ from genwire.config import (
     Settings,
     check_bus_url,
     check_storage_url,
+    parse_api_keys,
     parse_modules,
     parse_origins,
 )
@@ -259,9 +260,11 @@ def serve(
         workers=workers,
         keepalive_s=keepalive,
         poll_gather_s=poll_gather,
-        api_keys=Settings.from_env().api_keys,
+        api_keys=parse_api_keys(os.environ.get("GENWIRE_API_KEYS")),
         insecure=insecure,
-        cors_origins=parse_origins(",".join(cors_origins)) or Settings.from_env().cors_origins,
+        cors_origins=parse_origins(
+            ",".join(cors_origins) or os.environ.get("GENWIRE_CORS_ORIGINS")
+        ),
         **_worker_settings(options),
     )
     try:

@@ -31,7 +31,7 @@ CERTAINLY_NOT_DONE = frozenset({429, 503})
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-_SECRET_IN_QUERY = re.compile(r"([?&]secret=)[^&\s\"']*")
+_SECRET_IN_QUERY = re.compile(r"([?&](?:secret|token)=)[^&\s\"']*")
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -43,8 +43,9 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 
 def redact_query_secrets(text: str) -> str:
-    """`text` with the value of every `secret=` query parameter masked (the secret
-    of a provider webhook's URL, which a provider may quote back)."""
+    """`text` with the value of every `secret=` and `token=` query parameter masked:
+    a provider webhook's secret (which a provider may quote back) and a stream
+    token (`genwire.tokens`), both in URLs that uvicorn's access log prints whole."""
     return _SECRET_IN_QUERY.sub(r"\1[redacted]", text)
 
 
