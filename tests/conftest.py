@@ -102,12 +102,14 @@ def start_server_process(data_dir: Path, *args: str, timeout: float = 30) -> Ser
         return ServerProcess(process, url, data_dir, log_path)
 
     try:
-        return wait_until(healthy, "genwire serve to become healthy", timeout=timeout)
+        server = wait_until(healthy, "genwire serve to become healthy", timeout=timeout)
     except AssertionError:
         process.kill()
         raise RuntimeError(
             f"genwire serve did not become healthy:\n{log_path.read_text()}"
         ) from None
+    assert server is not None  # wait_until returns only a truthy value
+    return server
 
 
 @pytest.fixture
