@@ -61,6 +61,9 @@ class Settings:
     insecure: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    #: running jobs of one tenant, across every worker, past which its queued jobs
+    #: wait while slots stay free (None: no cap, as a single-tenant deployment wants)
+    max_running_per_tenant: int | None = None
     lease_ttl_s: float = DEFAULT_LEASE_TTL_S
     job_timeout_s: float | None = None
     shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S

@@ -84,6 +84,7 @@ class Runtime:
             max_attempts=settings.max_attempts,
             remote=remote,
             configured_providers=remote.providers,
+            max_running_per_tenant=settings.max_running_per_tenant,
         )
         pool = None
         if settings.workers > 0:

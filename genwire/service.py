@@ -76,6 +76,7 @@ class JobService:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         remote: RemoteFollower | None = None,
         configured_providers: Collection[str] = (),
+        max_running_per_tenant: int | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -85,6 +86,9 @@ class JobService:
         #: follows remote provider calls for the pipelines' contexts
         self.remote = remote
         self.configured_providers = frozenset(configured_providers)
+        #: running jobs of one tenant, across every worker, past which its queued
+        #: jobs wait (None: no cap; claiming is fair across tenants either way)
+        self.max_running_per_tenant = max_running_per_tenant
 
     async def change(self, fn: Callable[[WriteTx], T]) -> T:
         """Run `fn` in a write transaction; announce what it appended once committed.
@@ -99,7 +103,9 @@ class JobService:
             return value
 
         value, tx = await self.store.write(with_deliveries)
-        topics_to_wake = _topics_for(tx.appended) + tx.extra_topics
+        topics_to_wake = (
+            _topics_for(tx.appended, self.max_running_per_tenant is not None) + tx.extra_topics
+        )
         if topics_to_wake:
             try:
                 await self.bus.publish(topics_to_wake, [event.seq for event in tx.appended])
@@ -187,7 +193,7 @@ class JobService:
                 [FieldError("pipeline", f"provider {name} is not configured") for name in missing],
             )
         try:
-            validated = pipeline.input_model.model_validate(raw)
+            validated = pipeline.validate_input(raw)
         except ValidationError as error:
             problems = [
                 FieldError(".".join(["input", *(str(part) for part in item["loc"])]), item["msg"])
@@ -248,7 +254,9 @@ class JobService:
     # -- the worker side ------------------------------------------------------------
 
     async def claim_next_job(self, worker_id: str, lease_ttl: float) -> Job | None:
-        """The oldest queued job this worker can run, now running under a lease.
+        """The next queued job this worker can run, now running under a lease: the
+        oldest of the tenant with the fewest running jobs, skipping any tenant at
+        `max_running_per_tenant` (see `WriteTx.claim_queued`).
 
         The job's `lease_owner` is the lease of this one attempt: every later
         write of the attempt (report, renew, end) must present it.
@@ -256,7 +264,7 @@ class JobService:
         pipelines = [pipeline.name for pipeline in self.registry]
 
         def claim(tx: WriteTx) -> Job | None:
-            job = tx.claim_queued(pipelines)
+            job = tx.claim_queued(pipelines, self.max_running_per_tenant)
             if job is not None:
                 transitions.start(tx, job, worker_id, lease_ttl, utc_now())
             return job
@@ -355,7 +363,9 @@ def _check_joinable(tx: WriteTx, project_id: str, tenant: str) -> None:
         )
 
 
-def _topics_for(appended: list[Event]) -> list[str]:
+def _topics_for(appended: list[Event], capped: bool = False) -> list[str]:
+    """The topics to wake for `appended`; `capped`: a per-tenant running cap is set,
+    so a job that ends may let its tenant's queued jobs be claimed."""
     announced: list[str] = []
     for event in appended:
         if event.project_id is not None:
@@ -364,6 +374,8 @@ def _topics_for(appended: list[Event]) -> list[str]:
             announced.append(topics.job(event.job_id))
             if event.type.is_terminal:
                 announced.append(topics.ended(event.job_id))
+                if capped:
+                    announced.append(topics.QUEUE)
         if event.type is EventType.JOB_STATUS and event.payload.get("status") == JobStatus.QUEUED:
             announced.append(topics.QUEUE)
     announced.extend(topics.tenant(name) for name in {event.tenant for event in appended})

@@ -91,6 +91,15 @@ def worker_options(command: Callable[..., None]) -> Callable[..., None]:
             help="Runs of a job before a lost worker fails it.",
         ),
         click.option(
+            "--max-running-per-tenant",
+            envvar="GENWIRE_MAX_RUNNING_PER_TENANT",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Jobs of one tenant that may run at once across every worker "
+            "(env GENWIRE_MAX_RUNNING_PER_TENANT); its other jobs wait even while slots "
+            "are free, so a tenant's endless jobs cannot take them all. Default: no cap.",
+        ),
+        click.option(
             "--shutdown-grace",
             type=click.FloatRange(min=0),
             default=DEFAULT_SHUTDOWN_GRACE_S,
@@ -141,6 +150,7 @@ def _worker_settings(options: dict[str, Any]) -> dict[str, Any]:
         "job_timeout_s": options["job_timeout"],
         "lease_ttl_s": options["lease_ttl"],
         "max_attempts": options["max_attempts"],
+        "max_running_per_tenant": options["max_running_per_tenant"],
         "shutdown_grace_s": options["shutdown_grace"],
         "allow_private_webhooks": options["allow_private_webhooks"],
         "webhook_timeout_s": options["webhook_timeout"],

@@ -162,7 +162,15 @@ def _v2_provider_calls(op: Operations) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[Operations], None]] = [_v1_initial, _v2_provider_calls]
+def _v3_fair_claims(op: Operations) -> None:
+    op.create_index("ix_jobs_status_tenant_id", "jobs", ["status", "tenant", "id"])
+
+
+MIGRATIONS: list[Callable[[Operations], None]] = [
+    _v1_initial,
+    _v2_provider_calls,
+    _v3_fair_claims,
+]
 
 
 def current_version(connection: Connection) -> int:

@@ -78,6 +78,8 @@ jobs = Table(
     Column("lease_owner", String(100)),
     Column("lease_expires_at", UtcDateTime),
     Index("ix_jobs_status_id", "status", "id"),
+    # Fair claiming: each tenant's oldest queued job and its running count.
+    Index("ix_jobs_status_tenant_id", "status", "tenant", "id"),
     Index("ix_jobs_tenant_id", "tenant", "id"),
     Index("ix_jobs_project_id", "project_id"),
 )
