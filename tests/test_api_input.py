@@ -5,6 +5,8 @@ PostgreSQL where PostgreSQL refuses what SQLite stores (a NUL, an over-long valu
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,6 +84,39 @@ def test_a_body_nested_exactly_32_levels_is_accepted(idle_http: httpx.Client) ->
     assert_problem(idle_http.post("/api/jobs", json=too_deep), 400, "too-deeply-nested")
 
 
+def test_a_client_that_drops_mid_upload_is_one_quiet_log_line_and_no_job(
+    live_server: LiveServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Bug: a client that sent `Content-Length: 100000`, part of the body, and closed
+    made two tracebacks of some 90 lines at ERROR (genwire's 500 and uvicorn's)."""
+    server = live_server(workers=0)
+    # uvicorn's own loggers do not propagate to the root, where caplog listens.
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    uvicorn_errors.addHandler(caplog.handler)
+    try:
+        with (
+            caplog.at_level(logging.INFO),
+            socket.create_connection(server.sock.getsockname()) as sock,
+        ):
+            sock.sendall(
+                b"POST /api/jobs HTTP/1.1\r\nHost: genwire\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+                + b'{"pipeline": "demo.synthetic", "input": {"steps": 1'
+                + b" " * 4000
+            )
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(1) == b"", "nothing is answered to a client that is gone"
+            with client_of(server) as client:
+                assert client.get("/api/jobs").json()["items"] == []
+            server.__exit__()  # so that everything it had to say about the upload is said
+    finally:
+        uvicorn_errors.removeHandler(caplog.handler)
+
+    said = [r for r in caplog.records if r.name in ("genwire.api", "uvicorn.error")]
+    assert [(r.levelno, r.exc_info) for r in said] == [(logging.INFO, None)], caplog.text
+    assert "/api/jobs" in said[0].getMessage()
+
+
 @pytest.mark.parametrize(
     "project_id",
     ["p" * 41, "a\u0000b", "a b", "", 7],
@@ -94,6 +129,32 @@ def test_a_bad_project_id_is_a_422_problem_naming_it(
     response = backend_http.post("/api/jobs", json={**FAST_SYNTHETIC, "project_id": project_id})
 
     assert failing_fields(assert_problem(response, 422, "validation-error")) == {"project_id"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("steps", True), ("steps", "3"), ("step_ms", False), ("step_ms", "10"), ("fail_at", True)],
+)
+def test_a_bool_or_a_string_where_the_input_asks_a_number_is_a_422_naming_it(
+    idle_http: httpx.Client, field: str, value: Any
+) -> None:
+    """Bug: `{"steps": true}` was read as 1 and `"3"` as 3, though the published
+    schema asks for a number."""
+    body = {"pipeline": "demo.synthetic", "input": {field: value}}
+
+    response = idle_http.post("/api/jobs", json=body)
+
+    assert failing_fields(assert_problem(response, 422, "validation-error")) == {f"input.{field}"}
+    clip = idle_http.post("/api/projects", json={"clips": [body]})
+    assert_problem(clip, 422, "validation-error")
+    assert idle_http.get("/api/jobs").json()["items"] == []
+
+
+def test_an_integer_where_the_input_asks_a_float_is_accepted(idle_http: httpx.Client) -> None:
+    job = create(idle_http, {"pipeline": "demo.synthetic", "input": {"step_ms": 5, "steps": 2}})
+
+    assert job["input"]["step_ms"] == 5.0
+    assert job["input"]["steps"] == 2
 
 
 def test_a_job_joins_a_project_of_its_tenant_by_id(backend_http: httpx.Client) -> None:

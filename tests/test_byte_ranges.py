@@ -20,6 +20,10 @@ from genwire.api.ranges import MAX_RANGES, RangeNotSatisfiable, requested_ranges
         ("bytes=20-29,0-9", [(0, 10), (20, 30)]),
         ("bytes=0-9,5-29,30-31", [(0, 32)]),
         ("bytes=0-9,2000-3000", [(0, 10)]),
+        # Past int()'s 4 300 digits (a 500, once): zeros pad, a longer number is past the end.
+        ("bytes=" + "0" * 4400 + "1-" + "0" * 4400 + "9", [(1, 10)]),
+        ("bytes=-" + "9" * 4400, [(0, 1000)]),
+        ("bytes=0-" + "9" * 4400, [(0, 1000)]),
     ],
 )
 def test_a_range_header_names_the_bytes_it_asks_for(
@@ -42,7 +46,9 @@ def test_more_ranges_than_the_limit_are_ignored_for_the_whole_file() -> None:
     assert requested_ranges(header, 1000) == []
 
 
-@pytest.mark.parametrize("header", ["bytes=1000-", "bytes=-0", "bytes=1000-1001,2000-"])
+@pytest.mark.parametrize(
+    "header", ["bytes=1000-", "bytes=-0", "bytes=1000-1001,2000-", "bytes=" + "9" * 4400 + "-"]
+)
 def test_ranges_with_no_byte_in_the_file_are_not_satisfiable(header: str) -> None:
     with pytest.raises(RangeNotSatisfiable):
         requested_ranges(header, 1000)

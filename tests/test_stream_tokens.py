@@ -11,6 +11,7 @@ import pytest
 
 from genwire.api.access_log import RedactSecrets
 from genwire.errors import NotAuthenticated
+from genwire.ids import new_id
 from genwire.tokens import StreamTokens
 from tests.conftest import ThreadedServer
 
@@ -31,6 +32,8 @@ def test_a_token_is_good_for_its_own_job_and_tenant_until_it_expires() -> None:
         ("job_a", "alice", f"{int(now[0]) + 10**6}.{token.partition('.')[2]}"),
         ("job_a", "alice", "garbage"),
         ("job_a", "alice", ""),
+        ("job_a", "alice", "\u00b2.x"),  # a digit to isdigit(), not to int()
+        ("job_a", "alice", f"{token.partition('.')[0]}.\u00e9"),  # compare_digest: TypeError
     ]:
         with pytest.raises(NotAuthenticated):
             tokens.check(job_id, tenant, text)
@@ -130,6 +133,47 @@ def test_a_jobs_token_opens_its_files_and_no_others(
         assert ranged.content == alice.get(own, headers={"Range": "bytes=0-99"}).content
         assert browser.get(other, params={"token": token}).status_code == 401
         assert browser.get("/api/files/art_nothing", params={"token": token}).status_code == 404
+
+
+def test_a_token_answers_alike_for_another_tenants_job_and_for_no_job(
+    live_server: Callable[..., ThreadedServer],
+) -> None:
+    """Bug: with a token and no key, another tenant's job was a 401 and an unknown id a
+    404, so anyone could tell which ids exist. Both are now the 401 of a token that is
+    not for that job, and the token still opens its own job."""
+    server = live_server(api_keys={"k1": "alice", "k2": "bob"})
+    with (
+        httpx.Client(base_url=server.url, timeout=30) as client,
+        httpx.Client(base_url=server.url, timeout=30) as browser,
+    ):
+        with_file = {**SYNTHETIC, "input": {"steps": 1, "step_ms": 1, "output_bytes": 64}}
+        wait = {"Prefer": "wait=20"}
+        alices = client.post(
+            "/api/jobs", json=with_file, headers={**wait, "Authorization": "Bearer k1"}
+        ).json()
+        bobs = client.post(
+            "/api/jobs", json=with_file, headers={**wait, "Authorization": "Bearer k2"}
+        ).json()
+        token = alices["urls"]["events"].partition("?token=")[2]
+        assert browser.get(alices["urls"]["poll"] + "&wait=0").status_code == 200
+        assert (
+            browser.get(alices["artifacts"][0]["url"], params={"token": token}).status_code == 200
+        )
+
+        routes = [
+            (f"/api/jobs/{bobs['id']}/events", f"/api/jobs/{new_id('job')}/events"),
+            (f"/api/jobs/{bobs['id']}/poll", f"/api/jobs/{new_id('job')}/poll"),
+            (bobs["artifacts"][0]["url"], f"/api/files/{new_id('art')}"),
+        ]
+        for existing, unknown in routes:
+            for text in (token, "garbage", f"{token.partition('.')[0]}.x"):
+                answers = [
+                    browser.get(path, params={"token": text, "wait": "0"})
+                    for path in (existing, unknown)
+                ]
+                assert [answer.status_code for answer in answers] == [401, 401], existing
+                assert answers[0].json() == answers[1].json()
+                assert answers[0].headers["content-type"] == "application/problem+json"
 
 
 def test_a_stream_token_stays_out_of_the_access_log() -> None:

@@ -622,6 +622,59 @@ async def test_bad_cursors_and_waits_are_400_problems(live_server: LiveServer) -
             assert_problem(await client.get(path, headers=headers, params=params), 400)
 
 
+#: More digits than Python's int() reads from a string (4 300): a cursor the length
+#: of a header that a hostile client may send.
+PADDING = "0" * 4400
+
+
+async def test_a_cursor_padded_with_thousands_of_zeros_resumes_where_its_id_does(
+    live_server: LiveServer,
+) -> None:
+    """Bug: `Last-Event-ID: 000…0001` (4 400 zeros) passed the 18-digit check, then
+    int() refused it past its digit limit and every stream and poll answered 500.
+    Ids are zero-padded strings; more zeros render the same id."""
+    async with asyncio.timeout(60), client_of(live_server()) as client:
+        job_id = await finished_job(client, "demo.synthetic", steps=3, step_ms=1)
+        events = await all_events(client, job_id)
+        middle = len(events) // 2
+        cursor, rest = PADDING + events[middle].id, events[middle + 1 :]
+        stream = f"/api/jobs/{job_id}/events"
+        assert await read_events(client, stream, last_event_id=cursor) == rest
+        assert await read_events(client, stream, params={"last_event_id": cursor}) == rest
+        assert await read_events(client, stream, last_event_id=PADDING) == events
+        ended = seen_terminals(1)
+        tenant = [
+            await read_events(client, "/api/events", last_event_id=cursor, until=ended),
+            await read_events(client, "/api/events", params={"last_event_id": cursor}, until=ended),
+        ]
+        assert tenant == [rest, rest]
+        rest_ids = [event.id for event in rest]
+        job_poll = await poll(client, job_id, after=cursor, wait=0)
+        assert [event["id"] for event in job_poll["events"]] == rest_ids
+        assert job_poll["done"] is True
+        tenant_poll = await poll_all(client, after=cursor, wait=0)
+        assert [event["id"] for event in tenant_poll["events"]] == rest_ids
+
+
+async def test_a_project_stream_resumes_from_a_cursor_padded_with_thousands_of_zeros(
+    live_server: LiveServer,
+) -> None:
+    """Bug: the project stream, like every stream, answered such a cursor with a 500."""
+    async with asyncio.timeout(60), client_of(live_server()) as client:
+        clip = {"pipeline": "demo.synthetic", "input": {"steps": 2, "step_ms": 1}}
+        created = await client.post("/api/projects", json={"clips": [clip]})
+        assert created.status_code == 201, created.text
+        path = created.json()["urls"]["events"]
+        events = await read_events(client, path)
+        assert events[-1].type == "project-completed"
+        middle = len(events) // 2
+        cursor, rest = PADDING + events[middle].id, events[middle + 1 :]
+        assert await read_events(client, path, last_event_id=cursor) == rest
+        assert await read_events(client, path, params={"last_event_id": cursor}) == rest
+        at_end = await client.get(path, headers={"Last-Event-ID": PADDING + events[-1].id})
+        assert at_end.status_code == 204
+
+
 async def test_streams_and_polls_of_unknown_jobs_are_404_problems(
     live_server: LiveServer,
 ) -> None:

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
@@ -34,6 +34,14 @@ async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     code = {404: "not-found", 405: "method-not-allowed"}.get(error.status_code, "http-error")
     return ProblemResponse(error.status_code, code, str(error.detail), headers=error.headers)
+
+
+async def _client_gone(request: Request, error: Exception) -> Response:
+    """A client that closed its connection before its body's end (a dropped upload) is
+    no error of the server's: one line, no traceback, and nothing made. The answer
+    reaches no one (uvicorn drops what is sent on a closed connection)."""
+    log.info("the client went away before its body's end: %s %s", request.method, request.url.path)
+    return ProblemResponse(400, "incomplete-body", "the connection closed before the body's end")
 
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:
@@ -127,6 +135,7 @@ def create_app(
         exception_handlers={
             ServiceError: handle_genwire_error,  # its subclasses too: Starlette walks the MRO
             HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
             Exception: _unexpected_error,
         },
         middleware=_cors(settings.cors_origins),

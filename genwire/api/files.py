@@ -20,7 +20,7 @@ from starlette.routing import Route
 from genwire.api.problems import ProblemResponse
 from genwire.api.ranges import RangeNotSatisfiable, requested_ranges
 from genwire.api.requests import path_id, service_of, tenant_of
-from genwire.api.tokens import job_reader_tenant, uses_stream_token
+from genwire.api.tokens import job_reader_tenant, refuse_stream_token, uses_stream_token
 from genwire.errors import UnknownId
 from genwire.interfaces import ArtifactStorage
 from genwire.models import Artifact
@@ -37,6 +37,8 @@ async def get_file(request: Request) -> Response:
     service = service_of(request)
     artifact = await service.store.get_artifact(artifact_id, tenant)
     if artifact is None:
+        if by_token:
+            refuse_stream_token(request)
         raise UnknownId(f"no artifact {artifact_id!r}")
     if by_token:
         # A `<video>` or `<img>` cannot send a header: the job's stream token opens

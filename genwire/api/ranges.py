@@ -11,6 +11,8 @@ import re
 MAX_RANGES = 100
 
 _RANGE_SPEC = re.compile(r"(\d*)-(\d*)", re.ASCII)
+_MAX_DIGITS = 18
+_PAST_EVERY_END = 10**_MAX_DIGITS
 
 
 class RangeNotSatisfiable(Exception):
@@ -39,17 +41,24 @@ def requested_ranges(header: str | None, size: int) -> list[tuple[int, int]]:
             return []
         first, last = spec.group(1), spec.group(2)
         if first == "":
-            start, end = max(size - int(last), 0), size  # the last N bytes
+            start, end = max(size - _position(last), 0), size  # the last N bytes
         else:
-            start = int(first)
-            if last and int(last) < start:
+            start = _position(first)
+            if last and _position(last) < start:
                 return []
-            end = min(int(last) + 1, size) if last else size
+            end = min(_position(last) + 1, size) if last else size
         if start < end:
             ranges.append((start, end))
     if not ranges:
         raise RangeNotSatisfiable
     return _merged(sorted(ranges))
+
+
+def _position(digits: str) -> int:
+    """A byte position; one of more digits than any file's size is past every end.
+    (int() refuses more than 4 300 digits, and a client may send any number.)"""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= _MAX_DIGITS else _PAST_EVERY_END
 
 
 def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

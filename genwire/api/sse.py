@@ -59,13 +59,17 @@ def resume_cursor(request: Request, query_name: str = "last_event_id") -> int:
 
 
 def parse_cursor(raw: str, name: str) -> int:
+    """The event id `raw` renders; 0 if empty. Ids are zero-padded, so leading zeros,
+    however many, render the same id: only the digits after them are read (int()
+    refuses a string of more than 4 300 digits)."""
     if raw == "":
         return 0
-    if not (raw.isascii() and raw.isdigit() and len(raw.lstrip("0")) <= MAX_CURSOR_DIGITS):
+    significant = raw.lstrip("0")
+    if not (raw.isascii() and raw.isdigit() and len(significant) <= MAX_CURSOR_DIGITS):
         raise BadRequest(
             f"{name} must be an event id (digits), not {raw[:40]!r}", code="bad-cursor"
         )
-    return int(raw)
+    return int(significant or "0")
 
 
 class EventStream(Response):

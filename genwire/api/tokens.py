@@ -6,12 +6,13 @@ that job's files (a `<video>` cannot send a header).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from starlette.requests import Request
 
 from genwire.api.requests import query_value, service_of, tenant_of
 from genwire.api.sse import hub_of
+from genwire.errors import UnknownId
 from genwire.models import Job
 from genwire.store.entries import Scope, ScopeKind
 from genwire.tokens import StreamTokens
@@ -43,9 +44,19 @@ async def job_reader_tenant(request: Request, job_id: str) -> str:
         return tenant_of(request)
     tenant = _known_tenant(request, job_id)
     if tenant is None:
-        tenant = (await service_of(request).get_job(job_id)).tenant
+        try:
+            tenant = (await service_of(request).get_job(job_id)).tenant
+        except UnknownId:
+            refuse_stream_token(request)
     tokens_of(request).check(job_id, tenant, query_value(request, TOKEN_PARAM) or "")
     return tenant
+
+
+def refuse_stream_token(request: Request) -> NoReturn:
+    """The answer to a stream token for a job or file that does not exist: the 401 of a
+    token for another tenant's, not a 404, which would tell an outsider which ids
+    exist (SPEC §8)."""
+    tokens_of(request).refuse(query_value(request, TOKEN_PARAM) or "")
 
 
 def _known_tenant(request: Request, job_id: str) -> str | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 from pydantic import BaseModel
 
 from genwire.models import Artifact, JsonObject, StepState
@@ -251,6 +252,13 @@ class Pipeline:
     time_limit_s: float = DEFAULT_TIME_LIMIT_S
     #: remote providers it calls: a job is refused while one of them is not configured
     providers: tuple[str, ...] = ()
+
+    def validate_input(self, raw: JsonObject) -> BaseModel:
+        """`raw`, a job's input as JSON, read into the input model; pydantic's
+        `ValidationError` if it does not match. Read strictly, as JSON: a number only
+        from a JSON number (not `true`, not `"5"`), as the JSON Schema of `describe`
+        says; an integer is still a number where a float is asked for."""
+        return self.input_model.model_validate_json(orjson.dumps(raw), strict=True)
 
     def describe(self) -> JsonObject:
         return {
