@@ -1,7 +1,8 @@
 """A fault-injecting TCP proxy for the tests of the clients, the doctor and the web
 page: it forwards 127.0.0.1 connections to a real server and, per new connection and
 chosen by the request's target, passes the answer through, cuts it after N bytes,
-stalls it without closing, answers `502 Bad Gateway` itself, or holds the whole answer
+stalls it without closing, answers `502 Bad Gateway` itself, refuses it with a problem
+of its own status and `Retry-After` (a server at a limit), or holds the whole answer
 back until upstream closes (a buffering proxy).
 
 Each forwarded request, its body included, is sent upstream with `Connection: close`,
@@ -13,13 +14,15 @@ runs (they apply to the connections opened afterwards).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-Mode = Literal["pass", "cut", "stall", "502", "buffer"]
+Mode = Literal["pass", "cut", "stall", "502", "refuse", "buffer"]
 HEAD_LIMIT = 64 * 1024
 BAD_GATEWAY = (
     b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n"
@@ -34,12 +37,15 @@ class Fault:
     `after_bytes`: for `cut` and `stall`, how many bytes of the answer get through
     first; from 1 on, the server has handled the whole request by then (it began its
     answer), while a `cut` at 0 may cut the request short too. `times`: how many
-    connections it applies to (None: all of them)."""
+    connections it applies to (None: all of them). `status` and `retry_after`: the
+    answer of `refuse`, which never reaches the server."""
 
     mode: Mode
     pattern: str = ""
     after_bytes: int = 0
     times: int | None = None
+    status: int = 429
+    retry_after: str | None = None
 
     def matches(self, target: str) -> bool:
         return (self.times is None or self.times > 0) and re.search(
@@ -49,11 +55,13 @@ class Fault:
 
 @dataclass
 class Seen:
-    """One connection the proxy handled: its request target and what it did to it."""
+    """One connection the proxy handled: its request target, what it did to it, and
+    when (`time.time()`) its request had come."""
 
     target: str
     mode: Mode
     forwarded: int = 0  # answer bytes that reached the client
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -122,6 +130,12 @@ class FaultProxy:
                 self.seen.append(seen)
             if seen.mode == "502":
                 writer.write(BAD_GATEWAY)
+                await writer.drain()
+                return
+            if seen.mode == "refuse":
+                # Read the body first: closing on unread bytes would reset the connection.
+                await reader.readexactly(_content_length(head))
+                writer.write(_refusal(fault))
                 await writer.drain()
                 return
             up_reader, upstream = await asyncio.open_connection(
@@ -194,6 +208,27 @@ async def _forward_body(client: asyncio.StreamReader, upstream: asyncio.StreamWr
     while chunk := await client.read(65536):
         upstream.write(chunk)
         await upstream.drain()
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def _refusal(fault: Fault) -> bytes:
+    body = json.dumps({"code": "refused", "title": "refused", "status": fault.status}).encode()
+    lines = [
+        f"HTTP/1.1 {fault.status} Refused",
+        "Content-Type: application/problem+json",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    ]
+    if fault.retry_after is not None:
+        lines.append(f"Retry-After: {fault.retry_after}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def _with_connection_close(head: bytes) -> bytes:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
-from genwire.client.errors import ApiError, DownloadFailed, error_for
+from genwire.client.errors import ApiError, DownloadFailed, error_for, parse_retry_after
 from genwire.client.types import Artifact
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -24,6 +24,16 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 CREATE_RETRY_DELAYS_S: tuple[float, ...] = (1.0, 2.0, 4.0)
 #: Answers of a gateway or an overloaded server, after which a create may be resent.
 RETRYABLE_CREATE_STATUSES = frozenset({502, 503, 504})
+#: Answers whose `Retry-After` says when to come back: a limit met, or an overloaded
+#: server (SPEC §3).
+RETRY_AFTER_STATUSES = frozenset({429, 503})
+#: The longest `Retry-After` the client waits out before sending a call again; a
+#: longer one reaches the caller at once (`RateLimited.retry_after` says how long)
+#: rather than block it that long. `events()` waits at most this long, then resumes.
+RETRY_AFTER_CAP_S = 30.0
+#: How many times a call other than a create is sent again on the server's
+#: `Retry-After` (a create follows `create_retry_delays`).
+RETRY_AFTER_RESENDS = 3
 DOWNLOAD_CHUNK_BYTES = 64 * 1024
 PARTIAL_SUFFIX = ".part"
 
@@ -38,6 +48,14 @@ class Call:
     json: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None
+    #: Sending it twice does what sending it once does (a cancel, SPEC §3).
+    idempotent: bool = False
+
+    @property
+    def resendable(self) -> bool:
+        """Whether it may be sent again: a GET, an idempotent call, or a create under
+        its Idempotency-Key (the server answers a resend with the job it made)."""
+        return self.method == "GET" or self.idempotent or "Idempotency-Key" in self.headers
 
     def request_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"params": self.params, "headers": self.headers}
@@ -106,7 +124,7 @@ def list_call(filters: Mapping[str, Any]) -> Call:
 
 
 def cancel_call(job_id: str) -> Call:
-    return Call("POST", f"{job_path(job_id)}/cancel")
+    return Call("POST", f"{job_path(job_id)}/cancel", idempotent=True)
 
 
 def create_project_call(
@@ -130,7 +148,7 @@ def get_project_call(project_id: str) -> Call:
 
 
 def cancel_project_call(project_id: str) -> Call:
-    return Call("POST", f"/api/projects/{segment(project_id)}/cancel")
+    return Call("POST", f"/api/projects/{segment(project_id)}/cancel", idempotent=True)
 
 
 def health_call() -> Call:
@@ -161,8 +179,58 @@ def read_json(response: httpx.Response) -> Any:
     return response.json()
 
 
-def should_retry_create(response: httpx.Response) -> bool:
-    return response.status_code in RETRYABLE_CREATE_STATUSES
+def retry_after(response: httpx.Response) -> float | None:
+    """The seconds a 429 or 503 answer asks to wait (`Retry-After`, delay-seconds or an
+    HTTP-date); None for another answer, or one that does not say."""
+    if response.status_code not in RETRY_AFTER_STATUSES:
+        return None
+    return parse_retry_after(response.headers.get("retry-after"))
+
+
+class Resends:
+    """Whether, and after how long, one call is sent again; the clients do the sleeping.
+
+    A resendable call answered 429 or 503 with a `Retry-After` of at most `cap_s` is
+    sent again after that long, the server's word replacing the client's own pauses;
+    a longer one is the caller's at once. A create (`create_delays` given) is also sent
+    again after a broken connection or a 502/503/504 that names no time, after each of
+    its delays in turn; its resends, on the server's word or not, are as many as its
+    delays. Any other call is sent again at most `RETRY_AFTER_RESENDS` times.
+    """
+
+    def __init__(
+        self, call: Call, cap_s: float, create_delays: Sequence[float] | None = None
+    ) -> None:
+        self.call = call
+        self.cap_s = cap_s
+        self.create_delays = tuple(create_delays or ())
+        self.budget = RETRY_AFTER_RESENDS if create_delays is None else len(self.create_delays)
+        self.resent = 0
+
+    def after_answer(self, response: httpx.Response) -> float | None:
+        """The pause before sending the call again; None: this answer is the caller's."""
+        wait = retry_after(response) if self.call.resendable else None
+        if wait is not None:
+            return self._again(wait if wait <= self.cap_s else None)
+        if response.status_code in RETRYABLE_CREATE_STATUSES:
+            return self._again(self._create_delay())
+        return None
+
+    def after_break(self) -> float | None:
+        """The pause before sending a create again after a broken connection; None:
+        the break is the caller's (a call other than a create may have been handled)."""
+        return self._again(self._create_delay())
+
+    def _create_delay(self) -> float | None:
+        if self.resent < len(self.create_delays):
+            return self.create_delays[self.resent]
+        return None
+
+    def _again(self, pause: float | None) -> float | None:
+        if pause is None or self.resent >= self.budget:
+            return None
+        self.resent += 1
+        return pause
 
 
 class DownloadPlan:

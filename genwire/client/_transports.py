@@ -26,7 +26,7 @@ import httpx
 import orjson
 from httpx_sse import ServerSentEvent, SSEError
 
-from genwire.client._protocol import api_error, job_path
+from genwire.client._protocol import RETRY_AFTER_CAP_S, api_error, job_path, retry_after
 from genwire.client.errors import Timeout
 
 #: The event types that end a job's stream: `events()` stops after one (SPEC §4).
@@ -59,6 +59,8 @@ class StreamPolicy:
     long_poll_wait_s: float = 25.0
     #: The pause between two requests of plain polling.
     poll_interval_s: float = 2.0
+    #: The longest pause taken on a 429 or 503 answer's `Retry-After` (SPEC §3).
+    retry_after_cap_s: float = RETRY_AFTER_CAP_S
 
     @property
     def silence_s(self) -> float:
@@ -80,7 +82,12 @@ def retryable_status(status_code: int) -> bool:
 
 class Glitch(Exception):
     """An answer that counts as a failed attempt of the transport (a 5xx, a 502 from a
-    gateway), not as an error for the caller."""
+    gateway, a 429), not as an error for the caller; `retry_after` is the seconds its
+    `Retry-After` asks to wait, if it said."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 #: What makes an attempt fail (and the feed try again, or fall back) rather than
@@ -99,9 +106,15 @@ def failure(response: httpx.Response) -> Exception:
     again for a 5xx/408/429, the caller's `ApiError` for the others (404, 401 …)."""
     if retryable_status(response.status_code):
         return Glitch(
-            f"{response.request.method} {response.request.url.path}: {response.status_code}"
+            f"{response.request.method} {response.request.url.path}: {response.status_code}",
+            retry_after(response),
         )
     return api_error(response)
+
+
+def retry_after_of(error: Exception) -> float | None:
+    """The seconds a failed attempt's answer asked to wait before the next one, if it said."""
+    return error.retry_after if isinstance(error, Glitch) else None
 
 
 class EventFeed:
@@ -245,9 +258,10 @@ class EventFeed:
             return self._pause(self.policy.poll_interval_s)
         return 0.0
 
-    def failed(self) -> float:
-        """The attempt failed (connection error, dead silence, 5xx); the pause before
-        the next one. Raises `Timeout` when the deadline comes first."""
+    def failed(self, retry_after: float | None = None) -> float:
+        """The attempt failed (connection error, dead silence, 5xx, 429); the pause
+        before the next one: what the answer's `Retry-After` said (capped), else the
+        backoff. Raises `Timeout` when the deadline comes first."""
         if self.transport is Transport.SSE and self.delivered:
             # It worked for a while: the backoff starts over.
             self.failures = 0
@@ -258,8 +272,13 @@ class EventFeed:
             and self.failures >= self.policy.failures_before_fallback
         ):
             self._fall_back()
-            return self._pause(0.0)
-        return self._pause(backoff(self.failures, self.policy.backoff_base_s))
+            pause = 0.0
+        else:
+            pause = backoff(self.failures, self.policy.backoff_base_s)
+        if retry_after is not None:
+            # The server said when to come back (SPEC §3), whichever transport is next.
+            pause = min(retry_after, self.policy.retry_after_cap_s)
+        return self._pause(pause)
 
     # -- inside -------------------------------------------------------------------------
     def _fall_back(self) -> None:

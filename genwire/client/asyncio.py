@@ -14,7 +14,7 @@ from httpx_sse import aconnect_sse
 from genwire.client import _protocol as protocol
 from genwire.client._base import ClientBase, HttpOptions
 from genwire.client._protocol import Call
-from genwire.client._transports import RETRYABLE, EventFeed, Transport
+from genwire.client._transports import RETRYABLE, EventFeed, Transport, retry_after_of
 from genwire.client._transports import failure as _failure
 from genwire.client.errors import TransportFailed
 from genwire.client.types import Artifact, Job, JobPage, Pipeline, Project
@@ -39,6 +39,7 @@ class AsyncClient(ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        await self._streams.aclose()
 
     async def _send(self, call: Call) -> httpx.Response:
         try:
@@ -47,22 +48,28 @@ class AsyncClient(ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
             raise TransportFailed(f"{call.method} {call.path}: {error}") from error
 
     async def _call(self, call: Call) -> Any:
-        return protocol.read_json(await self._send(call))
+        """Send a call, again after the wait a 429 or 503 answer's Retry-After names."""
+        return protocol.read_json(await self._send_resending(call, self._resends(call)))
 
     async def _create(self, call: Call) -> Any:
-        """Send a create, resending it after a broken connection or a 502/503/504:
-        its Idempotency-Key makes every resend answer the one job (or project)."""
-        for delay in (*self.create_retry_delays, None):
+        """Send a create, resending it after a broken connection, a 502/503/504 or a
+        429 (after its Retry-After): its Idempotency-Key makes every resend answer the
+        one job (or project)."""
+        return protocol.read_json(await self._send_resending(call, self._create_resends(call)))
+
+    async def _send_resending(self, call: Call, resends: protocol.Resends) -> httpx.Response:
+        while True:
             try:
                 response = await self._send(call)
             except TransportFailed:
-                if delay is None:
+                pause = resends.after_break()
+                if pause is None:
                     raise
             else:
-                if delay is None or not protocol.should_retry_create(response):
-                    return protocol.read_json(response)
-            await asyncio.sleep(delay)
-        raise AssertionError("unreachable: the last try returns or raises")
+                pause = resends.after_answer(response)
+                if pause is None:
+                    return response
+            await asyncio.sleep(pause)
 
     async def pipelines(self) -> list[Pipeline]:
         answer = await self._call(protocol.pipelines_call())
@@ -122,7 +129,7 @@ class AsyncClient(ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
             except RETRYABLE as error:
                 if isinstance(error, httpx.TimeoutException):
                     feed.check_deadline()
-                pause = feed.failed()
+                pause = feed.failed(retry_after_of(error))
             else:
                 if feed.done:
                     return
@@ -131,7 +138,7 @@ class AsyncClient(ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
 
     async def _sse_attempt(self, feed: EventFeed) -> AsyncIterator[dict[str, Any]]:
         async with aconnect_sse(
-            self._http,
+            self._streams,
             "GET",
             feed.sse_path(),
             headers=feed.sse_headers(),
@@ -152,7 +159,7 @@ class AsyncClient(ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
                         return
 
     async def _poll_attempt(self, feed: EventFeed, wait: float) -> Sequence[dict[str, Any]]:
-        response = await self._http.get(
+        response = await self._streams.get(
             feed.poll_path(),
             params=feed.poll_params(wait),
             timeout=httpx.Timeout(feed.request_timeout(), read=feed.long_poll_read_timeout(wait)),
@@ -162,7 +169,7 @@ class AsyncClient(ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
         return feed.poll_events(response.json())
 
     async def _snapshot_attempt(self, feed: EventFeed) -> Sequence[dict[str, Any]]:
-        response = await self._http.get(feed.snapshot_path(), timeout=feed.request_timeout())
+        response = await self._streams.get(feed.snapshot_path(), timeout=feed.request_timeout())
         if response.status_code >= 400:
             raise _failure(response)
         if feed.snapshot_has_news(response.json()):

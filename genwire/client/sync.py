@@ -14,7 +14,7 @@ from httpx_sse import connect_sse
 from genwire.client import _protocol as protocol
 from genwire.client._base import ClientBase, HttpOptions
 from genwire.client._protocol import DEFAULT_URL, Call
-from genwire.client._transports import RETRYABLE, EventFeed, Transport
+from genwire.client._transports import RETRYABLE, EventFeed, Transport, retry_after_of
 from genwire.client._transports import failure as _failure
 from genwire.client.errors import TransportFailed
 from genwire.client.types import Artifact, Job, JobPage, Pipeline, Project
@@ -39,6 +39,7 @@ class Client(ClientBase[httpx.BaseTransport, httpx.Client]):
 
     def close(self) -> None:
         self._http.close()
+        self._streams.close()
 
     def _send(self, call: Call) -> httpx.Response:
         try:
@@ -47,22 +48,28 @@ class Client(ClientBase[httpx.BaseTransport, httpx.Client]):
             raise TransportFailed(f"{call.method} {call.path}: {error}") from error
 
     def _call(self, call: Call) -> Any:
-        return protocol.read_json(self._send(call))
+        """Send a call, again after the wait a 429 or 503 answer's Retry-After names."""
+        return protocol.read_json(self._send_resending(call, self._resends(call)))
 
     def _create(self, call: Call) -> Any:
-        """Send a create, resending it after a broken connection or a 502/503/504:
-        its Idempotency-Key makes every resend answer the one job (or project)."""
-        for delay in (*self.create_retry_delays, None):
+        """Send a create, resending it after a broken connection, a 502/503/504 or a
+        429 (after its Retry-After): its Idempotency-Key makes every resend answer the
+        one job (or project)."""
+        return protocol.read_json(self._send_resending(call, self._create_resends(call)))
+
+    def _send_resending(self, call: Call, resends: protocol.Resends) -> httpx.Response:
+        while True:
             try:
                 response = self._send(call)
             except TransportFailed:
-                if delay is None:
+                pause = resends.after_break()
+                if pause is None:
                     raise
             else:
-                if delay is None or not protocol.should_retry_create(response):
-                    return protocol.read_json(response)
-            time.sleep(delay)
-        raise AssertionError("unreachable: the last try returns or raises")
+                pause = resends.after_answer(response)
+                if pause is None:
+                    return response
+            time.sleep(pause)
 
     def pipelines(self) -> list[Pipeline]:
         answer = self._call(protocol.pipelines_call())
@@ -108,9 +115,12 @@ class Client(ClientBase[httpx.BaseTransport, httpx.Client]):
     ) -> Iterator[dict[str, Any]]:
         """The job's events after `after` (all of them by default), each once, in
         order, until its terminal event. SSE, resumed from the last id after 1, 2, 4 …
-        16 s (with jitter); a stream silent for twice the keepalive is dead; when SSE
-        keeps failing it falls back to long-poll, then to polling, and tries SSE again
-        later. With `timeout`, raises `Timeout` when the terminal event has not come."""
+        16 s (with jitter), or after the `Retry-After` of a 429 or 503 (capped); a
+        stream silent for twice the keepalive is dead; when SSE keeps failing it falls
+        back to long-poll, then to polling, and tries SSE again later. With `timeout`,
+        raises `Timeout` when the terminal event has not come. Any number of jobs can be
+        followed at once (one thread each): streams have a pool of their own, with no
+        bound, beside the calls'."""
         feed = self._feed(job_id, after, timeout)
         while not feed.done:
             transport = feed.begin()
@@ -124,7 +134,7 @@ class Client(ClientBase[httpx.BaseTransport, httpx.Client]):
             except RETRYABLE as error:
                 if isinstance(error, httpx.TimeoutException):
                     feed.check_deadline()
-                pause = feed.failed()
+                pause = feed.failed(retry_after_of(error))
             else:
                 if feed.done:
                     return
@@ -133,7 +143,7 @@ class Client(ClientBase[httpx.BaseTransport, httpx.Client]):
 
     def _sse_attempt(self, feed: EventFeed) -> Iterator[dict[str, Any]]:
         with connect_sse(
-            self._http,
+            self._streams,
             "GET",
             feed.sse_path(),
             headers=feed.sse_headers(),
@@ -154,7 +164,7 @@ class Client(ClientBase[httpx.BaseTransport, httpx.Client]):
                         return
 
     def _poll_attempt(self, feed: EventFeed, wait: float) -> Iterator[dict[str, Any]]:
-        response = self._http.get(
+        response = self._streams.get(
             feed.poll_path(),
             params=feed.poll_params(wait),
             timeout=httpx.Timeout(feed.request_timeout(), read=feed.long_poll_read_timeout(wait)),
@@ -164,7 +174,7 @@ class Client(ClientBase[httpx.BaseTransport, httpx.Client]):
         yield from feed.poll_events(response.json())
 
     def _snapshot_attempt(self, feed: EventFeed) -> Iterator[dict[str, Any]]:
-        response = self._http.get(feed.snapshot_path(), timeout=feed.request_timeout())
+        response = self._streams.get(feed.snapshot_path(), timeout=feed.request_timeout())
         if response.status_code >= 400:
             raise _failure(response)
         if feed.snapshot_has_news(response.json()):

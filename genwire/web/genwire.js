@@ -16,6 +16,11 @@
 // cursor, then to polling each watched job, and it tries SSE again after 60 s of
 // working fallback. Every event is passed on once, in order: an event at or before
 // the last one seen of its job is dropped, whichever transport brought it.
+//
+// A 429 or 503 answer's Retry-After (seconds or an HTTP-date, SPEC §3) replaces the
+// client's own pause, up to retryAfterCapS (30 s): the hub reconnects or polls again
+// after it, and a GET, a cancel or a create (under its Idempotency-Key) is sent again
+// after it; a call told to wait longer than the cap throws at once instead.
 
 export const TERMINAL_TYPES = new Set(["job-completed", "job-failed", "job-cancelled"]);
 
@@ -34,6 +39,16 @@ export class GenwireError extends Error {
   get retryable() {
     return this.status >= 500 || this.status === 408 || this.status === 429;
   }
+}
+
+/** The seconds a 429 or 503 answer asks to wait (Retry-After: delay-seconds or an
+ * HTTP-date, RFC 9110 §10.2.3); null for another answer, or one that does not say. */
+export function retryAfterS(response, now = Date.now()) {
+  if (response.status !== 429 && response.status !== 503) return null;
+  const value = (response.headers.get("Retry-After") || "").trim();
+  if (/^\d+$/.test(value)) return Number(value);
+  const moment = Date.parse(value);
+  return Number.isNaN(moment) ? null : Math.max(0, (moment - now) / 1000);
 }
 
 /** A key for Idempotency-Key that also works outside secure contexts. */
@@ -71,10 +86,11 @@ export function backoffS(failures, baseS = 1) {
 
 /** The REST calls of SPEC §3, answering parsed JSON or throwing GenwireError. */
 export class GenwireClient {
-  constructor({ baseUrl = "", apiKey = null, createRetryDelaysS = [1, 2, 4] } = {}) {
+  constructor({ baseUrl = "", apiKey = null, createRetryDelaysS = [1, 2, 4], retryAfterCapS = 30 } = {}) {
     this.baseUrl = baseUrl.replace(/\/$/, "");
     this.apiKey = apiKey;
     this.createRetryDelaysS = createRetryDelaysS;
+    this.retryAfterCapS = retryAfterCapS;
   }
 
   url(path) {
@@ -87,7 +103,22 @@ export class GenwireClient {
     return headers;
   }
 
-  async request(method, path, { body, headers = {}, signal, params } = {}) {
+  /** A call; a GET or an idempotent call (`resend`) refused with a Retry-After of at
+   * most the cap is sent again after it, 3 times at most. */
+  async request(method, path, { resend = method === "GET", ...options } = {}) {
+    for (let resent = 0; ; resent++) {
+      try {
+        return await this.requestOnce(method, path, options);
+      } catch (error) {
+        const waitS = error instanceof GenwireError ? error.retryAfterS : null;
+        if (!resend || resent >= 3 || waitS === null || waitS > this.retryAfterCapS) throw error;
+        await sleep(waitS * 1000, options.signal);
+        if (options.signal?.aborted) throw error;
+      }
+    }
+  }
+
+  async requestOnce(method, path, { body, headers = {}, signal, params } = {}) {
     let target = this.url(path);
     if (params) {
       const query = new URLSearchParams(
@@ -109,25 +140,24 @@ export class GenwireClient {
     } catch {
       data = { detail: text.slice(0, 200) };
     }
-    if (!response.ok) {
-      const retryAfter = Number(response.headers.get("Retry-After"));
-      throw new GenwireError(response.status, data || {}, Number.isFinite(retryAfter) ? retryAfter : null);
-    }
+    if (!response.ok) throw new GenwireError(response.status, data || {}, retryAfterS(response));
     return data;
   }
 
-  /** A create, retried after network errors and 5xx under one Idempotency-Key, so a
-   * retry never makes a second job. */
+  /** A create, retried after network errors, 5xx and 429 under one Idempotency-Key,
+   * so a retry never makes a second job; after the answer's Retry-After when it names
+   * one (a longer one than the cap throws at once), else after its own delays. */
   async create(path, body, idempotencyKey = newIdempotencyKey()) {
     const headers = { "Idempotency-Key": idempotencyKey };
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.request("POST", path, { body, headers });
+        return await this.requestOnce("POST", path, { body, headers });
       } catch (error) {
         const again = !(error instanceof GenwireError) || error.retryable;
         if (!again || attempt >= this.createRetryDelaysS.length) throw error;
-        const delayS = error.retryAfterS ?? this.createRetryDelaysS[attempt];
-        await sleep(delayS * 1000);
+        const waitS = error.retryAfterS ?? null;
+        if (waitS !== null && waitS > this.retryAfterCapS) throw error;
+        await sleep((waitS ?? this.createRetryDelaysS[attempt]) * 1000);
       }
     }
   }
@@ -149,16 +179,16 @@ export class GenwireClient {
     return this.request("GET", "/api/jobs", { params });
   }
   cancel(jobId) {
-    return this.request("POST", `/api/jobs/${encodeURIComponent(jobId)}/cancel`);
+    return this.request("POST", `/api/jobs/${encodeURIComponent(jobId)}/cancel`, { resend: true });
   }
   /** The job's events after `after`; waits up to `waitS` for one when there are none. */
   pollJob(jobId, after, waitS = 0, signal) {
     const params = { after, wait: waitS };
-    return this.request("GET", `/api/jobs/${encodeURIComponent(jobId)}/poll`, { params, signal });
+    return this.requestOnce("GET", `/api/jobs/${encodeURIComponent(jobId)}/poll`, { params, signal });
   }
   /** Every visible job's events after `after` (the cursor of /api/events). */
   pollAll(after, waitS = 0, signal) {
-    return this.request("GET", "/api/poll", { params: { after, wait: waitS }, signal });
+    return this.requestOnce("GET", "/api/poll", { params: { after, wait: waitS }, signal });
   }
   createProject(clips, { name, webhook, idempotencyKey } = {}) {
     const body = { clips };
@@ -170,7 +200,7 @@ export class GenwireClient {
     return this.request("GET", `/api/projects/${encodeURIComponent(projectId)}`);
   }
   cancelProject(projectId) {
-    return this.request("POST", `/api/projects/${encodeURIComponent(projectId)}/cancel`);
+    return this.request("POST", `/api/projects/${encodeURIComponent(projectId)}/cancel`, { resend: true });
   }
 }
 
@@ -216,6 +246,7 @@ const DEFAULT_POLICY = {
   sseRetryS: 60, // seconds of working fallback after which SSE is tried again
   longPollWaitS: 25,
   pollIntervalS: 2,
+  retryAfterCapS: 30, // the longest pause taken on a 429 or 503 answer's Retry-After
 };
 
 /**
@@ -405,16 +436,20 @@ export class EventHub extends EventTarget {
     return this.transport === "poll" ? this.policy.pollIntervalS * (0.8 + Math.random() * 0.4) : 0;
   }
 
-  #failed() {
+  /** The pause after a failed attempt: the answer's Retry-After (capped) when it
+   * named one, whichever transport is next, else the backoff. */
+  #failed(error = null) {
+    const waitS = error instanceof GenwireError ? error.retryAfterS : null;
+    const saidS = waitS === null ? null : Math.min(waitS, this.policy.retryAfterCapS);
     this.failures += 1;
     if (this.transport !== "poll" && this.failures >= this.policy.failuresBeforeFallback) {
       this.transport = this.transport === "sse" ? this.fallback : "poll";
       this.fallbackSince = performance.now() / 1000;
       this.failures = 0;
-      this.#setState("polling");
-      return 0;
+      this.#setState("polling", saidS);
+      return saidS ?? 0;
     }
-    const pauseS = backoffS(this.failures, this.policy.backoffBaseS);
+    const pauseS = saidS ?? backoffS(this.failures, this.policy.backoffBaseS);
     this.#setState(this.transport === "sse" ? "reconnecting" : "polling", pauseS);
     return pauseS;
   }
@@ -439,7 +474,7 @@ async function errorOf(response) {
   } catch {
     problem = { detail: `HTTP ${response.status}` };
   }
-  return new GenwireError(response.status, problem);
+  return new GenwireError(response.status, problem, retryAfterS(response));
 }
 
 /** Runs `call(signal)`, aborted after `ms` or when `outer` aborts. */
