@@ -66,6 +66,7 @@ function inputFor(name, property, required) {
   let control;
   if (spec.type === "boolean") {
     control = el("input", { ...common, type: "checkbox", checked: property.default === true });
+    control.dataset.type = "boolean"; // read as `checked`: its `value` is "on" either way
     return el("div", { class: "field" }, el("div", { class: "check" }, control, el("label", { for: id, text: property.title || name })), help);
   }
   if (spec.type === "object" || spec.type === "array") {
