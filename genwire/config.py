@@ -58,6 +58,8 @@ class Settings:
     port: int = 8000
     workers: int = DEFAULT_WORKERS
     api_keys: dict[str, str] = field(default_factory=dict)
+    #: hashed keys and their tenants, read again when it changes (`genwire.apikeys`)
+    keys_file: Path | None = None
     insecure: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
@@ -79,6 +81,18 @@ class Settings:
     #: a long-poll that waited for news answers this long after the first event, with
     #: what came meanwhile (the end of a job at once; docs/ARCHITECTURE.md)
     poll_gather_s: float = 0.1
+    # Limits (SPEC §3): past one, 429 + Retry-After; 0 is none. Generous defaults:
+    # a benchmark of 10 000 streams on loopback with one key meets none of them.
+    #: open streams and long-polls of one tenant, in this process
+    max_streams_per_tenant: int = 50_000
+    #: open streams and long-polls from one client address, in this process
+    max_streams_per_address: int = 20_000
+    #: job creations of one tenant per second, in this process (a token bucket) …
+    create_rate_per_s: float = 200.0
+    #: … of which this many at once (clips of a project count one each)
+    create_burst: int = 20_000
+    #: queued jobs of one tenant, counted in the database: the same on every node
+    max_queued_per_tenant: int = 100_000
     webhook_secret: str | None = None  #: `whsec_…`; None: generated once in the data dir
     allow_private_webhooks: bool = False  #: allow targets in private address ranges
     webhook_timeout_s: float = DEFAULT_WEBHOOK_TIMEOUT_S
@@ -99,6 +113,7 @@ class Settings:
             bus_url=check_bus_url(os.environ.get("GENWIRE_BUS_URL") or None),
             storage_url=check_storage_url(os.environ.get("GENWIRE_STORAGE_URL") or None),
             api_keys=parse_api_keys(os.environ.get("GENWIRE_API_KEYS")),
+            keys_file=optional_path(os.environ.get("GENWIRE_KEYS_FILE")),
             webhook_secret=os.environ.get("GENWIRE_WEBHOOK_SECRET") or None,
             allow_private_webhooks=os.environ.get("GENWIRE_ALLOW_PRIVATE_WEBHOOKS") == "1",
             cors_origins=parse_origins(os.environ.get("GENWIRE_CORS_ORIGINS")),
@@ -115,12 +130,18 @@ class Settings:
     def uses_embedded_database(self) -> bool:
         return self.database_url is None or self.database_url.startswith("sqlite")
 
+    @property
+    def open_to_anyone(self) -> bool:
+        """Whether it listens beyond loopback with no API key: anyone who reaches it
+        reads and creates every job."""
+        return not self.api_keys and self.keys_file is None and not is_loopback(self.host)
+
     def check_exposure(self) -> None:
         """Refuse to listen beyond loopback with no API key, unless told --insecure (SPEC §8)."""
-        if not self.api_keys and not self.insecure and not is_loopback(self.host):
+        if self.open_to_anyone and not self.insecure:
             raise ValueError(
                 f"refusing to listen on {self.host} with no API key configured: "
-                "set GENWIRE_API_KEYS, bind 127.0.0.1, or pass --insecure"
+                "set GENWIRE_API_KEYS or --keys-file, bind 127.0.0.1, or pass --insecure"
             )
 
 
@@ -145,6 +166,11 @@ def check_storage_url(url: str | None) -> str | None:
 def parse_origins(raw: str | None) -> tuple[str, ...]:
     """`https://app.example,https://other.example` → the origins, without a final slash."""
     return tuple(origin.strip().rstrip("/") for origin in (raw or "").split(",") if origin.strip())
+
+
+def optional_path(raw: str | None) -> Path | None:
+    """A path from the environment; None when unset or empty."""
+    return Path(raw) if raw else None
 
 
 def parse_modules(raw: str | None) -> tuple[str, ...]:

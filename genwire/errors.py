@@ -12,6 +12,8 @@ ServiceError              500  a bug: no handler expected it
 ├── InputRejected         422  unknown pipeline, input failing its schema
 │   └── ProviderNotConfigured  422  a pipeline of a provider whose key is not set
 ├── IdempotencyMismatch   422  same Idempotency-Key, different body
+├── TooManyRequests       429  past a limit of SPEC §3 (its code names which), with the
+│                              seconds to wait (`Retry-After`)
 ├── LeaseLost             500  a worker wrote to a job it no longer holds
 ├── StoreUnavailable      503  the database failed a read or write (its error is the
 │                              cause; a worker retries, the API answers 503)
@@ -82,6 +84,16 @@ class ProviderNotConfigured(InputRejected):
 class IdempotencyMismatch(ServiceError):
     status = 422
     code = "idempotency-key-reused"
+
+
+class TooManyRequests(ServiceError):
+    status = 429
+    code = "rate-limited"
+
+    def __init__(self, message: str, *, code: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after_s = retry_after_s  #: whole seconds, as `Retry-After` says them
 
 
 class LeaseLost(ServiceError):

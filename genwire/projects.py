@@ -112,6 +112,7 @@ class ProjectService:
             replayed = transitions.replay_of(tx, tenant, idempotency_key, fingerprint)
             if replayed is not None:
                 return replayed
+            self.jobs.check_queue_room(tx, tenant, len(clips))
             for clip in clips:
                 tx.insert_job(clip)
                 clip.queue_position = transitions.append_status(tx, clip)

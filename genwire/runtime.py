@@ -85,6 +85,7 @@ class Runtime:
             remote=remote,
             configured_providers=remote.providers,
             max_running_per_tenant=settings.max_running_per_tenant,
+            max_queued_per_tenant=settings.max_queued_per_tenant,
         )
         pool = None
         if settings.workers > 0:

@@ -24,6 +24,7 @@ from genwire.errors import (
     InputRejected,
     ProviderNotConfigured,
     StateConflict,
+    TooManyRequests,
     UnknownId,
 )
 from genwire.ids import new_id
@@ -46,6 +47,9 @@ from genwire.webhooks.outbox import queue_deliveries
 log = logging.getLogger("genwire.service")
 
 T = TypeVar("T")
+
+#: What a tenant refused for its queued jobs is told to wait: workers take them meanwhile.
+QUEUED_RETRY_AFTER_S = 10
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,7 @@ class JobService:
         remote: RemoteFollower | None = None,
         configured_providers: Collection[str] = (),
         max_running_per_tenant: int | None = None,
+        max_queued_per_tenant: int = 0,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -89,6 +94,8 @@ class JobService:
         #: running jobs of one tenant, across every worker, past which its queued
         #: jobs wait (None: no cap; claiming is fair across tenants either way)
         self.max_running_per_tenant = max_running_per_tenant
+        #: queued jobs of one tenant past which it may create no more (0: no cap)
+        self.max_queued_per_tenant = max_queued_per_tenant
 
     async def change(self, fn: Callable[[WriteTx], T]) -> T:
         """Run `fn` in a write transaction; announce what it appended once committed.
@@ -141,6 +148,7 @@ class JobService:
                 return replayed
             if request.project_id is not None:
                 _check_joinable(tx, request.project_id, tenant)
+            self.check_queue_room(tx, tenant, 1)
             tx.insert_job(job)
             if idempotency_key is not None:
                 tx.remember_idempotent(tenant, idempotency_key, fingerprint, job.id)
@@ -151,6 +159,19 @@ class JobService:
         if replayed is not None:
             return await self.get_job(replayed, tenant), False
         return job, True
+
+    def check_queue_room(self, tx: WriteTx, tenant: str, count: int) -> None:
+        """TooManyRequests when `count` more queued jobs would put `tenant` past its
+        cap (SPEC §3). Counted in the create's transaction, in the database, so the
+        cap holds across every API node."""
+        cap = self.max_queued_per_tenant
+        if cap and tx.queued_of_tenant(tenant, cap) + count > cap:
+            raise TooManyRequests(
+                f"this API key has {cap} jobs queued, the most it may; "
+                "try again once workers have taken some",
+                code="too-many-queued",
+                retry_after_s=QUEUED_RETRY_AFTER_S,
+            )
 
     def queued_job(self, tenant: str, request: CreateJob) -> Job:
         """A new queued job of `request`, its input checked and normalized; not yet written."""

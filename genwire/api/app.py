@@ -1,5 +1,5 @@
-"""The ASGI app: routes under `/api`, `/healthz` and `/metrics` at the root,
-problem+json errors."""
+"""The ASGI app: routes under `/api`; `/healthz`, `/metrics`, `/openapi.json` and the
+pages at the root; problem+json errors."""
 
 from __future__ import annotations
 
@@ -16,10 +16,24 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import Receive, Scope, Send
 
-from genwire.api import files, health, jobs, metrics, projects, providers, streams, web, webhooks
+from genwire.api import (
+    files,
+    health,
+    jobs,
+    metrics,
+    openapi,
+    projects,
+    providers,
+    streams,
+    web,
+    webhooks,
+)
 from genwire.api.access_log import redact_access_log
 from genwire.api.fastpath import HotPaths, note_cycle
+from genwire.api.limits import CreationBuckets, OpenConnections
 from genwire.api.problems import ProblemResponse, handle_genwire_error
+from genwire.api.security import with_answer_headers
+from genwire.apikeys import ApiKeys
 from genwire.config import Settings
 from genwire.errors import ServiceError
 from genwire.locks import ProcessLock
@@ -52,13 +66,15 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
 class GenwireApp(Starlette):
     """Starlette, noting uvicorn's request cycle in the scope (caught-up streams and
     polls write to its transport directly), and serving the delivery routes that
-    every poller and stream asks for without its routing (`genwire.api.fastpath`)."""
+    every poller and stream asks for without its routing (`genwire.api.fastpath`).
+    Every answer carries `genwire.api.security`'s headers."""
 
     hot_paths: HotPaths | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             note_cycle(scope, send)
+            send = with_answer_headers(send)
             if self.hot_paths is not None:
                 matched = self.hot_paths.match(scope)
                 if matched is not None:
@@ -100,9 +116,12 @@ def create_app(
     registry: PipelineRegistry | None = None,
     *,
     server_lock: ProcessLock | None = None,
+    api_keys: ApiKeys | None = None,
 ) -> GenwireApp:
     """The app; its lifespan starts and stops the runtime. `server_lock`: the data
-    dir's lock, when the caller took it already (to refuse early, with a message)."""
+    dir's lock, when the caller took it already (to refuse early, with a message);
+    `api_keys`: the settings' keys, when the caller read them already (likewise)."""
+    keys = api_keys if api_keys is not None else ApiKeys(settings.api_keys, settings.keys_file)
     runtime = Runtime.build(settings, registry, server_lock=server_lock)
     redact_access_log()
 
@@ -119,6 +138,7 @@ def create_app(
         routes=[
             *health.routes,
             *metrics.routes,
+            *openapi.routes,
             *web.routes,
             Mount(
                 "/api",
@@ -148,9 +168,14 @@ def create_app(
             _unexpected_error,
         )
     app.state.settings = settings
+    app.state.api_keys = keys
     app.state.service = runtime.service
     app.state.remote = runtime.remote
     app.state.projects = ProjectService(runtime.service)
     app.state.pool = runtime.pool
     app.state.hub = runtime.hub
+    app.state.connections = OpenConnections(
+        settings.max_streams_per_tenant, settings.max_streams_per_address
+    )
+    app.state.creations = CreationBuckets(settings.create_rate_per_s, settings.create_burst)
     return app

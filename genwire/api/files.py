@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from genwire.api.openapi import STREAM_TOKEN, Answer, Operation, Param, documented
 from genwire.api.problems import ProblemResponse
 from genwire.api.ranges import RangeNotSatisfiable, requested_ranges
 from genwire.api.requests import path_id, service_of, tenant_of
@@ -29,6 +30,34 @@ from genwire.models import Artifact
 Piece = bytes | tuple[int, int]
 
 
+@documented(
+    Operation(
+        "An artifact's bytes, with ETag and HTTP Range",
+        "files",
+        {
+            200: Answer(
+                "The file",
+                media_type="application/octet-stream",
+                schema={"type": "string", "format": "binary"},
+                headers=("ETag", "Content-Type"),
+            ),
+            206: Answer(
+                "The ranges asked for",
+                media_type="application/octet-stream",
+                schema={"type": "string", "format": "binary"},
+                headers=("Content-Range",),
+            ),
+            304: Answer("Unchanged (If-None-Match)"),
+        },
+        {404: ("not-found",), 416: ("range-not-satisfiable",), 503: ("storage-unavailable",)},
+        params=(
+            Param("artifact_id", "path", "an artifact's id"),
+            Param("Range", "header", "bytes=…: one range or several"),
+            Param("If-None-Match", "header", "the ETag of a copy the caller holds"),
+            STREAM_TOKEN,
+        ),
+    )
+)
 async def get_file(request: Request) -> Response:
     # The key is checked before the id, so that a bad key is a 401 whatever the id.
     by_token = uses_stream_token(request)

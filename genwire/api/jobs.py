@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import Any
-from urllib.parse import urlsplit
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from genwire.api.answers import JobPage, JobSnapshot, PipelineList
+from genwire.api.bodies import CreateJobBody, parse_create_job
+from genwire.api.limits import creations_of
+from genwire.api.openapi import JSON_BODY_PROBLEMS, Answer, Operation, Param, documented
 from genwire.api.requests import (
     MAX_PIPELINE_NAME_LENGTH,
     MAX_PROJECT_ID_LENGTH,
     int_param,
     is_id,
-    is_name,
     name_param,
     path_id,
     read_json_object,
@@ -26,18 +26,14 @@ from genwire.api.requests import (
 )
 from genwire.api.responses import JsonResponse
 from genwire.api.tokens import job_snapshot
-from genwire.errors import BadRequest, FieldError, InputRejected
-from genwire.models import EventType, JobStatus
+from genwire.errors import BadRequest
+from genwire.models import JobStatus
 from genwire.providers.remote import PROVIDER_NAMES
-from genwire.service import CreateJob
 from genwire.webhooks import refuse_private_webhook
 
 MAX_WAIT_S = 60
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
-MAX_WEBHOOK_URL_LENGTH = 2048
-MAX_METADATA_BYTES = 16 * 1024
-MAX_METADATA_KEYS = 64
-#: Characters of an Idempotency-Key and a webhook URL: no space, control or non-ASCII.
+#: Characters of an Idempotency-Key: no space, control or non-ASCII.
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 #: A list item of a header (RFC 9110 §5.6.1) or a parameter of one: quoted strings
 #: may hold the separator.
@@ -46,6 +42,13 @@ _PARAMETER = re.compile(r'(?:[^;"]|"(?:[^"\\]|\\.)*")+')
 _WAIT_SECONDS = re.compile(r"[0-9]{1,3}")
 
 
+@documented(
+    Operation(
+        "The pipelines, their phases and the JSON Schema of their input",
+        "jobs",
+        {200: Answer("The pipelines", PipelineList)},
+    )
+)
 async def list_pipelines(request: Request) -> Response:
     tenant_of(request)  # with keys configured, only their holders may look
     service = service_of(request)
@@ -56,94 +59,6 @@ async def list_pipelines(request: Request) -> Response:
     ]
     providers = {name: name in configured for name in PROVIDER_NAMES}
     return JsonResponse({"items": items, "providers": providers})
-
-
-def parse_create(body: dict[str, Any]) -> CreateJob:
-    """Check the shape of a create body; the pipeline checks its own input later."""
-    problems: list[FieldError] = []
-    pipeline = body.get("pipeline")
-    if not isinstance(pipeline, str) or not pipeline:
-        problems.append(FieldError("pipeline", "required, a pipeline name"))
-    job_input = body.get("input", {})
-    if not isinstance(job_input, dict):
-        problems.append(FieldError("input", "must be a JSON object"))
-    project_id = body.get("project_id")
-    if project_id is not None and not (
-        isinstance(project_id, str) and is_name(project_id, MAX_PROJECT_ID_LENGTH)
-    ):
-        problems.append(
-            FieldError(
-                "project_id",
-                f"must be a string of 1–{MAX_PROJECT_ID_LENGTH} letters, digits and _.:-",
-            )
-        )
-    metadata = body.get("metadata")
-    problems.extend(_metadata_problems(metadata))
-    webhook = body.get("webhook")
-    problems.extend(_webhook_problems(webhook))
-    unknown = sorted(set(body) - {"pipeline", "input", "project_id", "metadata", "webhook"})
-    problems.extend(FieldError(name, "unknown field") for name in unknown)
-    if problems:
-        raise InputRejected("the request body does not match POST /api/jobs", problems)
-    assert isinstance(pipeline, str)
-    assert isinstance(job_input, dict)
-    return CreateJob(pipeline, job_input, project_id, webhook, metadata)
-
-
-def _metadata_problems(metadata: Any) -> list[FieldError]:
-    if metadata is None:
-        return []
-    if not isinstance(metadata, dict):
-        return [FieldError("metadata", "must be a JSON object")]
-    if len(metadata) > MAX_METADATA_KEYS:
-        return [FieldError("metadata", f"must have at most {MAX_METADATA_KEYS} keys")]
-    if len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
-        return [
-            FieldError("metadata", f"must encode to at most {MAX_METADATA_BYTES} bytes of JSON")
-        ]
-    return []
-
-
-def _webhook_problems(webhook: Any) -> list[FieldError]:
-    """`{url, events?}`: an absolute http(s) URL and known event types (SPEC §5)."""
-    if webhook is None:
-        return []
-    if not isinstance(webhook, dict):
-        return [FieldError("webhook", "must be an object {url, events?}")]
-    problems = [
-        FieldError(f"webhook.{name}", "unknown field")
-        for name in sorted(set(webhook) - {"url", "events"})
-    ]
-    if not _is_webhook_url(webhook.get("url")):
-        problems.append(
-            FieldError(
-                "webhook.url",
-                f"required, an absolute http or https URL of at most "
-                f"{MAX_WEBHOOK_URL_LENGTH} visible ASCII characters",
-            )
-        )
-    events = webhook.get("events")
-    known = [item.value for item in EventType]
-    if events is not None and not (
-        isinstance(events, list) and all(isinstance(item, str) and item in known for item in events)
-    ):
-        problems.append(
-            FieldError("webhook.events", f"must be a list of event types: {', '.join(known)}")
-        )
-    return problems
-
-
-def _is_webhook_url(url: Any) -> bool:
-    if not isinstance(url, str) or len(url) > MAX_WEBHOOK_URL_LENGTH:
-        return False
-    if not _VISIBLE_ASCII.fullmatch(url):
-        return False
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # a ValueError when not a number or out of range
-    except ValueError:
-        return False
-    return parts.scheme in {"http", "https"} and bool(parts.hostname) and port != 0
 
 
 def requested_wait(request: Request) -> int | None:
@@ -179,11 +94,45 @@ def idempotency_key_of(request: Request) -> str | None:
     return key
 
 
+@documented(
+    Operation(
+        "Queue a job",
+        "jobs",
+        {
+            201: Answer(
+                "Queued: the job's snapshot (as it is when the job ends or N s pass, with Prefer: wait=N)",
+                JobSnapshot,
+                headers=("Location", "Preference-Applied"),
+            ),
+            200: Answer(
+                "The job of an earlier create with this Idempotency-Key and body",
+                JobSnapshot,
+                headers=("Location", "Preference-Applied"),
+            ),
+        },
+        {
+            **JSON_BODY_PROBLEMS,
+            400: (*JSON_BODY_PROBLEMS[400], "bad-idempotency-key"),
+            422: ("validation-error", "provider-not-configured", "idempotency-key-reused"),
+            429: ("rate-limited", "too-many-queued"),
+        },
+        body=CreateJobBody,
+        params=(
+            Param(
+                "Idempotency-Key",
+                "header",
+                "the same key and body give the same job (1–255 visible ASCII)",
+            ),
+            Param("Prefer", "header", "wait=N (1–60): answer when the job ends or after N s"),
+        ),
+    )
+)
 async def create_job(request: Request) -> Response:
     tenant = tenant_of(request)
     key = idempotency_key_of(request)
-    create = parse_create(await read_json_object(request))
+    create = parse_create_job(await read_json_object(request))
     refuse_private_webhook(create.webhook, settings_of(request).allow_private_webhooks)
+    creations_of(request).take(tenant)
     service = service_of(request)
     job, created = await service.create_job(tenant, create, key)
     headers = {"Location": f"/api/jobs/{job.id}"}
@@ -196,12 +145,46 @@ async def create_job(request: Request) -> Response:
     )
 
 
+@documented(
+    Operation(
+        "A job's snapshot",
+        "jobs",
+        {200: Answer("The job", JobSnapshot)},
+        {404: ("not-found",)},
+        params=(Param("job_id", "path", "a job's id"),),
+    )
+)
 async def get_job(request: Request) -> Response:
     tenant = tenant_of(request)
     job = await service_of(request).get_job(path_id(request, "job_id", "job"), tenant)
     return JsonResponse(job_snapshot(request, job))
 
 
+@documented(
+    Operation(
+        "The caller's jobs, newest first",
+        "jobs",
+        {200: Answer("A page of jobs", JobPage)},
+        {400: ("bad-query",)},
+        params=(
+            Param(
+                "status",
+                "query",
+                "only jobs of this status",
+                {"enum": [status.value for status in JobStatus]},
+            ),
+            Param("pipeline", "query", "only jobs of this pipeline"),
+            Param("project_id", "query", "only clips of this project"),
+            Param(
+                "limit",
+                "query",
+                "jobs per page",
+                {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+            ),
+            Param("cursor", "query", "the next_cursor of the previous page"),
+        ),
+    )
+)
 async def list_jobs(request: Request) -> Response:
     tenant = tenant_of(request)
     status = request.query_params.get("status") or None
@@ -229,6 +212,15 @@ async def list_jobs(request: Request) -> Response:
     )
 
 
+@documented(
+    Operation(
+        "Ask a job to stop (idempotent)",
+        "jobs",
+        {202: Answer("Asked: the job's snapshot", JobSnapshot)},
+        {404: ("not-found",), 409: ("conflict",)},
+        params=(Param("job_id", "path", "a job's id"),),
+    )
+)
 async def cancel_job(request: Request) -> Response:
     tenant = tenant_of(request)
     job_id = path_id(request, "job_id", "job")

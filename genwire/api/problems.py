@@ -10,7 +10,13 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from genwire.errors import InputRejected, ServiceError, StorageUnavailable, StoreUnavailable
+from genwire.errors import (
+    InputRejected,
+    ServiceError,
+    StorageUnavailable,
+    StoreUnavailable,
+    TooManyRequests,
+)
 
 PROBLEM_TYPE_PREFIX = "urn:genwire:problem:"
 log = logging.getLogger("genwire.api")
@@ -49,6 +55,9 @@ def problem_from_error(error: ServiceError) -> ProblemResponse:
         extensions["errors"] = [{"field": e.field, "message": e.message} for e in error.errors]
     # RFC 9110 §15.5.2: a 401 must say how to authenticate.
     headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    if isinstance(error, TooManyRequests):
+        # RFC 9110 §10.2.3; the client waits this long before asking again.
+        headers = {"Retry-After": str(error.retry_after_s)}
     detail = error.message
     if isinstance(error, StoreUnavailable):
         # The database's own words go to the log, never to the caller.

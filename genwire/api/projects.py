@@ -2,83 +2,52 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from genwire.api.jobs import _webhook_problems, idempotency_key_of, parse_create
+from genwire.api.answers import ProjectSnapshot
+from genwire.api.bodies import CreateProjectBody, parse_create_project
+from genwire.api.jobs import idempotency_key_of
+from genwire.api.limits import creations_of
+from genwire.api.openapi import JSON_BODY_PROBLEMS, Answer, Operation, Param, documented
 from genwire.api.requests import path_id, projects_of, read_json_object, settings_of, tenant_of
 from genwire.api.responses import JsonResponse
 from genwire.api.tokens import job_snapshot
-from genwire.errors import FieldError, InputRejected
 from genwire.models import JsonObject
-from genwire.projects import MAX_CLIPS, CreateProject, project_snapshot
-from genwire.service import CreateJob
+from genwire.projects import project_snapshot
 from genwire.store.projects import ProjectView
 from genwire.webhooks import refuse_private_webhook
 
-MAX_PROJECT_NAME_LENGTH = 200
-#: What a name may hold: any text but control characters (PostgreSQL refuses a NUL).
-_PROJECT_NAME = re.compile(rf"[^\x00-\x1f\x7f]{{1,{MAX_PROJECT_NAME_LENGTH}}}")
-#: A clip is a job without its own project or webhook: those are the project's.
-_CLIP_FIELDS = frozenset({"pipeline", "input", "metadata"})
 
-
-def parse_create_project(body: dict[str, Any]) -> CreateProject:
-    """Check the shape of a create body; each clip's pipeline checks its input later."""
-    problems: list[FieldError] = []
-    name = body.get("name")
-    if name is not None and not (isinstance(name, str) and _PROJECT_NAME.fullmatch(name)):
-        problems.append(
-            FieldError(
-                "name", f"must be a string of 1–{MAX_PROJECT_NAME_LENGTH} non-control characters"
-            )
-        )
-    clips: list[CreateJob] = []
-    raw_clips = body.get("clips")
-    if not isinstance(raw_clips, list) or not 1 <= len(raw_clips) <= MAX_CLIPS:
-        problems.append(
-            FieldError("clips", f"required, a list of 1–{MAX_CLIPS} clips {{pipeline, input}}")
-        )
-    else:
-        for index, raw_clip in enumerate(raw_clips):
-            clip, clip_problems = _parse_clip(f"clips[{index}]", raw_clip)
-            problems.extend(clip_problems)
-            if clip is not None:
-                clips.append(clip)
-    webhook = body.get("webhook")
-    problems.extend(_webhook_problems(webhook))
-    unknown = sorted(set(body) - {"name", "clips", "webhook"})
-    problems.extend(FieldError(field, "unknown field") for field in unknown)
-    if problems:
-        raise InputRejected("the request body does not match POST /api/projects", problems)
-    return CreateProject(clips, name, webhook)
-
-
-def _parse_clip(at: str, clip: Any) -> tuple[CreateJob | None, list[FieldError]]:
-    """The clip at `at` (e.g. "clips[3]"), or None and what is wrong with it."""
-    if not isinstance(clip, dict):
-        return None, [FieldError(at, "must be an object {pipeline, input}")]
-    problems = [
-        FieldError(f"{at}.{field}", "unknown field; a clip has pipeline, input and metadata")
-        for field in sorted(set(clip) - _CLIP_FIELDS)
-    ]
-    try:
-        parsed = parse_create({field: clip[field] for field in clip if field in _CLIP_FIELDS})
-    except InputRejected as error:
-        shape = [FieldError(f"{at}.{item.field}", item.message) for item in error.errors]
-        return None, shape + problems
-    return (None if problems else parsed), problems
-
-
+@documented(
+    Operation(
+        "Queue a project: its clips are jobs",
+        "projects",
+        {
+            201: Answer("Queued: the project's snapshot", ProjectSnapshot, headers=("Location",)),
+            200: Answer(
+                "The project of an earlier create with this Idempotency-Key and body",
+                ProjectSnapshot,
+                headers=("Location",),
+            ),
+        },
+        {
+            **JSON_BODY_PROBLEMS,
+            400: (*JSON_BODY_PROBLEMS[400], "bad-idempotency-key"),
+            422: ("validation-error", "provider-not-configured", "idempotency-key-reused"),
+            429: ("rate-limited", "too-many-queued"),
+        },
+        body=CreateProjectBody,
+        params=(Param("Idempotency-Key", "header", "the same key and body give the same project"),),
+    )
+)
 async def create_project(request: Request) -> Response:
     tenant = tenant_of(request)
     key = idempotency_key_of(request)
     create = parse_create_project(await read_json_object(request))
     refuse_private_webhook(create.webhook, settings_of(request).allow_private_webhooks)
+    creations_of(request).take(tenant, len(create.clips))
     view, created = await projects_of(request).create_project(tenant, create, key)
     return JsonResponse(
         _snapshot(request, view),
@@ -87,6 +56,15 @@ async def create_project(request: Request) -> Response:
     )
 
 
+@documented(
+    Operation(
+        "A project's snapshot, with its clips",
+        "projects",
+        {200: Answer("The project", ProjectSnapshot)},
+        {404: ("not-found",)},
+        params=(Param("project_id", "path", "a project's id"),),
+    )
+)
 async def get_project(request: Request) -> Response:
     tenant = tenant_of(request)
     project_id = path_id(request, "project_id", "prj")
@@ -94,6 +72,15 @@ async def get_project(request: Request) -> Response:
     return JsonResponse(_snapshot(request, view))
 
 
+@documented(
+    Operation(
+        "Cancel every clip not yet ended",
+        "projects",
+        {202: Answer("Asked: the project's snapshot", ProjectSnapshot)},
+        {404: ("not-found",), 409: ("conflict",)},
+        params=(Param("project_id", "path", "a project's id"),),
+    )
+)
 async def cancel_project(request: Request) -> Response:
     tenant = tenant_of(request)
     project_id = path_id(request, "project_id", "prj")

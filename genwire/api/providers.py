@@ -17,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from genwire.api.answers import Items, WebhookAccepted
+from genwire.api.openapi import Answer, Operation, Param, documented
 from genwire.api.requests import query_value, read_bounded_body, remote_of, tenant_of
 from genwire.api.responses import JsonResponse
 from genwire.bus import topics
@@ -33,6 +35,26 @@ MAX_WEBHOOK_BYTES = 8 * 1024 * 1024
 CHECK_TIMEOUT_S = 20.0
 
 
+@documented(
+    Operation(
+        "A provider says a call changed (SPEC §7.1)",
+        "providers",
+        {200: Answer("Verified; whether it changed anything", WebhookAccepted)},
+        {
+            400: ("bad-request", "incomplete-body"),
+            401: ("unauthorized",),
+            404: ("not-found",),
+            413: ("body-too-large",),
+            503: ("unavailable",),
+        },
+        params=(
+            Param("name", "path", "the provider: replicate, fal or runware"),
+            Param("call", "query", "the call's id, from the webhook URL genwire gave"),
+            Param("secret", "query", "the call's secret, from the same URL"),
+        ),
+        description="The body is the provider's own; it must carry the provider's signature.",
+    )
+)
 async def provider_webhook(request: Request) -> Response:
     remote = remote_of(request)
     name = request.path_params["name"]
@@ -79,6 +101,21 @@ async def provider_webhook(request: Request) -> Response:
     return JsonResponse({"accepted": True})
 
 
+@documented(
+    Operation(
+        "The providers and whether each is configured",
+        "providers",
+        {200: Answer("The providers", Items)},
+        params=(
+            Param(
+                "check",
+                "query",
+                "1: also make each configured one's cheapest call",
+                {"enum": ["1"]},
+            ),
+        ),
+    )
+)
 async def list_providers(request: Request) -> Response:
     """The providers and whether each is configured; `?check=1` also makes each
     configured one's cheapest authenticated call (what `genwire doctor` asks)."""

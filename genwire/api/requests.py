@@ -14,6 +14,7 @@ from urllib.parse import unquote_plus
 import orjson
 from starlette.requests import Request
 
+from genwire.apikeys import ApiKeys
 from genwire.config import Settings
 from genwire.errors import BadRequest, NotAuthenticated, UnknownId
 from genwire.projects import ProjectService
@@ -131,13 +132,18 @@ def _too_large(limit: int) -> BadRequest:
     return BadRequest(f"the body is larger than {limit} bytes", status=413, code="body-too-large")
 
 
+def api_keys_of(request: Request) -> ApiKeys:
+    keys: ApiKeys = request.app.state.api_keys
+    return keys
+
+
 def tenant_of(request: Request) -> str:
     """The tenant of the caller's API key; "default" when the server has no keys."""
-    keys = settings_of(request).api_keys
-    if not keys:
+    keys = api_keys_of(request)
+    if not keys.required:
         return "default"
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    tenant = keys.get(token.strip()) if scheme.lower() == "bearer" else None
+    tenant = keys.tenant_of(token.strip()) if scheme.lower() == "bearer" else None
     if tenant is None:
         raise NotAuthenticated("a valid API key is required (Authorization: Bearer …)")
     return tenant

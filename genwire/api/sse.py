@@ -24,10 +24,12 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from genwire.api.fastpath import hand_off_stream, held_connection, keepalive_frame
+from genwire.api.limits import ConnectionSlot, OpenConnections, client_address, connections_of
+from genwire.api.problems import problem_from_error
 from genwire.api.requests import query_value, settings_of
 from genwire.config import Settings
 from genwire.delivery import FeedHub
-from genwire.errors import BadRequest
+from genwire.errors import BadRequest, TooManyRequests
 from genwire.models import EventType
 from genwire.store.entries import Scope as EventScope
 
@@ -80,6 +82,9 @@ class EventStream(Response):
     protocol, chunked HTTP/1.1), it hands the connection to its feed and returns:
     the feed writes each new batch to every such stream, encoded once, and ends the
     response (`genwire.api.fastpath.hand_off_stream`).
+
+    It counts as an open connection of its tenant and client address from its start
+    to its end (SPEC §3 limits; 429 past one), through ASGI or the fast path.
     """
 
     def __init__(self, plan: StreamPlan) -> None:
@@ -88,7 +93,19 @@ class EventStream(Response):
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        pump = asyncio.create_task(self._pump(scope, send))
+        # Counted here, where it is sure to be counted out: the response runs.
+        try:
+            slot = self._plan.connections.open(self._plan.tenant, client_address(scope))
+        except TooManyRequests as error:
+            await problem_from_error(error)(scope, receive, send)
+            return
+        with slot:
+            await self._serve(scope, receive, send, slot)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, slot: ConnectionSlot
+    ) -> None:
+        pump = asyncio.create_task(self._pump(scope, send, slot))
         disconnect = asyncio.create_task(_until_disconnect(receive))
         try:
             await asyncio.wait({pump, disconnect}, return_when=asyncio.FIRST_COMPLETED)
@@ -100,7 +117,7 @@ class EventStream(Response):
             # The client sees a cut stream and resumes; the operator should see why.
             log.error("a stream failed", exc_info=pump.exception())
 
-    async def _pump(self, scope: Scope, send: Send) -> None:
+    async def _pump(self, scope: Scope, send: Send, slot: ConnectionSlot) -> None:
         plan = self._plan
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         connection = held_connection(scope)
@@ -127,7 +144,9 @@ class EventStream(Response):
                         keepalive_s=plan.settings.keepalive_s,
                         send_timeout_s=plan.settings.stream_send_timeout_s,
                         closes_at=closes_at,
+                        on_end=slot.release,
                     ):
+                        slot.handed_off = True
                         return  # the feed ends the response
                     if not probed:
                         # Not caught up as far as the feed knows: ask the store at once
@@ -174,12 +193,28 @@ class StreamPlan:
 
     hub: FeedHub
     settings: Settings
+    connections: OpenConnections
+    tenant: str  #: whose open connection it counts as
     scope: EventScope
     cursor: int
     ends_with: Collection[EventType] = ()
 
 
 def event_stream(
-    request: Request, scope: EventScope, cursor: int, *, ends_with: Collection[EventType] = ()
+    request: Request,
+    tenant: str,
+    scope: EventScope,
+    cursor: int,
+    *,
+    ends_with: Collection[EventType] = (),
 ) -> EventStream:
-    return EventStream(StreamPlan(hub_of(request), settings_of(request), scope, cursor, ends_with))
+    plan = StreamPlan(
+        hub_of(request),
+        settings_of(request),
+        connections_of(request),
+        tenant,
+        scope,
+        cursor,
+        ends_with,
+    )
+    return EventStream(plan)

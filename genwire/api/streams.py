@@ -9,7 +9,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from genwire.api.answers import PollAnswer
 from genwire.api.fastpath import PARKED, AnswerBody, park_poll, poll_body
+from genwire.api.limits import ConnectionSlot, client_address, connections_of
+from genwire.api.openapi import (
+    EVENT_STREAM,
+    LAST_EVENT_ID,
+    LAST_EVENT_ID_QUERY,
+    STREAM_TOKEN,
+    Answer,
+    Operation,
+    Param,
+    documented,
+)
 from genwire.api.requests import (
     path_id,
     projects_of,
@@ -31,6 +43,23 @@ PROJECT_END = frozenset({EventType.PROJECT_COMPLETED})
 DEFAULT_POLL_WAIT_S = 30.0
 
 
+@documented(
+    Operation(
+        "The job's events as Server-Sent Events; the stream ends after the terminal one",
+        "streams",
+        {
+            200: Answer("The stream", media_type="text/event-stream", schema=EVENT_STREAM),
+            204: Answer("The job has ended and the cursor is past its last event"),
+        },
+        {400: ("bad-cursor",), 404: ("not-found",), 429: ("too-many-streams",)},
+        params=(
+            Param("job_id", "path", "a job's id"),
+            LAST_EVENT_ID,
+            LAST_EVENT_ID_QUERY,
+            STREAM_TOKEN,
+        ),
+    )
+)
 async def job_events(request: Request) -> Response:
     """`GET /api/jobs/{id}/events`: the job's stream; it ends after the terminal event."""
     job_id = path_id(request, "job_id", "job")
@@ -44,32 +73,74 @@ async def job_events(request: Request) -> Response:
     if status.is_terminal and cursor >= status_seq:
         # Nothing will ever follow: 204 tells an EventSource to stop reconnecting.
         return Response(status_code=204)
-    return event_stream(request, scope, cursor, ends_with=TERMINAL_EVENT_TYPES)
+    return event_stream(request, tenant, scope, cursor, ends_with=TERMINAL_EVENT_TYPES)
 
 
+@documented(
+    Operation(
+        "Every clip's events and the project's own; it ends after project-completed",
+        "streams",
+        {
+            200: Answer("The stream", media_type="text/event-stream", schema=EVENT_STREAM),
+            204: Answer("The project has ended and the cursor is past its last event"),
+        },
+        {400: ("bad-cursor",), 404: ("not-found",), 429: ("too-many-streams",)},
+        params=(Param("project_id", "path", "a project's id"), LAST_EVENT_ID, LAST_EVENT_ID_QUERY),
+    )
+)
 async def project_events(request: Request) -> Response:
     """`GET /api/projects/{id}/events`: every clip's events and the project's own; it
     ends after `project-completed`."""
     project_id = path_id(request, "project_id", "prj")
-    view = await projects_of(request).get_project(project_id, tenant_of(request))
+    tenant = tenant_of(request)
+    view = await projects_of(request).get_project(project_id, tenant)
     cursor = resume_cursor(request)
     last_seq = max([view.project.last_event_seq, *(clip.last_event_seq for clip in view.clips)])
     if view.project.completed_at is not None and cursor >= last_seq:
         return Response(status_code=204)
     return event_stream(
         request,
+        tenant,
         Scope(ScopeKind.PROJECT, project_id),
         cursor,
         ends_with=PROJECT_END,
     )
 
 
+@documented(
+    Operation(
+        "One stream of every event of every job the caller can see",
+        "streams",
+        {200: Answer("The stream", media_type="text/event-stream", schema=EVENT_STREAM)},
+        {400: ("bad-cursor",), 429: ("too-many-streams",)},
+        params=(LAST_EVENT_ID, LAST_EVENT_ID_QUERY),
+    )
+)
 async def tenant_events(request: Request) -> Response:
     """`GET /api/events`: every event of every job the caller can see, one cursor."""
-    scope = Scope(ScopeKind.TENANT, tenant_of(request))
-    return event_stream(request, scope, resume_cursor(request))
+    tenant = tenant_of(request)
+    return event_stream(request, tenant, Scope(ScopeKind.TENANT, tenant), resume_cursor(request))
 
 
+@documented(
+    Operation(
+        "Long-poll a job: the events after the cursor, at once or as soon as one comes",
+        "streams",
+        {200: Answer("The events, the cursor they end at, the job's status", PollAnswer)},
+        {400: ("bad-cursor", "bad-query"), 404: ("not-found",), 429: ("too-many-streams",)},
+        params=(
+            Param("job_id", "path", "a job's id"),
+            Param("after", "query", "the event id to answer after (the cursor of SPEC §4)"),
+            Param(
+                "wait",
+                "query",
+                "seconds to wait for an event (0–60, default 30)",
+                {"type": "number", "minimum": 0, "maximum": 60},
+            ),
+            STREAM_TOKEN,
+        ),
+    )
+)
 async def poll_job(request: Request) -> Response:
     """`GET /api/jobs/{id}/poll?after=ID&wait=S`: the events after ID, at once if there
     are any, else as soon as one comes or after S seconds (SPEC §3, §4.7).
@@ -85,7 +156,8 @@ async def poll_job(request: Request) -> Response:
     cursor = parse_cursor((query_value(request, "after") or "").strip(), "after")
     wait = _wait_param(request)
     known = await _job_status(request, hub, scope, tenant, cursor)
-    async with hub.follow(scope) as follower:
+    slot = connections_of(request).open(tenant, client_address(request.scope))
+    async with slot, hub.follow(scope) as follower:
         feed = follower.feed
 
         def body(entries: list[LogEntry], last: int) -> bytes:
@@ -96,7 +168,7 @@ async def poll_job(request: Request) -> Response:
         status, status_seq = _newest_status(known, feed.last_status)
         entries: list[LogEntry] = []
         if not (status.is_terminal and cursor >= status_seq):
-            found = await _poll_entries(request, follower, cursor, wait, body)
+            found = await _poll_entries(request, follower, cursor, wait, body, slot)
             if found is None:
                 return PARKED
             entries = found
@@ -141,32 +213,59 @@ def _newest_status(
     return newest.job_status, newest.seq
 
 
+@documented(
+    Operation(
+        "Long-poll every job the caller can see",
+        "streams",
+        {200: Answer("The events and the cursor they end at", PollAnswer)},
+        {400: ("bad-cursor", "bad-query"), 429: ("too-many-streams",)},
+        params=(
+            Param("after", "query", "the event id to answer after (the cursor of SPEC §4)"),
+            Param(
+                "wait",
+                "query",
+                "seconds to wait for an event (0–60, default 30)",
+                {"type": "number", "minimum": 0, "maximum": 60},
+            ),
+        ),
+    )
+)
 async def poll_tenant(request: Request) -> Response:
     """`GET /api/poll?after=ID&wait=S`: long-poll over the events of every job the
     caller can see, on the same cursor as `/api/events` (a page whose stream a proxy
     blocks keeps one request open, not one per job)."""
     cursor = parse_cursor((query_value(request, "after") or "").strip(), "after")
-    scope = Scope(ScopeKind.TENANT, tenant_of(request))
+    tenant = tenant_of(request)
+    scope = Scope(ScopeKind.TENANT, tenant)
     wait = _wait_param(request)
 
     def body(entries: list[LogEntry], last: int) -> bytes:
         return poll_body(entries, last, {})
 
-    async with hub_of(request).follow(scope) as follower:
-        entries = await _poll_entries(request, follower, cursor, wait, body)
+    slot = connections_of(request).open(tenant, client_address(request.scope))
+    async with slot, hub_of(request).follow(scope) as follower:
+        entries = await _poll_entries(request, follower, cursor, wait, body, slot)
     if entries is None:
         return PARKED
     return _poll_answer(body(entries, entries[-1].seq if entries else cursor))
 
 
-def _park(request: Request, follower: Follower, cursor: int, wait: float, body: AnswerBody) -> bool:
+def _park(
+    request: Request,
+    follower: Follower,
+    cursor: int,
+    wait: float,
+    body: AnswerBody,
+    slot: ConnectionSlot,
+) -> bool:
     """Leave a poll that has caught up to its feed, which answers it
-    (`fastpath.park_poll`); False where it cannot: it then waits in its request."""
+    (`fastpath.park_poll`) and releases its slot; False where it cannot: it then
+    waits in its request."""
     settings = settings_of(request)
     # A CORS answer needs the middleware's headers, which a parked poll cannot add.
     if request.method != "GET" or settings.cors_origins:
         return False
-    return park_poll(
+    slot.handed_off = park_poll(
         request.scope,
         hub_of(request),
         follower,
@@ -175,11 +274,18 @@ def _park(request: Request, follower: Follower, cursor: int, wait: float, body: 
         gather_s=settings.poll_gather_s,
         ends_with=TERMINAL_EVENT_TYPES,
         body=body,
+        on_end=slot.release,
     )
+    return slot.handed_off
 
 
 async def _poll_entries(
-    request: Request, follower: Follower, cursor: int, wait: float, body: AnswerBody
+    request: Request,
+    follower: Follower,
+    cursor: int,
+    wait: float,
+    body: AnswerBody,
+    slot: ConnectionSlot,
 ) -> list[LogEntry] | None:
     """What a long-poll answers with: the events after `cursor` at once if there are
     any; else the first to come within `wait`, with those that follow it within the
@@ -197,7 +303,7 @@ async def _poll_entries(
     entries = await follower.next(cursor, 0)
     if entries or wait <= 0:
         return entries
-    if _park(request, follower, cursor, deadline - loop.time(), body):
+    if _park(request, follower, cursor, deadline - loop.time(), body, slot):
         return None
     entries = await follower.next(cursor, deadline - loop.time())
     if not entries:

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 from starlette.requests import Request
 
-from genwire.api.requests import query_value, service_of, tenant_of
+from genwire.api.requests import api_keys_of, query_value, service_of, tenant_of
 from genwire.api.sse import hub_of
 from genwire.errors import UnknownId
 from genwire.models import Job
@@ -28,7 +28,7 @@ def tokens_of(request: Request) -> StreamTokens:
 def job_snapshot(request: Request, job: Job) -> dict[str, Any]:
     """`job.to_json()`, with tokened stream URLs when the server has API keys."""
     snapshot = job.to_json()
-    if request.app.state.settings.api_keys:
+    if api_keys_of(request).required:
         token = tokens_of(request).issue(job.id, job.tenant)
         urls = snapshot["urls"]
         for name in ("events", "poll"):
@@ -70,7 +70,7 @@ def _known_tenant(request: Request, job_id: str) -> str | None:
 def uses_stream_token(request: Request) -> bool:
     """Whether the request reads with a stream token instead of an API key."""
     return (
-        bool(request.app.state.settings.api_keys)
+        api_keys_of(request).required
         and query_value(request, TOKEN_PARAM) is not None
         and not request.headers.get("authorization")
     )

@@ -1,8 +1,11 @@
-"""The web page at `/` and the browser client it is built on, under `/ui/` (SPEC §6).
+"""The web page at `/`, the API's page at `/docs`, and the browser client they are
+built on, under `/ui/` (SPEC §6).
 
 The files ship inside the package (`genwire/web/`), so `pip install .` serves them
 with no build step. They are revalidated on every load (`no-cache` + ETag), so an
-upgraded server never runs next to a stale script in the browser.
+upgraded server never runs next to a stale script in the browser. The pages have
+no inline script or style: their Content-Security-Policy allows their own files
+alone (`genwire.api.security`).
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from genwire.api.security import PAGE_POLICY
+
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 REVALIDATE = {"cache-control": "no-cache"}
+PAGE_HEADERS = {**REVALIDATE, "content-security-policy": PAGE_POLICY}
 
 
 class WebFiles(StaticFiles):
@@ -39,10 +45,16 @@ class WebFiles(StaticFiles):
 
 
 async def index(request: Request) -> Response:
-    return FileResponse(WEB_DIR / "index.html", headers=REVALIDATE)
+    return FileResponse(WEB_DIR / "index.html", headers=PAGE_HEADERS)
+
+
+async def api_docs(request: Request) -> Response:
+    """The page that renders `/openapi.json` (`docs.js`)."""
+    return FileResponse(WEB_DIR / "docs.html", headers=PAGE_HEADERS)
 
 
 routes = [
     Route("/", index, methods=["GET", "HEAD"]),
+    Route("/docs", api_docs, methods=["GET", "HEAD"]),
     Mount("/ui", app=WebFiles(directory=WEB_DIR), name="ui"),
 ]

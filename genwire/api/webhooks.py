@@ -6,12 +6,23 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from genwire.api.answers import Items
+from genwire.api.openapi import Answer, Operation, Param, documented
 from genwire.api.requests import path_id, service_of, tenant_of
 from genwire.api.responses import JsonResponse
 from genwire.models import JsonObject, format_event_id, format_time
 from genwire.store.deliveries import DeliveryRecord
 
 
+@documented(
+    Operation(
+        "A job's webhook deliveries and their attempts",
+        "webhooks",
+        {200: Answer("The deliveries, oldest first", Items)},
+        {404: ("not-found",)},
+        params=(Param("job_id", "path", "a job's id"),),
+    )
+)
 async def list_job_webhooks(request: Request) -> Response:
     """404 for an unknown job or another tenant's, as for the job itself."""
     tenant = tenant_of(request)

@@ -19,6 +19,7 @@ from uvicorn import Config, Server
 
 from genwire import __version__
 from genwire.api.fastpath import listening_socket
+from genwire.apikeys import ApiKeys, KeysFileError
 from genwire.cli.main import main
 from genwire.cli.terminal import console
 from genwire.config import (
@@ -41,6 +42,8 @@ from genwire.locks import DataDirInUse, acquire_server_lock
 from genwire.pipelines.loading import PipelineLoadError
 from genwire.providers.settings import ProviderSettings
 from genwire.storage import StorageNotInstalled
+
+log = logging.getLogger("genwire.serve")
 
 
 def worker_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -161,6 +164,70 @@ def _worker_settings(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def limit_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The limits of `serve` (SPEC §3): past one, 429 with Retry-After; 0 is none."""
+    options = [
+        click.option(
+            "--max-streams-per-tenant",
+            envvar="GENWIRE_MAX_STREAMS_PER_TENANT",
+            type=click.IntRange(min=0),
+            default=Settings.max_streams_per_tenant,
+            show_default=True,
+            help="Open streams and long-polls of one API key, per API node "
+            "(env GENWIRE_MAX_STREAMS_PER_TENANT; 0: no limit).",
+        ),
+        click.option(
+            "--max-streams-per-address",
+            envvar="GENWIRE_MAX_STREAMS_PER_ADDRESS",
+            type=click.IntRange(min=0),
+            default=Settings.max_streams_per_address,
+            show_default=True,
+            help="Open streams and long-polls from one client address, per API node "
+            "(env GENWIRE_MAX_STREAMS_PER_ADDRESS; 0: no limit).",
+        ),
+        click.option(
+            "--create-rate",
+            envvar="GENWIRE_CREATE_RATE",
+            type=click.FloatRange(min=0),
+            default=Settings.create_rate_per_s,
+            show_default=True,
+            help="Jobs one API key may create per second, per API node "
+            "(env GENWIRE_CREATE_RATE; 0: no limit).",
+        ),
+        click.option(
+            "--create-burst",
+            envvar="GENWIRE_CREATE_BURST",
+            type=click.IntRange(min=1),
+            default=Settings.create_burst,
+            show_default=True,
+            help="Jobs one API key may create at once, before --create-rate holds it "
+            "back (env GENWIRE_CREATE_BURST).",
+        ),
+        click.option(
+            "--max-queued-per-tenant",
+            envvar="GENWIRE_MAX_QUEUED_PER_TENANT",
+            type=click.IntRange(min=0),
+            default=Settings.max_queued_per_tenant,
+            show_default=True,
+            help="Queued jobs of one API key, counted in the database "
+            "(env GENWIRE_MAX_QUEUED_PER_TENANT; 0: no limit).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _limit_settings(options: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "max_streams_per_tenant": options["max_streams_per_tenant"],
+        "max_streams_per_address": options["max_streams_per_address"],
+        "create_rate_per_s": options["create_rate"],
+        "create_burst": options["create_burst"],
+        "max_queued_per_tenant": options["max_queued_per_tenant"],
+    }
+
+
 def _checked(check: Callable[[str | None], str | None], raw: str | None, flag: str) -> str | None:
     try:
         return check(raw or None)
@@ -234,6 +301,14 @@ def _webhook_secret() -> str | None:
     show_default=True,
     help="Seconds a long-poll that waited gathers events after the first (0: none).",
 )
+@click.option(
+    "--keys-file",
+    envvar="GENWIRE_KEYS_FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="API keys as `sha256:<hex> TENANT` lines, read again when it changes "
+    "(env GENWIRE_KEYS_FILE; beside GENWIRE_API_KEYS). `genwire keys hash TENANT` makes a line.",
+)
 @click.option("--insecure", is_flag=True, help="Allow listening beyond loopback with no API key.")
 @click.option(
     "--cors-origin",
@@ -247,6 +322,7 @@ def _webhook_secret() -> str | None:
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
 )
+@limit_options
 @worker_options
 def serve(
     host: str,
@@ -255,6 +331,7 @@ def serve(
     workers: int,
     keepalive: float,
     poll_gather: float,
+    keys_file: Path | None,
     insecure: bool,
     cors_origins: tuple[str, ...],
     log_level: str,
@@ -271,15 +348,21 @@ def serve(
         keepalive_s=keepalive,
         poll_gather_s=poll_gather,
         api_keys=parse_api_keys(os.environ.get("GENWIRE_API_KEYS")),
+        keys_file=keys_file,
         insecure=insecure,
         cors_origins=parse_origins(
             ",".join(cors_origins) or os.environ.get("GENWIRE_CORS_ORIGINS")
         ),
         **_worker_settings(options),
+        **_limit_settings(options),
     )
     try:
         settings.check_exposure()
     except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    try:
+        api_keys = ApiKeys(settings.api_keys, settings.keys_file)
+    except KeysFileError as error:
         raise click.UsageError(str(error)) from None
     _check_shared_secret(settings)
     configure_logging(log_level)
@@ -295,8 +378,14 @@ def serve(
             raise click.ClickException(str(error)) from None
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{sock.getsockname()[1]}"
+    if settings.open_to_anyone:
+        log.warning(
+            "--insecure: serving %s with no API key: anyone who can reach it can read "
+            "and create every job",
+            url,
+        )
     try:
-        app = create_app(settings, server_lock=server_lock)
+        app = create_app(settings, server_lock=server_lock, api_keys=api_keys)
     except (PipelineLoadError, StorageNotInstalled) as error:
         raise click.ClickException(str(error)) from None
     server = _AnnouncingServer(

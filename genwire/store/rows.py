@@ -77,6 +77,13 @@ JOBS_AHEAD = (
     .select_from(jobs)
     .where(jobs.c.status == JobStatus.QUEUED.value, jobs.c.id < sa.bindparam("job_id"))
 )
+#: Queued jobs of a tenant, counted up to a bound (an index range: ix_jobs_status_tenant_id).
+QUEUED_OF_TENANT = sa.select(sa.func.count()).select_from(
+    sa.select(jobs.c.id)
+    .where(jobs.c.status == JobStatus.QUEUED.value, jobs.c.tenant == sa.bindparam("tenant"))
+    .limit(sa.bindparam("bound"))
+    .subquery()
+)
 ARTIFACTS_OF = (
     sa.select(artifacts)
     .where(

@@ -220,6 +220,11 @@ class WriteTx:
         """How many queued jobs will be claimed before this one."""
         return int(self._connection.execute(rows.JOBS_AHEAD, {"job_id": job.id}).scalar_one())
 
+    def queued_of_tenant(self, tenant: str, bound: int) -> int:
+        """How many jobs of `tenant` are queued, counting no further than `bound`."""
+        params = {"tenant": tenant, "bound": bound}
+        return int(self._connection.execute(rows.QUEUED_OF_TENANT, params).scalar_one())
+
     def insert_artifact(self, artifact: Artifact, job: Job) -> None:
         self._connection.execute(
             sa.insert(schema.artifacts).values(

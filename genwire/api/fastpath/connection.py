@@ -25,6 +25,8 @@ from starlette._utils import get_route_path
 from starlette.types import Scope, Send
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
+from genwire.api.security import NOSNIFF
+
 #: Set on each HTTP scope by `note_cycle`: uvicorn's request cycle, when it has one.
 CYCLE_KEY = "genwire.cycle"
 LAST_CHUNK = b"0\r\n\r\n"
@@ -156,8 +158,9 @@ _head_starts: dict[int, tuple[object, bytes]] = {}
 
 
 def _head_start(status: int, default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    """The status line and uvicorn's default headers (`server`, `date`), built once
-    per status for each list of them uvicorn makes (a new one every second)."""
+    """The status line, uvicorn's default headers (`server`, `date`) and the app's
+    own (`genwire.api.security`), built once per status for each list of uvicorn's
+    it makes (a new one every second)."""
     cached = _head_starts.get(status)
     if cached is not None and cached[0] is default_headers:
         return cached[1]
@@ -165,6 +168,7 @@ def _head_start(status: int, default_headers: list[tuple[bytes, bytes]]) -> byte
         (
             b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode()),
             *(b"%s: %s\r\n" % pair for pair in default_headers),
+            b"%s: %s\r\n" % NOSNIFF,
         )
     )
     _head_starts[status] = (default_headers, start)

@@ -49,9 +49,11 @@ def park_poll(
     gather_s: float,
     ends_with: Collection[EventType],
     body: AnswerBody,
+    on_end: Callable[[], None],
 ) -> bool:
     """Leave a poll that has caught up to its feed, which answers it: True when the
-    request's app may return `PARKED`; False where it cannot (not caught up as far as
+    request's app may return `PARKED` (the poll calls `on_end` once, when answered or
+    dropped); False where it cannot (not caught up as far as
     the feed knows, a request body still to come, or a server whose connection the
     poll cannot write to): the poll then waits in its request."""
     connection = unanswered_connection(scope)
@@ -65,6 +67,7 @@ def park_poll(
         wait_s=wait_s,
         gather_s=gather_s,
         ends_with=ends_with,
+        on_end=on_end,
     )
     if not hub.attach(follower, poll, cursor):
         return False
@@ -136,6 +139,7 @@ class ParkedPoll:
         "entries",
         "feed",
         "gather_s",
+        "on_end",
         "transport",
     )
 
@@ -149,6 +153,7 @@ class ParkedPoll:
         wait_s: float,
         gather_s: float,
         ends_with: Collection[EventType],
+        on_end: Callable[[], None],
     ) -> None:
         self.connection = connection
         self.transport = connection.transport
@@ -159,6 +164,7 @@ class ParkedPoll:
         self.ends_with = ends_with
         self.entries: list[LogEntry] = []
         self.done = False
+        self.on_end = on_end
         self.deadline = asyncio.get_running_loop().time() + wait_s
         self._timer: asyncio.TimerHandle | None = None
 
@@ -239,7 +245,9 @@ class ParkedPoll:
             self.transport.abort()
 
     def _stop(self) -> None:
+        """The one end point of every way a poll ends."""
         self.done = True
+        self.on_end()
         if self._timer is not None:
             self._timer.cancel()
         self.feed.detach(self)

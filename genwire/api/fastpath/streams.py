@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime
 
 from genwire.api.fastpath.connection import HeldConnection, chunk
@@ -49,11 +49,13 @@ def hand_off_stream(
     keepalive_s: float,
     send_timeout_s: float,
     closes_at: float,
+    on_end: Callable[[], None],
 ) -> bool:
     """Give a stream's connection to a `StreamSink` at `cursor`: True when the sink
-    now writes the rest of the response, False when the stream has not caught up
-    with the feed yet (it goes on through ASGI). Attaching and taking the connection
-    happen in one step of the loop: no event, disconnect or tick falls between."""
+    now writes the rest of the response, and calls `on_end` once when it ends; False
+    when the stream has not caught up with the feed yet (it goes on through ASGI).
+    Attaching and taking the connection happen in one step of the loop: no event,
+    disconnect or tick falls between."""
     sink = StreamSink(
         connection,
         follower.feed,
@@ -63,6 +65,7 @@ def hand_off_stream(
         send_timeout_s=send_timeout_s,
         closes_at=closes_at,
         now=asyncio.get_running_loop().time(),
+        on_end=on_end,
     )
     if not hub.attach(follower, sink, cursor):
         return False
@@ -83,7 +86,7 @@ def _keepalive_at(second: int) -> bytes:
 
 class StreamSink:
     """One caught-up stream, written to by its feed; it detaches itself when it ends
-    (`ended` says why)."""
+    (`ended` says why), and calls `on_end` then, once (the connection's count)."""
 
     __slots__ = (
         "closes_at",
@@ -94,6 +97,7 @@ class StreamSink:
         "feed",
         "keepalive_s",
         "last_write",
+        "on_end",
         "send_timeout_s",
         "stuck_since",
         "transport",
@@ -111,6 +115,7 @@ class StreamSink:
         send_timeout_s: float,
         closes_at: float,
         now: float,
+        on_end: Callable[[], None],
     ) -> None:
         self.connection = connection
         self.transport = connection.transport  #: at hand: the fan-out uses it per event
@@ -124,6 +129,7 @@ class StreamSink:
         self.wrote = False  #: since the last tick (cheaper than reading a clock per event)
         self.stuck_since: float | None = None
         self.ended: str | None = None
+        self.on_end = on_end
 
     def deliver(self, batch: LiveBatch) -> None:
         if self.ended is not None:
@@ -181,6 +187,7 @@ class StreamSink:
             self.drop()  # not reading: ending the body would wait on it forever
             return
         self.ended = reason
+        self.on_end()  # first: nothing after it may keep the connection counted
         self.feed.detach(self)
         if reason != DROPPED:
             self.connection.finish()

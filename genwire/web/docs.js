@@ -1,0 +1,155 @@
+// The API's page: renders /openapi.json as a list of operations, each with its
+// parameters, request body, answers and problem codes, then the schemas they name.
+
+const $ = (selector) => document.querySelector(selector);
+const SCHEMA_REF = "#/components/schemas/";
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value);
+  }
+  node.append(...children.filter((child) => child !== null && child !== undefined));
+  return node;
+}
+
+function anchor(method, path) {
+  return `op-${method}-${path.replace(/[^A-Za-z0-9]+/g, "-")}`;
+}
+
+// A schema in one line: a link for a $ref, else its type with its constraints.
+function typeOf(schema) {
+  if (!schema) return el("span", { class: "muted", text: "any" });
+  if (schema.$ref) {
+    const name = schema.$ref.slice(SCHEMA_REF.length);
+    return el("a", { href: `#schema-${name}`, text: name });
+  }
+  for (const key of ["anyOf", "oneOf", "allOf"]) {
+    if (schema[key]) {
+      const parts = el("span");
+      schema[key].forEach((part, index) => {
+        if (index) parts.append(key === "allOf" ? " & " : " | ");
+        parts.append(typeOf(part));
+      });
+      return parts;
+    }
+  }
+  if (schema.enum) return el("code", { text: schema.enum.map((v) => JSON.stringify(v)).join(" | ") });
+  if (schema.type === "array") return el("span", {}, "array of ", typeOf(schema.items));
+  const limits = ["minimum", "maximum", "minLength", "maxLength", "maxProperties", "pattern", "format"]
+    .filter((key) => schema[key] !== undefined)
+    .map((key) => `${key} ${schema[key]}`);
+  const text = (schema.type || "any") + (limits.length ? ` (${limits.join(", ")})` : "");
+  return el("span", { text });
+}
+
+// An object schema's properties as a list; anything else as its one-line type.
+function schemaView(schema) {
+  if (!schema || !schema.properties) return el("p", {}, typeOf(schema));
+  const required = new Set(schema.required || []);
+  const list = el("ul", { class: "fields" });
+  for (const [name, property] of Object.entries(schema.properties)) {
+    list.append(
+      el(
+        "li",
+        {},
+        el("code", { text: name }),
+        required.has(name) ? " (required) " : " ",
+        typeOf(property),
+        property.description ? el("span", { class: "muted", text: ` — ${property.description}` }) : null,
+      ),
+    );
+  }
+  return list;
+}
+
+function parametersView(parameters) {
+  if (!parameters.length) return null;
+  const rows = parameters.map((param) =>
+    el(
+      "tr",
+      {},
+      el("td", {}, el("code", { text: param.name })),
+      el("td", { text: param.in }),
+      el("td", {}, typeOf(param.schema)),
+      el("td", { text: param.description || "" }),
+    ),
+  );
+  return el(
+    "div",
+    {},
+    el("h3", { text: "Parameters" }),
+    el("table", {}, el("tbody", {}, ...rows)),
+  );
+}
+
+function responsesView(responses) {
+  const rows = Object.entries(responses).map(([status, response]) => {
+    const content = Object.entries(response.content || {});
+    const cell = el("td");
+    for (const [mediaType, { schema }] of content) {
+      const codes = schema?.allOf?.[1]?.properties?.code?.enum;
+      if (codes) {
+        cell.append(el("span", { class: "codes" }, ...codes.map((code) => el("code", { text: code }))));
+      } else {
+        cell.append(el("span", { class: "muted", text: `${mediaType}: ` }), typeOf(schema));
+      }
+    }
+    return el(
+      "tr",
+      {},
+      el("td", {}, el("strong", { text: status })),
+      el("td", { text: response.description }),
+      cell,
+    );
+  });
+  return el("div", {}, el("h3", { text: "Answers" }), el("table", {}, el("tbody", {}, ...rows)));
+}
+
+function operationView(path, method, operation) {
+  const body = operation.requestBody?.content?.["application/json"]?.schema;
+  return el(
+    "section",
+    { class: "operation", id: anchor(method, path) },
+    el("h2", {}, el("span", { class: "method", text: method }), el("code", { text: path })),
+    el("p", { class: "summary", text: operation.summary || "" }),
+    operation.description ? el("p", { text: operation.description }) : null,
+    parametersView(operation.parameters || []),
+    body ? el("div", {}, el("h3", { text: "Body (application/json)" }), el("p", {}, typeOf(body))) : null,
+    responsesView(operation.responses || {}),
+  );
+}
+
+function render(document) {
+  const toc = el("ul");
+  const operations = [];
+  for (const [path, item] of Object.entries(document.paths)) {
+    for (const [method, operation] of Object.entries(item)) {
+      toc.append(el("li", {}, el("a", { href: `#${anchor(method, path)}`, text: `${method.toUpperCase()} ${path}` })));
+      operations.push(operationView(path, method, operation));
+    }
+  }
+  $("#toc").replaceChildren(toc);
+  $("#operations").replaceChildren(...operations);
+  const schemas = Object.entries(document.components?.schemas || {}).map(([name, schema]) =>
+    el(
+      "section",
+      { class: "schema", id: `schema-${name}` },
+      el("h3", {}, el("code", { text: name })),
+      schema.description ? el("p", { class: "muted", text: schema.description }) : null,
+      schemaView(schema),
+    ),
+  );
+  $("#schema-list").replaceChildren(...schemas);
+  $("#schemas").hidden = false;
+  $("#status").textContent = `${document.info.title} ${document.info.version}: ${operations.length} operations`;
+}
+
+try {
+  const answer = await fetch("/openapi.json");
+  if (!answer.ok) throw new Error(`HTTP ${answer.status}`);
+  render(await answer.json());
+} catch (error) {
+  $("#status").textContent = `Cannot load /openapi.json (${error.message}).`;
+}
