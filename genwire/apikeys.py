@@ -54,6 +54,8 @@ def keys_file_line(key: str, tenant: str) -> str:
     """The keys file's line for `key` of `tenant`."""
     if not _is_tenant(tenant):
         raise ValueError(f"a tenant is 1–{MAX_TENANT_LENGTH} printable characters, no space or #")
+    if not key:
+        raise ValueError("an API key cannot be empty")
     return f"{DIGEST_PREFIX}{hashlib.sha256(key.encode()).hexdigest()}  {tenant}"
 
 
@@ -126,7 +128,10 @@ class ApiKeys:
             self._checked_at = clock()
 
     def tenant_of(self, key: str) -> str | None:
-        """The tenant of `key`; None for a key no source lists."""
+        """The tenant of `key`; None for a key no source lists, and for no key at all
+        (`Authorization: Bearer ` with nothing after it is not the empty key)."""
+        if not key:
+            return None
         if self._file is not None:
             now = self._clock()
             if now - self._checked_at >= self._recheck_s:

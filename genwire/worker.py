@@ -269,8 +269,9 @@ class WorkerPool:
                     interrupt = Interrupt.SHUTDOWN
                     break
                 if cancelled.done() and not cancelled.cancelled():
-                    interrupt = Interrupt.CANCEL
-                    break
+                    # A wake-up, not an order: whoever can publish on the bus could send
+                    # one. Renew now; the job's row says whether cancel was asked.
+                    next_renewal = loop.time()
         if interrupt is None:
             return None
         if interrupt is Interrupt.CANCEL or interrupt is Interrupt.TIMEOUT:

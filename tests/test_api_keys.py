@@ -3,6 +3,7 @@ key's tenant, the file read again when it changes, and its errors."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -215,3 +216,15 @@ def test_keys_hash_makes_the_line_of_a_key_read_on_stdin(tmp_path: Path) -> None
     refused = CliRunner().invoke(main, ["keys", "hash", "two words"], input=f"{ALICE_KEY}\n")
     assert refused.exit_code == 2
     assert CliRunner().invoke(main, ["keys", "hash", "alice"], input="").exit_code == 2
+
+
+def test_no_key_is_never_a_key(tmp_path: Path) -> None:
+    """Bug: `GENWIRE_API_KEYS=:alice`, or a keys-file line of the empty key's digest,
+    let `Authorization: Bearer` with nothing after it in as alice."""
+    listed = tmp_path / "keys"
+    listed.write_text(f"sha256:{hashlib.sha256(b'').hexdigest()}  alice\n")
+    keys = ApiKeys({"": "alice"}, listed)
+
+    assert keys.tenant_of("") is None
+    with pytest.raises(ValueError, match="empty"):
+        keys_file_line("", "alice")

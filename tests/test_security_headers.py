@@ -59,6 +59,10 @@ async def test_json_answers_problems_and_files_say_nosniff(
     ]  # fmt: skip
     for answer in answers.values():
         assert_nosniff(answer.headers)
+    for name in ("file", "file range"):
+        # Bug: a tenant's HTML or SVG artifact ran as genwire's origin, where the page
+        # keeps its API key; sandboxed, it runs as an origin of its own.
+        assert answers[name].headers["content-security-policy"] == "sandbox"
 
 
 @pytest.mark.parametrize("way", ["parked", "in-request"])

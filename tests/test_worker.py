@@ -14,6 +14,7 @@ from genwire.bus import topics
 from genwire.models import ErrorCode, Event, EventType, Job, JobStatus, StepState
 from genwire.service import CreateJob, JobService
 from genwire.worker import WorkerPool, WorkerSettings
+from tests.waiting import eventually
 
 TENANT = "tenant-a"
 #: Upper bound of every wait: far above what each behaviour needs, far below a hang.
@@ -257,6 +258,30 @@ async def test_cancelling_a_sleeping_job_ends_it_promptly_and_the_pool_goes_on(
     assert_ended_once_with(await service.store.events_after(job_id), EventType.JOB_CANCELLED)
     healthy = await ended(service, await submit(service, "demo.synthetic", steps=3, step_ms=1))
     assert healthy.status is JobStatus.SUCCEEDED
+
+
+async def test_a_cancel_wake_up_alone_does_not_cancel_a_running_job(
+    service: JobService, start_pool: StartPool
+) -> None:
+    """Bug: a `cancel:<id>` notice on the bus cancelled the job without asking the
+    database, so anyone who could publish on a shared Redis could stop any job."""
+    await start_pool(concurrency=1, lease_ttl_s=10 * WAIT_S)
+    job_id = await submit(service, "test.sleeps", seconds=10 * WAIT_S)
+    await pipeline_started(service, job_id)
+    renewed = (await service.get_job(job_id)).lease_expires_at
+
+    await service.bus.publish([topics.cancel(job_id)])
+    # The notice makes the worker renew at once (lease renewals are 10 * WAIT_S / 3
+    # apart otherwise): once it has, the row has answered the notice.
+    later = await eventually(
+        lambda: service.get_job(job_id),
+        "the renewal the notice asks for",
+        until=lambda job: job.lease_expires_at != renewed,
+    )
+    assert later.status is JobStatus.RUNNING
+
+    await service.request_cancel(job_id, TENANT)
+    assert (await ended(service, job_id)).status is JobStatus.CANCELLED
 
 
 async def test_cancelling_a_job_blocking_in_a_thread_ends_it_cancelled(

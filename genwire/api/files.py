@@ -82,6 +82,9 @@ async def get_file(request: Request) -> Response:
         "etag": etag,
         "cache-control": "private, max-age=31536000, immutable",
         "content-disposition": f"inline; filename*=UTF-8''{quote(artifact.name)}",
+        # An artifact is whatever a pipeline or a provider made, HTML or SVG included:
+        # opened here it must not run as this origin, where the page keeps its key.
+        "content-security-policy": "sandbox",
     }
     if _none_match(request, etag):
         return Response(status_code=304, headers=headers)
