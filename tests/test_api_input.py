@@ -223,6 +223,20 @@ def test_a_bad_webhook_is_a_422_problem_naming_the_failing_part(
     assert backend_http.get("/api/jobs").json()["items"] == []
 
 
+@pytest.mark.parametrize("url", ["https://[example.com/hook", "http://[::1/hook"])
+def test_a_webhook_url_with_an_unclosed_bracket_is_a_422(idle_http: httpx.Client, url: str) -> None:
+    """Bug: urlsplit raises on an unclosed IPv6 "[", the validator then read a name it
+    had not set, and the job or project create answered 500 (found by
+    tests/test_fuzz_openapi.py)."""
+    for path, body in [
+        ("/api/jobs", FAST_SYNTHETIC),
+        ("/api/projects", {"clips": [FAST_SYNTHETIC]}),
+    ]:
+        response = idle_http.post(path, json={**body, "webhook": {"url": url}})
+
+        assert failing_fields(assert_problem(response, 422, "validation-error")) == {"webhook.url"}
+
+
 def test_a_webhook_with_an_url_of_2048_chars_and_known_events_is_accepted(
     idle_http: httpx.Client,
 ) -> None:

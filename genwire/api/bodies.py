@@ -74,11 +74,13 @@ class WebhookBody(BaseModel):
     @classmethod
     def _absolute_url(cls, url: str) -> str:
         try:
+            # A ValueError for an unclosed "[" (IPv6 host), or a port that is not a
+            # number or out of range.
             parts = urlsplit(url)
-            port = parts.port  # a ValueError when not a number or out of range
+            port = parts.port
         except ValueError:
-            port = 0
-        if not parts.hostname or port == 0:
+            parts, port = None, 0
+        if parts is None or not parts.hostname or port == 0:
             raise PydanticCustomError("url", "must be an absolute http or https URL with a host")
         return url
 
