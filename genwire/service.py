@@ -167,7 +167,7 @@ class JobService:
         cap = self.max_queued_per_tenant
         if cap and tx.queued_of_tenant(tenant, cap) + count > cap:
             raise TooManyRequests(
-                f"this API key has {cap} jobs queued, the most it may; "
+                f"this tenant (API key) has {cap} jobs queued, the most it may; "
                 "try again once workers have taken some",
                 code="too-many-queued",
                 retry_after_s=QUEUED_RETRY_AFTER_S,

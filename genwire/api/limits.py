@@ -47,7 +47,9 @@ class OpenConnections:
         released; TooManyRequests (and nothing counted) past either limit."""
         of_tenant = self.by_tenant.get(tenant, 0)
         if self.per_tenant and of_tenant >= self.per_tenant:
-            raise _too_many_streams(f"this API key has {of_tenant} streams and long-polls open")
+            raise _too_many_streams(
+                f"this tenant (API key) has {of_tenant} streams and long-polls open"
+            )
         of_address = self.by_address.get(address, 0)
         if self.per_address and of_address >= self.per_address:
             raise _too_many_streams(f"this address has {of_address} streams and long-polls open")
@@ -120,8 +122,8 @@ class ConnectionSlot:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if not self.handed_off:
-            self.release()
+        # Async too, so that `async with slot, hub.follow(...)` holds both at once.
+        self.__exit__(kind, error, traceback)
 
 
 def client_address(scope: Scope) -> str:
@@ -158,7 +160,7 @@ class CreationBuckets:
             self._buckets[tenant] = (tokens, now)
             wait = math.ceil((needed - tokens) / self.rate_per_s)
             raise TooManyRequests(
-                f"this API key creates jobs faster than {self.rate_per_s:g} per second "
+                f"this tenant (API key) creates jobs faster than {self.rate_per_s:g} per second "
                 f"(bursts of {self.burst}); try again in {wait} s",
                 code="rate-limited",
                 retry_after_s=max(1, wait),
