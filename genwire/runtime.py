@@ -102,7 +102,8 @@ class Runtime:
         hub = FeedHub(
             store,
             service.bus,
-            others_writing=_others_writing(settings),
+            # A bus that reaches other processes has the backstop instead.
+            others_writing=None if bus.announced is not None else _others_writing(settings),
             backstop_s=settings.bus_backstop_s,
         )
         locks = [server_lock] if server_lock else []

@@ -42,13 +42,25 @@ MAX_POLL_WAIT_S = 60.0
 PROJECT_END = frozenset({EventType.PROJECT_COMPLETED})
 DEFAULT_POLL_WAIT_S = 30.0
 
+#: The documented answer of every stream route, and the parameters of every poll.
+SSE_STREAM = Answer("The stream", media_type="text/event-stream", schema=EVENT_STREAM)
+POLL_PARAMS = (
+    Param("after", "query", "the event id to answer after (the cursor of SPEC §4)"),
+    Param(
+        "wait",
+        "query",
+        f"seconds to wait for an event (0–{MAX_POLL_WAIT_S:g}, default {DEFAULT_POLL_WAIT_S:g})",
+        {"type": "number", "minimum": 0, "maximum": MAX_POLL_WAIT_S},
+    ),
+)
+
 
 @documented(
     Operation(
         "The job's events as Server-Sent Events; the stream ends after the terminal one",
         "streams",
         {
-            200: Answer("The stream", media_type="text/event-stream", schema=EVENT_STREAM),
+            200: SSE_STREAM,
             204: Answer("The job has ended and the cursor is past its last event"),
         },
         {400: ("bad-cursor",), 404: ("not-found",), 429: ("too-many-streams",)},
@@ -81,7 +93,7 @@ async def job_events(request: Request) -> Response:
         "Every clip's events and the project's own; it ends after project-completed",
         "streams",
         {
-            200: Answer("The stream", media_type="text/event-stream", schema=EVENT_STREAM),
+            200: SSE_STREAM,
             204: Answer("The project has ended and the cursor is past its last event"),
         },
         {400: ("bad-cursor",), 404: ("not-found",), 429: ("too-many-streams",)},
@@ -111,7 +123,7 @@ async def project_events(request: Request) -> Response:
     Operation(
         "One stream of every event of every job the caller can see",
         "streams",
-        {200: Answer("The stream", media_type="text/event-stream", schema=EVENT_STREAM)},
+        {200: SSE_STREAM},
         {400: ("bad-cursor",), 429: ("too-many-streams",)},
         params=(LAST_EVENT_ID, LAST_EVENT_ID_QUERY),
     )
@@ -130,13 +142,7 @@ async def tenant_events(request: Request) -> Response:
         {400: ("bad-cursor", "bad-query"), 404: ("not-found",), 429: ("too-many-streams",)},
         params=(
             Param("job_id", "path", "a job's id"),
-            Param("after", "query", "the event id to answer after (the cursor of SPEC §4)"),
-            Param(
-                "wait",
-                "query",
-                "seconds to wait for an event (0–60, default 30)",
-                {"type": "number", "minimum": 0, "maximum": 60},
-            ),
+            *POLL_PARAMS,
             STREAM_TOKEN,
         ),
     )
@@ -219,15 +225,7 @@ def _newest_status(
         "streams",
         {200: Answer("The events and the cursor they end at", PollAnswer)},
         {400: ("bad-cursor", "bad-query"), 429: ("too-many-streams",)},
-        params=(
-            Param("after", "query", "the event id to answer after (the cursor of SPEC §4)"),
-            Param(
-                "wait",
-                "query",
-                "seconds to wait for an event (0–60, default 30)",
-                {"type": "number", "minimum": 0, "maximum": 60},
-            ),
-        ),
+        params=(*POLL_PARAMS,),
     )
 )
 async def poll_tenant(request: Request) -> Response:

@@ -13,6 +13,8 @@ store nothing.
 
 from __future__ import annotations
 
+import asyncio
+
 from genwire.bus import AnnouncedEvents
 from genwire.store import Store
 
@@ -20,9 +22,13 @@ BACKSTOP_S = 5.0  #: how often, by default, the backstop looks
 
 
 class Backstop:
-    def __init__(self, store: Store, announced: AnnouncedEvents) -> None:
+    def __init__(
+        self, store: Store, announced: AnnouncedEvents, interval_s: float = BACKSTOP_S
+    ) -> None:
         self._store = store
         self._announced = announced
+        self._interval_s = interval_s
+        self._due_at = 0.0  #: the loop's time of the next look
         self._checked_through: int | None = None  #: every id up to here was checked
         self._next_through: int | None = None  #: the newest id at the last look
         #: events found committed but never announced, since the process started
@@ -43,9 +49,18 @@ class Backstop:
         feed, which reads at least that far: for when the backstop starts, and each
         second while the bus is down (nothing is heard then; the feeds look anyway)."""
         self._announced.tracking = True  # an id announced while this reads is kept
+        self._due_at = asyncio.get_running_loop().time() + self._interval_s
         newest = await self._store.last_seq()
         self._checked_through = self._next_through = newest
         self._announced.forget_through(newest)
+
+    async def look_if_due(self) -> bool:
+        """`look()` once its interval has passed since the last; else False."""
+        now = asyncio.get_running_loop().time()
+        if now < self._due_at:
+            return False
+        self._due_at = now + self._interval_s
+        return await self.look()
 
     async def look(self) -> bool:
         """Check the events committed before the previous look; True when some were

@@ -45,10 +45,11 @@ class FeedHub:
         self.bus = bus
         self._others_writing = others_writing
         announced = bus.announced
-        self.backstop = Backstop(store, announced) if announced is not None else None
-        self._backstop_s = BACKSTOP_S if backstop_s is None else backstop_s
-        self._next_backstop_look = 0.0
-        self._backstop_started = False  #: whether this run of `_recheck` caught up
+        self.backstop = (
+            Backstop(store, announced, BACKSTOP_S if backstop_s is None else backstop_s)
+            if announced is not None
+            else None
+        )
         self._outages_seen = announced.outages if announced is not None else 0
         self.fan_out_stats = FanOutStats()
         #: set when the server begins to shut down: streams end at once
@@ -144,7 +145,6 @@ class FeedHub:
         again (one indexed read per scope). One clock for all feeds, so that no feed
         arms a time-out per event."""
         failing = False
-        self._backstop_started = False
         try:
             while self._feeds:
                 await asyncio.sleep(RECHECK_S)
@@ -165,26 +165,20 @@ class FeedHub:
     async def _unheard_events(self) -> bool:
         """Whether events may have been appended that this process was not told of."""
         announced = self.bus.announced
-        if self.backstop is None or announced is None:
+        if self.backstop is None or announced is None:  # this process's own bus
             return self._others_writing is not None and await asyncio.to_thread(
                 self._others_writing
             )
         if not announced.connected:
             await self.backstop.catch_up()
             return True  # cut off from the bus: look every second, as without one
-        if announced.outages != self._outages_seen or not self._backstop_started:
+        if announced.outages != self._outages_seen or not self.backstop.watching:
             # Back on the bus (what was announced meanwhile went unheard), or
             # starting: every feed reads as far as the backstop takes as checked.
             self._outages_seen = announced.outages
-            self._backstop_started = True
             await self.backstop.catch_up()
-            self._next_backstop_look = asyncio.get_running_loop().time() + self._backstop_s
             return True
-        now = asyncio.get_running_loop().time()
-        if now < self._next_backstop_look:
-            return False
-        self._next_backstop_look = now + self._backstop_s
-        return await self.backstop.look()
+        return await self.backstop.look_if_due()
 
     async def _sweep(self) -> None:
         """Stop feeds nobody has read for a while."""
