@@ -77,6 +77,20 @@ class Settings:
     #: the kernel frees a connection whose peer acknowledged nothing for this long
     #: (a paused <video> stops reading too: this must outlast a pause, not a stream)
     peer_timeout_s: float = 120.0
+    # The connection guard (`genwire.api.guard`): what a client may hold before it
+    # has said what it wants. Past one, 408, 431 or 503 and the connection is closed.
+    #: a request's head must arrive whole this long after the connection, or after
+    #: its first bytes on a kept-alive one
+    head_timeout_s: float = 10.0
+    #: a request's body must arrive whole this long after its head
+    body_timeout_s: float = 30.0
+    #: a request's head (request line and headers) may be this long, in bytes
+    max_head_bytes: int = 64 * 1024
+    #: connections of this process; None: its descriptor limit less a reserve
+    max_connections: int | None = None
+    #: connections from one client address; None: three quarters of max_connections;
+    #: 0: no cap (behind a proxy, every connection comes from the proxy)
+    max_connections_per_address: int | None = None
     retry_ms: int = 2000  #: the `retry:` an EventSource waits before reconnecting
     #: a long-poll that waited for news answers this long after the first event, with
     #: what came meanwhile (the end of a job at once; docs/ARCHITECTURE.md)

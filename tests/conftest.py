@@ -23,7 +23,9 @@ import pytest
 import uvicorn
 
 from genwire.api import create_app
+from genwire.api.app import GenwireApp
 from genwire.api.fastpath import listening_socket
+from genwire.api.serving import server_config
 from genwire.bus import LocalBus
 from genwire.config import Settings
 from genwire.pipelines import PipelineRegistry
@@ -139,7 +141,12 @@ class ThreadedServer:
         self.sock = listening_socket("127.0.0.1", 0, peer_timeout_s)
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        # genwire's app is served as `genwire serve` serves it: through the guard.
+        if isinstance(app, GenwireApp):
+            config = server_config(app, log_level="warning")
+        else:
+            config = uvicorn.Config(app, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]})
 
     def __enter__(self) -> ThreadedServer:

@@ -30,6 +30,7 @@ from genwire.api import (
 )
 from genwire.api.access_log import redact_access_log
 from genwire.api.fastpath import HotPaths, note_cycle
+from genwire.api.guard import ConnectionCensus, connection_limits
 from genwire.api.limits import CreationBuckets, OpenConnections
 from genwire.api.problems import ProblemResponse, handle_genwire_error
 from genwire.api.security import with_answer_headers
@@ -178,4 +179,5 @@ def create_app(
         settings.max_streams_per_tenant, settings.max_streams_per_address
     )
     app.state.creations = CreationBuckets(settings.create_rate_per_s, settings.create_burst)
+    app.state.census = ConnectionCensus(connection_limits(settings))
     return app

@@ -11,6 +11,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from genwire.api.guard import ConnectionCensus
+from genwire.api.guard.census import (
+    ADDRESS,
+    BODY_TIMEOUT,
+    HEAD_TIMEOUT,
+    HEAD_TOO_LARGE,
+    PROCESS,
+)
 from genwire.api.requests import remote_of, service_of, tenant_of
 from genwire.api.sse import hub_of
 from genwire.delivery import FeedHub
@@ -93,9 +101,30 @@ async def metrics(request: Request) -> Response:
             histogram=fan_outs.seconds,
         ),
     ]
+    families += _guard_metrics(request.app.state.census)
     families += _bus_metrics(hub)
     families += _provider_metrics(remote_of(request))
     return Response(render(families), media_type=CONTENT_TYPE)
+
+
+def _guard_metrics(census: ConnectionCensus) -> list[Metric]:
+    kinds = (PROCESS, ADDRESS, HEAD_TIMEOUT, BODY_TIMEOUT, HEAD_TOO_LARGE)
+    return [
+        Metric(
+            "genwire_open_connections",
+            "gauge",
+            "Connections this process holds (the connection guard's count), of "
+            f"{census.limits.max_connections} it may.",
+            [({}, census.total)],
+        ),
+        Metric(
+            "genwire_connections_cut_total",
+            "counter",
+            "Connections the guard refused (reason process or address: 503) or cut "
+            "(head-timeout, body-timeout: 408; head-too-large: 431).",
+            [({"reason": kind}, census.counts[kind]) for kind in kinds],
+        ),
+    ]
 
 
 def _bus_metrics(hub: FeedHub) -> list[Metric]:

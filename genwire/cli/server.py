@@ -19,6 +19,8 @@ from uvicorn import Config, Server
 
 from genwire import __version__
 from genwire.api.fastpath import listening_socket
+from genwire.api.guard import raise_open_files_limit
+from genwire.api.serving import server_config
 from genwire.apikeys import ApiKeys, KeysFileError
 from genwire.cli.main import main
 from genwire.cli.terminal import console
@@ -165,7 +167,8 @@ def _worker_settings(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def limit_options(command: Callable[..., None]) -> Callable[..., None]:
-    """The limits of `serve` (SPEC §3): past one, 429 with Retry-After; 0 is none."""
+    """The limits of `serve`: SPEC §3's, past which 429 with Retry-After (0 is none),
+    and the connection guard's (`genwire.api.guard`), past which 408, 431 or 503."""
     options = [
         click.option(
             "--max-streams-per-tenant",
@@ -212,6 +215,50 @@ def limit_options(command: Callable[..., None]) -> Callable[..., None]:
             help="Queued jobs of one API key, counted in the database "
             "(env GENWIRE_MAX_QUEUED_PER_TENANT; 0: no limit).",
         ),
+        click.option(
+            "--max-connections",
+            envvar="GENWIRE_MAX_CONNECTIONS",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Connections this process holds; past it a new one is answered 503 "
+            "(env GENWIRE_MAX_CONNECTIONS). Default: the open-files limit, raised to "
+            "its hard limit, less a twentieth kept for the database and files.",
+        ),
+        click.option(
+            "--max-connections-per-address",
+            envvar="GENWIRE_MAX_CONNECTIONS_PER_ADDRESS",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Connections from one client address; past it 503 (env "
+            "GENWIRE_MAX_CONNECTIONS_PER_ADDRESS). Default: three quarters of "
+            "--max-connections; 0: no cap, for use behind a proxy.",
+        ),
+        click.option(
+            "--head-timeout",
+            envvar="GENWIRE_HEAD_TIMEOUT",
+            type=click.FloatRange(min=0.1),
+            default=Settings.head_timeout_s,
+            show_default=True,
+            help="Seconds a request's head may take to arrive whole; then 408 and the "
+            "connection is closed (env GENWIRE_HEAD_TIMEOUT).",
+        ),
+        click.option(
+            "--body-timeout",
+            envvar="GENWIRE_BODY_TIMEOUT",
+            type=click.FloatRange(min=0.1),
+            default=Settings.body_timeout_s,
+            show_default=True,
+            help="Seconds a request's body may take to arrive whole after its head; "
+            "then 408 (env GENWIRE_BODY_TIMEOUT).",
+        ),
+        click.option(
+            "--max-head-size",
+            envvar="GENWIRE_MAX_HEAD_SIZE",
+            type=click.IntRange(min=1024),
+            default=Settings.max_head_bytes,
+            show_default=True,
+            help="Bytes of a request's line and headers; past it 431 (env GENWIRE_MAX_HEAD_SIZE).",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -220,6 +267,11 @@ def limit_options(command: Callable[..., None]) -> Callable[..., None]:
 
 def _limit_settings(options: dict[str, Any]) -> dict[str, Any]:
     return {
+        "max_connections": options["max_connections"],
+        "max_connections_per_address": options["max_connections_per_address"],
+        "head_timeout_s": options["head_timeout"],
+        "body_timeout_s": options["body_timeout"],
+        "max_head_bytes": options["max_head_size"],
         "max_streams_per_tenant": options["max_streams_per_tenant"],
         "max_streams_per_address": options["max_streams_per_address"],
         "create_rate_per_s": options["create_rate"],
@@ -384,17 +436,17 @@ def serve(
             "and create every job",
             url,
         )
+    raise_open_files_limit()  # before the app derives its connection cap from it
     try:
         app = create_app(settings, server_lock=server_lock, api_keys=api_keys)
     except (PipelineLoadError, StorageNotInstalled) as error:
         raise click.ClickException(str(error)) from None
     server = _AnnouncingServer(
-        Config(
+        server_config(
             app,
             log_level=log_level,
             # Off unless shown: uvicorn formats each line's fields before the level check.
             access_log=log_level in ("debug", "info"),
-            lifespan="on",
             timeout_graceful_shutdown=5,
         ),
         f"genwire {__version__} serving on [bold]{url}[/] "
