@@ -201,6 +201,16 @@ def test_a_head_under_the_cap_is_served(live_server: LiveServer) -> None:
         assert status_of(read_to_end(sock)) == 200
 
 
+def test_bytes_that_are_not_http_are_answered_400_as_a_problem(live_server: LiveServer) -> None:
+    server = live_server()
+    with connect(server) as sock:
+        sock.sendall(b"NOT HTTP AT ALL\x00\r\n\r\n")
+        answer = read_to_end(sock)
+    assert status_of(answer) == 400
+    assert problem_of(answer)["code"] == "malformed-request"
+    assert healthy(server)
+
+
 def test_past_the_address_cap_a_connection_is_answered_503_and_others_are_served(
     live_server: LiveServer,
 ) -> None:

@@ -90,11 +90,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             if len(data) > room:
                 heads = self._heads
                 super().data_received(data[:room])
+                if self.transport.is_closing():  # a bad request, or a held stream cut
+                    return
                 if self._heads == heads:  # the head goes on past the cap
                     self._cut(HEAD_TOO_LARGE, 431, answer=not self._answering())
                     return
                 data = data[room:]
-                if not data or self.transport.is_closing():
+                if not data:
                     return
             else:
                 self._head_bytes += len(data)
@@ -151,17 +153,23 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.census.note(HEAD_TIMEOUT)
             self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are not HTTP, as genwire answers: a problem,
+        with the headers every answer carries."""
+        self.transport.write(self._answer(400, "malformed-request", msg))
+        self.transport.close()
+
     def _cut(self, kind: str, status: int, *, answer: bool = True) -> None:
         """Answer `status` and close the connection; the app, if one is reading the
         body, hears that the client is gone."""
         self.census.note(kind)
         self._disarm()
         if answer:
-            self.transport.write(self._answer(status, kind))
+            self.transport.write(self._answer(status, kind, _DETAILS[kind] % self._limit(kind)))
         self.transport.close()
 
-    def _answer(self, status: int, code: str) -> bytes:
-        body = _problem(status, code, _DETAILS[code] % self._limit(code))
+    def _answer(self, status: int, code: str, detail: str) -> bytes:
+        body = _problem(status, code, detail)
         head = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES[status])]
         head += [b"%s: %s\r\n" % pair for pair in self.server_state.default_headers]
         head += [
@@ -181,7 +189,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         }[code]
 
 
-_PHRASES = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_PHRASES = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 _DETAILS = {
     HEAD_TIMEOUT: "the request head did not arrive whole within %g s",
     BODY_TIMEOUT: "the request body did not arrive whole within %g s",
