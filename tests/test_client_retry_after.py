@@ -9,11 +9,13 @@ times the proxy saw the requests: a lower bound, which no slow machine can break
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -166,3 +168,20 @@ def test_a_get_refused_without_a_retry_after_is_not_sent_again(
 
     assert got.value.retry_after is None
     assert len(proxy.seen) == 1
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_download_refused_is_tried_again_after_its_retry_after(
+    server: ThreadedServer, proxy: FaultProxy, kind: str, status: int, tmp_path: Path
+) -> None:
+    with Client(server.url, api_key="") as direct:
+        job = direct.wait(started_job(server, output_bytes=50_000), timeout=WAIT_S)
+    artifact = job.artifacts[0]
+    proxy.set(Fault("refuse", r"^/api/files/", status=status, retry_after="1", times=1))
+
+    path = with_client(kind, proxy.url, "download", artifact, tmp_path)
+
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == artifact.sha256
+    refused, answered = proxy.seen
+    assert (refused.mode, answered.mode) == ("refuse", "pass")
+    assert answered.at - refused.at >= 1.0

@@ -189,19 +189,34 @@ class AsyncClient(ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
         """Save an artifact's bytes to `dest`, resuming a partial download; see
         `Client.download`."""
         plan = protocol.DownloadPlan(artifact, dest)
+        resends = self._resends(Call("GET", artifact.url))
+        while True:
+            pause = await self._download_once(plan, resends)
+            if pause is None:
+                return await asyncio.to_thread(plan.finish)
+            await asyncio.sleep(pause)  # a 429 or 503's Retry-After, as any GET
+
+    async def _download_once(
+        self, plan: protocol.DownloadPlan, resends: protocol.Resends
+    ) -> float | None:
+        """One try at the bytes; see `Client._download_once`."""
+        url = plan.artifact.url
         try:
             async with self._http.stream(
-                "GET", artifact.url, headers=plan.headers(), timeout=httpx.Timeout(30.0)
+                "GET", url, headers=plan.headers(), timeout=httpx.Timeout(30.0)
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()
+                    pause = resends.after_answer(response)
+                    if pause is not None:
+                        return pause
                 # Local writes of 64 KiB chunks are brief; the hash below is not.
                 with plan.partial.open(plan.open_mode(response)) as handle:
                     async for chunk in response.aiter_bytes(protocol.DOWNLOAD_CHUNK_BYTES):
                         handle.write(chunk)
         except httpx.TransportError as error:
-            raise TransportFailed(f"GET {artifact.url}: {error}") from error
-        return await asyncio.to_thread(plan.finish)
+            raise TransportFailed(f"GET {url}: {error}") from error
+        return None
 
     async def create_project(
         self,

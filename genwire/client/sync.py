@@ -194,18 +194,32 @@ class Client(ClientBase[httpx.BaseTransport, httpx.Client]):
         resuming a partial download; raises `DownloadFailed` when the bytes do not
         match the artifact's size and sha256. Returns the file's path."""
         plan = protocol.DownloadPlan(artifact, dest)
+        resends = self._resends(Call("GET", artifact.url))
+        while (pause := self._download_once(plan, resends)) is not None:
+            time.sleep(pause)  # a 429 or 503's Retry-After, as any GET
+        return plan.finish()
+
+    def _download_once(
+        self, plan: protocol.DownloadPlan, resends: protocol.Resends
+    ) -> float | None:
+        """One try at the bytes: None once they are in `plan.partial`, else the pause
+        before the next try."""
+        url = plan.artifact.url
         try:
             with self._http.stream(
-                "GET", artifact.url, headers=plan.headers(), timeout=httpx.Timeout(30.0)
+                "GET", url, headers=plan.headers(), timeout=httpx.Timeout(30.0)
             ) as response:
                 if response.status_code >= 400:
                     response.read()
+                    pause = resends.after_answer(response)
+                    if pause is not None:
+                        return pause
                 with plan.partial.open(plan.open_mode(response)) as handle:
                     for chunk in response.iter_bytes(protocol.DOWNLOAD_CHUNK_BYTES):
                         handle.write(chunk)
         except httpx.TransportError as error:
-            raise TransportFailed(f"GET {artifact.url}: {error}") from error
-        return plan.finish()
+            raise TransportFailed(f"GET {url}: {error}") from error
+        return None
 
     def create_project(
         self,
