@@ -157,6 +157,19 @@ def test_an_integer_where_the_input_asks_a_float_is_accepted(idle_http: httpx.Cl
     assert job["input"]["steps"] == 2
 
 
+def test_a_float_with_no_fraction_where_the_input_asks_an_integer_is_that_integer(
+    idle_http: httpx.Client,
+) -> None:
+    """JSON Schema counts 2.0 as an integer; strict reading refused it."""
+    job = create(idle_http, {"pipeline": "demo.synthetic", "input": {"steps": 2.0}})
+
+    assert job["input"]["steps"] == 2
+    response = idle_http.post(
+        "/api/jobs", json={"pipeline": "demo.synthetic", "input": {"steps": 2.5}}
+    )
+    assert failing_fields(assert_problem(response, 422, "validation-error")) == {"input.steps"}
+
+
 def test_a_job_joins_a_project_of_its_tenant_by_id(backend_http: httpx.Client) -> None:
     project = backend_http.post(
         "/api/projects", json={"clips": [{"pipeline": "demo.synthetic", "input": {}}]}

@@ -257,8 +257,11 @@ class Pipeline:
         """`raw`, a job's input as JSON, read into the input model; pydantic's
         `ValidationError` if it does not match. Read strictly, as JSON: a number only
         from a JSON number (not `true`, not `"5"`), as the JSON Schema of `describe`
-        says; an integer is still a number where a float is asked for."""
-        return self.input_model.model_validate_json(orjson.dumps(raw), strict=True)
+        says; an integer is still a number where a float is asked for, and a float
+        with no fraction (`2.0`) an integer, as JSON Schema counts it."""
+        return self.input_model.model_validate_json(
+            orjson.dumps(_whole_floats_as_ints(raw)), strict=True
+        )
 
     def describe(self) -> JsonObject:
         return {
@@ -272,6 +275,18 @@ class Pipeline:
             "input_schema": self.input_model.model_json_schema(),
             "time_limit_s": self.time_limit_s,
         }
+
+
+def _whole_floats_as_ints(value: Any) -> Any:
+    """`value` with every float that has no fraction written as an int: JSON does not
+    tell `2.0` from `2`, and strict pydantic would refuse the former for an int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats_as_ints(item) for item in value]
+    return value
 
 
 def _phases_from(spec: Mapping[str, tuple[float, float]]) -> tuple[Phase, ...]:
