@@ -96,6 +96,25 @@ async def test_tenants_take_turns_and_each_tenants_jobs_go_oldest_first(
     assert await claim(service) is None
 
 
+async def test_a_queued_job_s_position_counts_the_jobs_fair_claiming_takes_first(
+    service: JobService,
+) -> None:
+    """Regression: the position counted every older queued job of every tenant, so a
+    job behind another tenant's 100 said 100 ahead and was taken second."""
+    flood = [await create(service, "tenant-a") for _ in range(100)]
+    lone = await create(service, "tenant-b")
+    a1, a2, a3 = flood[:3]
+    b2 = await create(service, "tenant-b")
+
+    async def ahead(job_id: str) -> int | None:
+        return (await service.get_job(job_id)).queue_position
+
+    # Rounds: a1 lone | a2 b2 | a3 … each a job of each tenant, oldest first.
+    assert [await ahead(job) for job in (a1, lone, a2, b2, a3)] == [0, 1, 2, 3, 4]
+    assert await ahead(flood[-1]) == 101
+    assert await claimed_ids(service, 4) == [a1, lone, a2, b2]
+
+
 # -- the per-tenant cap ---------------------------------------------------------------
 
 

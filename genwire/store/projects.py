@@ -124,7 +124,9 @@ def clips_of(connection: Connection, project: Project) -> list[Job]:
         clip.artifacts = by_job.get(clip.id, [])
         if clip.status is JobStatus.QUEUED:
             clip.queue_position = int(
-                connection.execute(rows.JOBS_AHEAD, {"job_id": clip.id}).scalar_one()
+                connection.execute(
+                    rows.JOBS_AHEAD, {"job_id": clip.id, "tenant": clip.tenant}
+                ).scalar_one()
             )
     return clips
 

@@ -72,10 +72,39 @@ SAVE_PROGRESS = (
         }
     )
 )
+_QUEUED = jobs.c.status == JobStatus.QUEUED.value
+#: Every queued job with its place in its tenant's queue (1: the oldest): the round
+#: of fair claiming it is taken in (an index scan of ix_jobs_status_tenant_id).
+_QUEUED_ROUNDS = (
+    sa.select(
+        jobs.c.id,
+        sa.func.row_number().over(partition_by=jobs.c.tenant, order_by=jobs.c.id).label("round"),
+    )
+    .where(_QUEUED)
+    .subquery()
+)
+#: The round a queued job of `tenant` is taken in.
+_ROUND_OF_JOB = (
+    sa.select(sa.func.count() + 1)
+    .where(_QUEUED, jobs.c.tenant == sa.bindparam("tenant"), jobs.c.id < sa.bindparam("job_id"))
+    .scalar_subquery()
+)
+#: Queued jobs claimed before a queued job, as fair claiming takes them with no job
+#: running: every job of an earlier round, and of its own round the older ones (the
+#: tenant whose oldest queued job is oldest goes first). Running jobs and per-tenant
+#: caps can change the order; this is the estimate shown as `queue_position`.
 JOBS_AHEAD = (
     sa.select(sa.func.count())
-    .select_from(jobs)
-    .where(jobs.c.status == JobStatus.QUEUED.value, jobs.c.id < sa.bindparam("job_id"))
+    .select_from(_QUEUED_ROUNDS)
+    .where(
+        sa.or_(
+            _QUEUED_ROUNDS.c.round < _ROUND_OF_JOB,
+            sa.and_(
+                _QUEUED_ROUNDS.c.round == _ROUND_OF_JOB,
+                _QUEUED_ROUNDS.c.id < sa.bindparam("job_id"),
+            ),
+        )
+    )
 )
 #: Queued jobs of a tenant, counted up to a bound (an index range: ix_jobs_status_tenant_id).
 QUEUED_OF_TENANT = sa.select(sa.func.count()).select_from(

@@ -275,5 +275,7 @@ def _attach_details(connection: Connection, jobs: list[Job]) -> None:
         job.artifacts = by_job.get(job.id, [])
         if job.status is JobStatus.QUEUED:
             job.queue_position = int(
-                connection.execute(rows.JOBS_AHEAD, {"job_id": job.id}).scalar_one()
+                connection.execute(
+                    rows.JOBS_AHEAD, {"job_id": job.id, "tenant": job.tenant}
+                ).scalar_one()
             )

@@ -218,7 +218,11 @@ class WriteTx:
 
     def queue_position(self, job: Job) -> int:
         """How many queued jobs will be claimed before this one."""
-        return int(self._connection.execute(rows.JOBS_AHEAD, {"job_id": job.id}).scalar_one())
+        return int(
+            self._connection.execute(
+                rows.JOBS_AHEAD, {"job_id": job.id, "tenant": job.tenant}
+            ).scalar_one()
+        )
 
     def queued_of_tenant(self, tenant: str, bound: int) -> int:
         """How many jobs of `tenant` are queued, counting no further than `bound`."""
