@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from genwire.api.access_log import RedactSecrets
+from genwire.api.log_redaction import RedactSecrets
 from genwire.errors import NotAuthenticated
 from genwire.ids import new_id
 from genwire.tokens import StreamTokens

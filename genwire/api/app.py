@@ -28,10 +28,10 @@ from genwire.api import (
     web,
     webhooks,
 )
-from genwire.api.access_log import redact_access_log
 from genwire.api.fastpath import HotPaths, note_cycle
 from genwire.api.guard import ConnectionCensus, connection_limits
 from genwire.api.limits import CreationBuckets, OpenConnections
+from genwire.api.log_redaction import redact_logs
 from genwire.api.problems import ProblemResponse, handle_genwire_error
 from genwire.api.security import with_answer_headers
 from genwire.apikeys import ApiKeys
@@ -124,7 +124,7 @@ def create_app(
     `api_keys`: the settings' keys, when the caller read them already (likewise)."""
     keys = api_keys if api_keys is not None else ApiKeys(settings.api_keys, settings.keys_file)
     runtime = Runtime.build(settings, registry, server_lock=server_lock)
-    redact_access_log()
+    redact_logs()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

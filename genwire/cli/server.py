@@ -20,6 +20,7 @@ from uvicorn import Config, Server
 from genwire import __version__
 from genwire.api.fastpath import listening_socket
 from genwire.api.guard import raise_open_files_limit
+from genwire.api.log_redaction import redact_logs, secrets_from_env
 from genwire.api.serving import server_config
 from genwire.apikeys import ApiKeys, KeysFileError
 from genwire.cli.main import main
@@ -539,3 +540,6 @@ def configure_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     # One line per webhook sent would drown the log; failures are logged by genwire.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Every line, uvicorn's too (its Config() keeps loggers' filters), with the keys
+    # this process was given masked by value, and tokens and credentials by shape.
+    redact_logs(secrets_from_env(os.environ))
