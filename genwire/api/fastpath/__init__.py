@@ -17,8 +17,9 @@ Each entry point says whether it took the request; where it did not (another
 server than uvicorn's httptools protocol, a request body still to come, a reader
 not caught up), the request goes on through plain ASGI, with the same guarantees.
 The app does not park polls or use `HotPaths` when CORS origins are set: those
-answers need the middleware's headers. Only
-`fastpath.connection` reaches into uvicorn's and Starlette's private parts.
+answers need the middleware's headers. Only `fastpath.connection` reaches into
+uvicorn's and Starlette's private parts (`genwire.api.guard` subclasses uvicorn's
+protocol through its public hooks).
 """
 
 from genwire.api.fastpath.connection import HeldConnection, held_connection, note_cycle
