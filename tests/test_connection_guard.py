@@ -181,6 +181,19 @@ def test_a_head_over_the_cap_is_answered_431(live_server: LiveServer) -> None:
     assert problem_of(answer)["code"] == "head-too-large"
 
 
+@pytest.mark.parametrize("attempt", range(3))
+def test_a_client_still_sending_its_huge_head_reads_the_431_not_a_reset(
+    live_server: LiveServer, attempt: int
+) -> None:
+    """Regression: the guard closed at once while the client was still sending, and
+    the kernel's reset made the client drop the 431 unread (4 tries in 5)."""
+    server = live_server(max_head_bytes=8192)
+    with connect(server) as sock:
+        sock.sendall(head("/healthz", "X-Big: " + "a" * 4_000_000))
+        answer = read_to_end(sock)
+    assert status_of(answer) == 431
+
+
 def test_a_head_over_the_cap_sent_in_parts_is_answered_431(live_server: LiveServer) -> None:
     server = live_server(max_head_bytes=8192)
     with connect(server) as sock:

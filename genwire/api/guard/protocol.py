@@ -34,8 +34,14 @@ REFUSED_HEAD_WAIT_S = 2.0
 #: A refused client may try again after this long.
 REFUSED_RETRY_AFTER_S = 5
 
+#: How long a cut connection goes on being read (and what it sends thrown away)
+#: after its answer, before it is closed: closing on bytes still arriving sends a
+#: reset, which makes the client drop the answer unread.
+LINGER_S = 2.0
+
 _HEAD = "head"
 _BODY = "body"
+_LINGER = "linger"
 
 
 def guarded_http(census: ConnectionCensus) -> type[asyncio.Protocol]:
@@ -53,6 +59,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0  #: of the head being read
         self._heads = 0  #: heads read whole on this connection
         self._in_body = False
+        self._draining = False  #: answered and cut: what comes is thrown away
         self._timer: asyncio.TimerHandle | None = None
         self._timer_for = _HEAD
 
@@ -85,6 +92,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._draining:
+            return
         if not self._in_body:
             room = self.census.limits.max_head_bytes - self._head_bytes
             if len(data) > room:
@@ -136,6 +145,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _expired(self) -> None:
         self._timer = None
+        if self._timer_for == _LINGER:
+            self.transport.abort()  # the client neither closed nor read its answer
+            return
         if self.transport.is_closing():
             return
         if self._timer_for == _BODY:
@@ -156,8 +168,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes that are not HTTP, as genwire answers: a problem,
         with the headers every answer carries."""
-        self.transport.write(self._answer(400, "malformed-request", msg))
-        self.transport.close()
+        self._answer_and_linger(self._answer(400, "malformed-request", msg))
 
     def _cut(self, kind: str, status: int, *, answer: bool = True) -> None:
         """Answer `status` and close the connection; the app, if one is reading the
@@ -165,8 +176,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.census.note(kind)
         self._disarm()
         if answer:
-            self.transport.write(self._answer(status, kind, _DETAILS[kind] % self._limit(kind)))
-        self.transport.close()
+            self._answer_and_linger(self._answer(status, kind, _DETAILS[kind] % self._limit(kind)))
+        else:
+            self.transport.close()
+
+    def _answer_and_linger(self, answer: bytes) -> None:
+        """Write `answer`, end the sending side, and read on for `LINGER_S`: a client
+        still sending (a head over the cap) then reads the answer, not a reset."""
+        self.transport.write(answer)
+        self._draining = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._arm(_LINGER, LINGER_S)
 
     def _answer(self, status: int, code: str, detail: str) -> bytes:
         body = _problem(status, code, detail)
