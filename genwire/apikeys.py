@@ -127,6 +127,11 @@ class ApiKeys:
             self._tenants = self._read(keys_file)
             self._checked_at = clock()
 
+    @property
+    def tenant_count(self) -> int:
+        """How many tenants the keys read so far name."""
+        return len(set(self._tenants.values()))
+
     def tenant_of(self, key: str) -> str | None:
         """The tenant of `key`; None for a key no source lists, and for no key at all
         (`Authorization: Bearer ` with nothing after it is not the empty key)."""

@@ -7,15 +7,19 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from genwire.apikeys import keys_file_line
 from genwire.bus import LocalBus
 from genwire.models import Job, JobStatus
 from genwire.service import CreateJob, JobService
 from genwire.store import SqlStore
 from genwire.worker import WorkerPool, WorkerSettings
+from tests.conftest import ServerProcess
+from tests.waiting import wait_until
 
 LEASE_TTL_S = 60.0
 #: Upper bound of every wait: far above what each behaviour needs, far below a hang.
@@ -248,3 +252,49 @@ async def test_a_capped_tenants_next_job_starts_when_its_running_one_ends(
     for job_id in job_ids:
         job = await service.wait_until_ended(job_id, WAIT_S)
         assert job.status is JobStatus.SUCCEEDED
+
+
+# -- the default cap of `genwire serve` ------------------------------------------------
+
+
+@pytest.mark.parametrize("cap", [None, "2"])
+def test_serve_with_several_tenants_leaves_a_slot_for_another_tenants_job(
+    serve_process: Callable[..., ServerProcess], tmp_path: Path, cap: str | None
+) -> None:
+    """Regression: with the defaults, two endless jobs of one tenant held both slots
+    and another tenant's job never started. A cap set by hand still holds."""
+    keys = tmp_path / "keys"
+    keys.write_text(
+        keys_file_line("key-of-alice-0001", "alice")
+        + "\n"
+        + keys_file_line("key-of-bob-000001", "bob")
+        + "\n"
+    )
+    args = ["--keys-file", str(keys), "--workers", "2"]
+    server = serve_process(*args, *(["--max-running-per-tenant", cap] if cap else []))
+    endless = {"pipeline": "demo.synthetic", "input": {"steps": 1000, "step_ms": 1000}}
+    with server.client() as client:
+        alice = {"Authorization": "Bearer key-of-alice-0001"}
+        bob = {"Authorization": "Bearer key-of-bob-000001"}
+        first, second = (client.post("/api/jobs", json=endless, headers=alice).json() for _ in "ab")
+        wait_until(
+            lambda: (
+                client.get(f"/api/jobs/{first['id']}", headers=alice).json()["status"] == "running"
+            ),
+            "alice's first job to run",
+        )
+        lone = client.post("/api/jobs", json=endless, headers=bob).json()
+
+        def status(job: dict[str, Any], key: dict[str, str]) -> str:
+            answer: str = client.get(f"/api/jobs/{job['id']}", headers=key).json()["status"]
+            return answer
+
+        if cap is None:
+            wait_until(lambda: status(lone, bob) == "running", "bob's job to run")
+            assert status(second, alice) == "queued"
+            assert "--max-running-per-tenant 1: with 2 tenants" in server.log()
+        else:
+            wait_until(lambda: status(second, alice) == "running", "alice's second job to run")
+            assert status(lone, bob) == "queued"
+        for job, key in ((first, alice), (second, alice), (lone, bob)):
+            client.post(f"/api/jobs/{job['id']}/cancel", headers=key)

@@ -78,7 +78,8 @@ def worker_options(command: Callable[..., None]) -> Callable[..., None]:
             default=None,
             help="Jobs of one tenant that may run at once across every worker "
             "(env GENWIRE_MAX_RUNNING_PER_TENANT); its other jobs wait even while slots "
-            "are free, so a tenant's endless jobs cannot take them all. Default: no cap.",
+            "are free, so a tenant's endless jobs cannot take them all. Default: no cap; "
+            "`serve` with keys of two or more tenants and 2+ --workers: --workers minus 1.",
         ),
         click.option(
             "--shutdown-grace",

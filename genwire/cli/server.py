@@ -4,6 +4,7 @@ the listening socket, uvicorn, and the worker process's own loop."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -141,6 +142,7 @@ def serve(
         raise click.UsageError(str(error)) from None
     check_shared_secret(settings)
     configure_logging(log_level)
+    settings = _fair_default(settings, api_keys)
     try:
         sock = listening_socket(host, port, settings.peer_timeout_s)
     except OSError as error:
@@ -179,6 +181,25 @@ def serve(
     server.run(sockets=[sock])
     if not server.started and not server.should_exit:
         sys.exit(1)
+
+
+def _fair_default(settings: Settings, api_keys: ApiKeys) -> Settings:
+    """With keys of several tenants and in-process slots, a tenant's jobs leave one
+    slot for the others' unless told otherwise: else one tenant's endless jobs hold
+    every slot and another's never starts (a worker process has no keys: there the
+    cap is the operator's to set)."""
+    if settings.max_running_per_tenant is not None or settings.workers < 2:
+        return settings
+    if api_keys.tenant_count < 2:
+        return settings
+    log.info(
+        "--max-running-per-tenant %d: with %d tenants, no tenant's jobs take all %d "
+        "worker slots (set the flag to change it)",
+        settings.workers - 1,
+        api_keys.tenant_count,
+        settings.workers,
+    )
+    return dataclasses.replace(settings, max_running_per_tenant=settings.workers - 1)
 
 
 class _AnnouncingServer(Server):
