@@ -23,7 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from genwire.api.fastpath import hand_off_stream, held_connection, keepalive_frame
+from genwire.api.fastpath import (
+    HeldConnection,
+    hand_off_stream,
+    held_connection,
+    keepalive_frame,
+)
 from genwire.api.limits import ConnectionSlot, OpenConnections, client_address, connections_of
 from genwire.api.problems import problem_from_error
 from genwire.api.requests import query_value, settings_of
@@ -118,11 +123,21 @@ class EventStream(Response):
             log.error("a stream failed", exc_info=pump.exception())
 
     async def _pump(self, scope: Scope, send: Send, slot: ConnectionSlot) -> None:
-        plan = self._plan
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         connection = held_connection(scope)
+        if not await self._stream(send, slot, connection) and connection is not None:
+            # A reset: left to uvicorn, the socket would be closed, which waits for
+            # the queued bytes (the transport's, the kernel's) the client never takes.
+            connection.abort()
+
+    async def _stream(
+        self, send: Send, slot: ConnectionSlot, connection: HeldConnection | None
+    ) -> bool:
+        """The stream through ASGI until it ends or its feed takes it over; False
+        when the client took nothing for the send time-out."""
+        plan = self._plan
         if not await self._send(send, f"retry: {plan.settings.retry_ms}\n\n".encode()):
-            return
+            return False
         loop = asyncio.get_running_loop()
         closes_at = loop.time() + plan.settings.stream_lifetime_s
         cursor = plan.cursor
@@ -147,7 +162,7 @@ class EventStream(Response):
                         on_end=slot.release,
                     ):
                         slot.handed_off = True
-                        return  # the feed ends the response
+                        return True  # the feed ends the response
                     if not probed:
                         # Not caught up as far as the feed knows: ask the store at once
                         # rather than wait a keepalive for news that may not come.
@@ -156,20 +171,19 @@ class EventStream(Response):
                 if not batch:
                     idle = wait > 0 and loop.time() < closes_at and not hub.closing.is_set()
                     if idle and not await self._send(send, keepalive_frame()):
-                        return
+                        return False
                     continue
                 if not await self._send(send, b"".join(entry.frame for entry in batch)):
-                    return
+                    return False
                 cursor, probed = batch[-1].seq, False
                 if any(entry.type in plan.ends_with for entry in batch):
                     break
-        if not await self._send(send, b"", more_body=False) and connection is not None:
-            connection.transport.abort()
+        return await self._send(send, b"", more_body=False)
 
     async def _send(self, send: Send, chunk: bytes, *, more_body: bool = True) -> bool:
         """Send through ASGI; False when the client took nothing for the send time-out.
-        Such a reader is dropped (returning without ending the body closes the
-        socket) and resumes from its cursor."""
+        Such a reader is dropped (cut, or where the connection is out of reach,
+        closed: the body is never ended) and resumes from its cursor."""
         try:
             async with asyncio.timeout(self._plan.settings.stream_send_timeout_s):
                 await send({"type": "http.response.body", "body": chunk, "more_body": more_body})

@@ -8,7 +8,10 @@ holds anything back and nothing is ever dropped for it.
 
 A stream that has caught up can attach a *sink* instead of waiting for news: the
 feed then hands each new batch to every sink itself, in the same step that reads it,
-with no task woken per subscriber (`LiveBatch` caches the encoding they share).
+with no task woken per subscriber (`LiveBatch` caches the encoding they share). A
+sink whose client falls behind steps out of that (`fall_behind`): it costs the
+fan-out nothing while it is behind, catches up from the feed's memory as its client
+takes what it was sent (`since`, `bytes_after`), and steps back in (`rejoin`).
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ import asyncio
 import bisect
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from genwire.bus import Bus, Subscription, topics
 from genwire.delivery.reads import READ_LIMIT, read_after
 from genwire.delivery.sinks import FanOutStats, LiveBatch, Sink
-from genwire.models import JobStatus
+from genwire.models import EventType, JobStatus
 from genwire.store import Store
 from genwire.store.entries import LogEntry, Scope, ScopeKind
 
@@ -82,7 +86,11 @@ class Feed:
         self.followers = 0  #: streams and long-polls inside `FeedHub.follow`
         self._task: asyncio.Task[None] | None = None
         self.idle_since: float | None = None
-        self.sinks: set[Sink] = set()
+        self.sinks: set[Sink] = set()  #: handed every batch
+        self.behind: set[Sink] = set()  #: attached, but behind: handed nothing
+        #: cumulative frame bytes of the first entries of `_entries`, made as asked
+        self._frame_ends: list[int] = []
+        self._newest_of: dict[EventType, int] = {}  #: the seq of each type's newest entry
         #: a job feed's newest entry that changed the job's status
         self.last_status: LogEntry | None = None
         #: a job feed's snapshot of its job, read once the feed had its floor: with
@@ -94,7 +102,7 @@ class Feed:
     @property
     def readers(self) -> int:
         """Followers, and sinks (whose streams no longer follow: the feed writes to them)."""
-        return self.followers + len(self.sinks)
+        return self.followers + len(self.sinks) + len(self.behind)
 
     @property
     def changed(self) -> asyncio.Event:
@@ -138,7 +146,19 @@ class Feed:
 
     def detach(self, sink: Sink) -> None:
         self.sinks.discard(sink)
+        self.behind.discard(sink)
         self.note_if_idle()
+
+    def fall_behind(self, sink: Sink) -> None:
+        """Stop handing `sink` each batch: its client is behind, and the sink catches
+        up from memory (`since`) when it can; `rejoin` hands it batches again."""
+        self.sinks.discard(sink)
+        self.behind.add(sink)
+
+    def rejoin(self, sink: Sink) -> None:
+        """Hand `sink` each batch again: it has caught up with the feed."""
+        self.behind.discard(sink)
+        self.sinks.add(sink)
 
     def note_if_idle(self) -> None:
         if self.readers == 0 and self.idle_since is None:
@@ -149,11 +169,17 @@ class Feed:
         error is logged."""
         log.exception("a sink of %s failed; it ends", self.scope)
         self.sinks.discard(sink)
+        self.behind.discard(sink)
         sink.end("failed")
+
+    def attached(self) -> list[Sink]:
+        """Every sink, handed batches or behind."""
+        return [*self.sinks, *self.behind]
 
     def end_sinks(self, reason: str) -> None:
         """Detach and end every sink: their streams finish and the clients resume."""
-        sinks, self.sinks = self.sinks, set()
+        sinks = self.attached()
+        self.sinks, self.behind = set(), set()
         for sink in sinks:
             sink.end(reason)
 
@@ -162,6 +188,23 @@ class Feed:
         if self.floor is None or cursor < self.floor:
             return None
         return self._entries[bisect.bisect_right(self._seqs, cursor) :]
+
+    def bytes_after(self, cursor: int) -> int | None:
+        """The bytes of the SSE frames of the events after `cursor`; None when the
+        cursor is older than the window. Counted once per event, and only for feeds
+        that have a sink behind."""
+        if self.floor is None or cursor < self.floor:
+            return None
+        ends, entries = self._frame_ends, self._entries
+        total = ends[-1] if ends else 0
+        for entry in entries[len(ends) :]:
+            total += len(entry.frame)
+            ends.append(total)
+        first = bisect.bisect_right(self._seqs, cursor)
+        if first == len(entries):
+            return 0
+        before = ends[first - 1] if first else ends[0] - len(entries[0].frame)
+        return total - before
 
     async def _tail(self) -> None:
         with self._bus.subscribe(topic_of(self.scope)) as woken:
@@ -209,9 +252,14 @@ class Feed:
         if self._woken is not None:
             self._woken.notify()
 
+    def newest_of(self, types: Collection[EventType]) -> int:
+        """The seq of the newest entry the feed read of any of `types`; 0 if none."""
+        return max((self._newest_of.get(kind, 0) for kind in types), default=0)
+
     def _keep(self, batch: list[LogEntry]) -> None:
         self._entries.extend(batch)
         self._seqs.extend(entry.seq for entry in batch)
+        self._newest_of.update((entry.type, entry.seq) for entry in batch)
         if self.scope.kind is ScopeKind.JOB:
             self.last_status = next(
                 (entry for entry in reversed(batch) if entry.changes_status), self.last_status
@@ -221,6 +269,7 @@ class Feed:
             self.floor = self._seqs[excess - 1]
             del self._entries[:excess]
             del self._seqs[:excess]
+            del self._frame_ends[:excess]  # all of them, if they reached no further
 
     def _fan_out(self, batch: list[LogEntry]) -> None:
         if not self.sinks:

@@ -71,7 +71,7 @@ class FeedHub:
         feeds = [feed for feed in self._feeds.values() if not feed.dead]
         return (
             len(feeds),
-            sum(len(feed.sinks) for feed in feeds),
+            sum(len(feed.sinks) + len(feed.behind) for feed in feeds),
             sum(feed.followers for feed in feeds),
         )
 
@@ -118,7 +118,7 @@ class FeedHub:
     async def _tick(self) -> None:
         """Tick every sink while there are any; `attach` starts the ticker again."""
         loop = asyncio.get_running_loop()
-        while any(feed.sinks for feed in self._feeds.values()):
+        while any(feed.sinks or feed.behind for feed in self._feeds.values()):
             await asyncio.sleep(SINK_TICK_S)
             now = loop.time()
             for feed in list(self._feeds.values()):
@@ -126,7 +126,7 @@ class FeedHub:
                     # Its sinks would wait forever; they end and their clients resume.
                     feed.end_sinks("feed stopped")
                     continue
-                for sink in list(feed.sinks):
+                for sink in feed.attached():
                     try:
                         sink.tick(now)
                     except Exception:

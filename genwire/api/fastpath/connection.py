@@ -15,9 +15,13 @@ plain ASGI.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import socket
+import struct
 import sys
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, Protocol
 
@@ -41,6 +45,9 @@ ANSWER_FIELDS = ("default_headers", "access_log", "access_logger", "scope")
 #: sink may write to directly; never a TLS one, whose socket carries ciphertext.
 PLAIN_TRANSPORTS = frozenset({"TCPTransport", "_SelectorSocketTransport"})
 
+#: SO_LINGER on, with no time: closing the socket resets the connection at once.
+RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+
 #: Starlette's route path (the path within `root_path`), as its router matches it.
 route_path = get_route_path
 
@@ -57,7 +64,7 @@ class HeldConnection:
     sink keeps after the app returned: to write the next chunks of a chunked response
     uvicorn started (a stream), or the whole answer (a parked long-poll)."""
 
-    __slots__ = ("_complete", "_cycle", "_parser", "_protocol", "fd", "transport")
+    __slots__ = ("_complete", "_cycle", "_on_drain", "_parser", "_protocol", "fd", "transport")
 
     def __init__(self, cycle: Any, protocol: Any, transport: asyncio.Transport) -> None:
         self._cycle = cycle
@@ -65,12 +72,14 @@ class HeldConnection:
         self.transport = transport
         self._complete: Any = None
         self._parser: Any = None
+        self._on_drain = False  #: whether the protocol's `resume_writing` is ours
         #: the socket's descriptor, where `write` may use it (see `write`); else -1
         self.fd = plain_socket_fd(transport)
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes, limit: int = sys.maxsize) -> int:
         """Write `data` to the open transport: the bytes the transport then holds,
-        or -1 if the client is gone (the caller drops it).
+        or -1 if the client is gone, or if the transport would then hold more than
+        `limit` bytes (nothing more is written; the caller drops the client).
 
         While the transport holds no bytes of its own, this writes to the socket
         itself: it is what the transport's `write` does then, without its
@@ -82,7 +91,10 @@ class HeldConnection:
         transport = self.transport
         if transport.is_closing():
             return -1
-        if self.fd < 0 or transport.get_write_buffer_size():
+        queued = transport.get_write_buffer_size()
+        if self.fd < 0 or queued:
+            if queued + len(data) > limit:
+                return -1
             transport.write(data)
             return transport.get_write_buffer_size()
         try:
@@ -93,8 +105,46 @@ class HeldConnection:
             return -1
         if sent == len(data):
             return 0
+        if len(data) - sent > limit:
+            return -1
         transport.write(data[sent:])
         return transport.get_write_buffer_size()
+
+    def limit_unsent_in_kernel(self, size: int) -> None:
+        """Let the kernel take no more than about `size` bytes for the client beyond
+        what it has sent (TCP_NOTSENT_LOWAT, where there is one; bytes in flight are
+        not limited). By default it takes megabytes for a client that does not read
+        (~2.7 MB on loopback): memory past any bound of the process's, and thousands
+        of writes before the process even sees that the client is behind."""
+        option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+        sock = self.transport.get_extra_info("socket")
+        if option is not None and sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, option, size)
+
+    def call_on_drain(self, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever the transport, having held more than its
+        high-water mark, has drained to its low-water mark (after uvicorn's own
+        handler, which keeps its flow control right), until the connection goes
+        back to uvicorn (`finish`)."""
+        protocol = self._protocol
+        protocol.resume_writing = _Drained(protocol.resume_writing, callback)
+        self._on_drain = True
+
+    def abort(self) -> None:
+        """Cut the connection at once, with a reset. A plain close (which the
+        transport's `abort` is, underneath) leaves what the kernel still holds for the
+        client to be sent first: to a client that does not read, that is up to
+        megabytes per connection, kept until the peer time-out, and the client sees
+        no end. A reset frees it now; the client resumes from its cursor."""
+        transport = self.transport
+        if transport.is_closing():
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
+        transport.abort()
 
     def take(self, sink: HeldSink) -> None:
         """The sink writes alone from now on. uvicorn is told the response is complete,
@@ -139,6 +189,9 @@ class HeldConnection:
                 self._complete()  # the request still counts (`--limit-max-requests`)
             return
         self._protocol.parser = self._parser
+        if self._on_drain:
+            self._on_drain = False
+            del self._protocol.resume_writing  # uvicorn's own method again
         if not self._cycle.keep_alive:
             self.transport.close()
         if self._complete is not None:
@@ -191,6 +244,21 @@ class _Hangup:
 
     def feed_data(self, data: bytes) -> None:
         self._sink.drop()
+
+
+class _Drained:
+    """Stands in for the protocol's `resume_writing` while a sink holds the
+    connection (`HeldConnection.call_on_drain`)."""
+
+    __slots__ = ("_callback", "_resume")
+
+    def __init__(self, resume: Callable[[], None], callback: Callable[[], None]) -> None:
+        self._resume = resume
+        self._callback = callback
+
+    def __call__(self) -> None:
+        self._resume()
+        self._callback()
 
 
 class HeldSink(Protocol):
