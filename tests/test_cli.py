@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -120,17 +121,6 @@ def test_an_unknown_job_is_a_clear_error(server: ServerProcess) -> None:
     assert result.returncode == 3
     assert "404" in result.stderr
     assert "job_doesnotexist" in result.stderr
-
-
-def test_an_unreachable_server_is_a_clear_error(server: ServerProcess) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "genwire", "jobs", "--server", "http://127.0.0.1:9"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 3
-    assert "cannot reach the server" in result.stderr
 
 
 def test_a_worker_on_a_sqlite_database_stores_artifacts_where_the_api_serves_them(
@@ -257,7 +247,7 @@ def test_watch_follows_a_job_live_and_exits_by_its_outcome(server: ServerProcess
     assert watched.returncode == 0, watched.stderr
     assert "warning synthetic warning at step 2" in watched.stderr
     assert "work completed" in watched.stderr
-    assert f"succeeded  {job_id}" in watched.stdout
+    assert re.search(rf"^succeeded in \S+ s  {job_id}$", watched.stdout, re.MULTILINE)
 
 
 def test_watch_exits_2_for_a_cancelled_job(server: ServerProcess) -> None:

@@ -24,11 +24,12 @@ from genwire.cli.terminal import server_option
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON.")
 @server_option
 def doctor(url: str | None, keepalive_wait: float, as_json: bool, server: str) -> None:
-    """Check that results reach clients live: health, a job end to end over SSE, a
-    buffering proxy, long-poll, file download, keepalive spacing, each configured
-    provider's key.
+    """Check that results reach clients live, and say what to fix.
 
-    Exits 1 when a check fails, 0 otherwise (warnings allowed)."""
+    The checks: health, a job end to end over SSE, a buffering proxy, long-poll, file
+    download, keepalive spacing, each configured provider's key. URL is the server to
+    check (default: --server). Exits 1 when a check fails, 0 otherwise (warnings
+    allowed)."""
     from genwire.client.doctor import Check, run_checks
 
     target = url or server

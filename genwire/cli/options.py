@@ -31,9 +31,14 @@ def worker_options(command: Callable[..., None]) -> Callable[..., None]:
             "--data-dir",
             envvar="GENWIRE_DATA_DIR",
             default=DEFAULT_DATA_DIR,
-            show_default=True,
+            # Said in the help, not shown as the default: a worker on sqlite:///PATH
+            # defaults to the database's folder instead (`genwire.cli.server.worker`).
+            show_default=False,
             type=click.Path(file_okay=False, path_type=Path),
-            help="Database (embedded default) and artifacts.",
+            help="This process's own folder (env GENWIRE_DATA_DIR): running jobs' "
+            "working folders, the artifacts unless --storage, and with serve's embedded "
+            "default the SQLite database. Default ./genwire-data; a worker on "
+            "sqlite:///PATH: that file's folder.",
         ),
         click.option(
             "--bus",

@@ -48,8 +48,19 @@ log = logging.getLogger("genwire.serve")
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; beyond loopback only with API keys or --insecure.",
+)
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free one, announced at start).",
+)
 @click.option(
     "--database",
     envvar="GENWIRE_DATABASE_URL",
@@ -97,6 +108,7 @@ log = logging.getLogger("genwire.serve")
     default="info",
     show_default=True,
     type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Least severe log lines shown; info includes one line per request.",
 )
 @limit_options
 @worker_options
@@ -236,15 +248,18 @@ class _AnnouncingServer(Server):
     help="The database the API nodes use (sqlite:///… or postgresql://…).",
 )
 @click.option(
-    "--concurrency", default=DEFAULT_WORKERS, show_default=True, type=click.IntRange(1, 256)
+    "--concurrency",
+    default=DEFAULT_WORKERS,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Jobs this process runs at once.",
 )
 @worker_options
 def worker(database: str, concurrency: int, **options: Any) -> None:
     """Run workers only, beside API nodes that share the database.
 
-    Artifacts go to `--storage` (an S3 bucket every API node reads), or else under
-    the data dir, which the API nodes must share to serve them: by default, beside a
-    SQLite database (where `genwire serve` keeps them).
+    Artifacts go to --storage (an S3 bucket every API node reads), or else under
+    --data-dir, which the API nodes must then share to serve them.
     """
     from genwire.runtime import Runtime
 

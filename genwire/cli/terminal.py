@@ -1,17 +1,20 @@
 """What every client command shares: the two terminals (messages on stderr, results
-on stdout), the `--server` option, exit codes, and one clear line for a failed call."""
+on stdout), the `--server` option, exit codes, and one clear line for a failed call
+(`failures.py` words it)."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
-from genwire.client import ApiError, Client, GenwireError, TransportFailed
+from genwire.cli.failures import failure_lines
+from genwire.client import Client, GenwireError
 from genwire.client.sync import DEFAULT_URL
 
 T = TypeVar("T")
@@ -20,13 +23,15 @@ out = Console()
 
 #: Exit codes of `submit --wait` and `watch`: one per terminal status.
 EXIT_CODES = {"succeeded": 0, "failed": 1, "cancelled": 2}
+#: Exit code of a call that failed: the server unreachable, or its answer a refusal.
+EXIT_CALL_FAILED = 3
 
 server_option = click.option(
     "--server",
     envvar="GENWIRE_URL",
     default=DEFAULT_URL,
     show_default=True,
-    help="The genwire server (env GENWIRE_URL).",
+    help="The genwire server's URL (env GENWIRE_URL); its API key comes from GENWIRE_API_KEY.",
 )
 
 
@@ -43,22 +48,24 @@ def client_of(server: str) -> Client:
 
 
 @contextlib.contextmanager
-def api_errors() -> Iterator[None]:
-    """Turn a client call's failures into one clear line and exit code 3."""
+def api_errors(server: str) -> Iterator[None]:
+    """Turn a failed call to `server` into one clear line and exit code 3."""
     try:
         yield
-    except ApiError as error:
-        console.print(f"[red]error[/] ({error.status} {error.code}): {error}")
-        sys.exit(3)
-    except TransportFailed as error:
-        console.print(f"[red]error[/]: cannot reach the server: {error}")
-        sys.exit(3)
     except GenwireError as error:
-        console.print(f"[red]error[/]: {error}")
-        sys.exit(3)
+        fail(*failure_lines(error, server))
 
 
-def api(call: Callable[[], T]) -> T:
-    with api_errors():
+def api(client: Client, call: Callable[[], T]) -> T:
+    """`call()`'s answer; its failure ends the command with a line naming the server."""
+    with api_errors(client.server):
         return call()
-    raise AssertionError("unreachable: _api_errors exits on failure")
+    raise AssertionError("unreachable: api_errors exits on failure")
+
+
+def fail(line: str, *more: str) -> NoReturn:
+    """End the command on an error line (plain text) and exit code 3."""
+    console.print(f"[red]error[/]: {escape(line)}")
+    for extra in more:
+        console.print(f"  {escape(extra)}")
+    sys.exit(EXIT_CALL_FAILED)
