@@ -1,20 +1,26 @@
 """`events()` of both clients through a fault-injecting proxy in front of a real
 server (SPEC §6): connections cut mid-event, a stall without a close, 502 for the
-stream, a buffering proxy, and long-poll blocked too. In each case the caller gets
-every event exactly once, in order, ending with the terminal event."""
+stream, a buffering proxy, and long-poll blocked too; and a real `genwire serve`
+killed and started again. In each case the caller gets every event exactly once, in
+order, ending with the terminal event."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from genwire.client import AsyncClient, Client
-from tests.conftest import ThreadedServer
+from tests.conftest import ServerProcess, ThreadedServer
 from tests.faultproxy import Fault, FaultProxy
+from tests.waiting import wait_until
 
 LiveServer = Callable[..., ThreadedServer]
 KEEPALIVE_S = 0.3
@@ -26,6 +32,9 @@ FAST_CLIENT: dict[str, Any] = {
     "long_poll_wait_s": 2.0,
     "poll_interval_s": 0.1,
 }
+#: After an outage, events come over SSE again this soon after the server answers: a
+#: behaviour (not after the fallback window, here 600 s), not a benchmark.
+BACK_ON_SSE_S = 5.0
 
 
 @pytest.fixture
@@ -64,7 +73,7 @@ def collect(kind: str, url: str, job_id: str, **options: Any) -> list[dict[str, 
     return asyncio.run(run())
 
 
-def logged_events(server: ThreadedServer, job_id: str) -> list[dict[str, Any]]:
+def logged_events(server: ThreadedServer | ServerProcess, job_id: str) -> list[dict[str, Any]]:
     """The ended job's whole log, paged with `wait=0` polls straight from the server:
     plain httpx, so that no bug of the client under test is in the reference too."""
     events: list[dict[str, Any]] = []
@@ -81,7 +90,9 @@ def logged_events(server: ThreadedServer, job_id: str) -> list[dict[str, Any]]:
             cursor = answer["last_event_id"]
 
 
-def assert_complete(server: ThreadedServer, job_id: str, events: list[dict[str, Any]]) -> None:
+def assert_complete(
+    server: ThreadedServer | ServerProcess, job_id: str, events: list[dict[str, Any]]
+) -> None:
     """The events are the job's whole log, each once, in order, ending with its end."""
     truth = logged_events(server, job_id)
     ids = [event["id"] for event in events]
@@ -157,3 +168,100 @@ def test_sse_is_tried_again_after_a_while_of_fallback(
     targets = [seen.target for seen in proxy.seen]
     first_poll = next(i for i, target in enumerate(targets) if "/poll" in target)
     assert any("/events" in target for target in targets[first_poll:])
+
+
+@dataclass(frozen=True)
+class Delivery:
+    at: float  # time.monotonic() when `events()` yielded it
+    event: dict[str, Any]
+    path: str  # the path of the request that brought it: the feed's last one
+
+
+class RecordingTransport(httpx.HTTPTransport):
+    """Notes the path of every request the client sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return super().handle_request(request)
+
+
+class AsyncRecordingTransport(httpx.AsyncHTTPTransport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return await super().handle_async_request(request)
+
+
+def follow_in_thread(
+    kind: str, url: str, job_id: str, deliveries: list[Delivery], paths: list[list[str]]
+) -> threading.Thread:
+    """`events()` in a thread of its own, noting each event with the request that brought
+    it; the fallback window is far away, so only the server's answer can bring SSE back."""
+    options = {**FAST_CLIENT, "sse_retry_s": 600.0}
+
+    def note(event: dict[str, Any], recorder: RecordingTransport | AsyncRecordingTransport) -> None:
+        deliveries.append(Delivery(time.monotonic(), event, recorder.paths[-1]))
+
+    def run_sync() -> None:
+        recorder = RecordingTransport()
+        paths.append(recorder.paths)
+        with Client(url, api_key="", transport=recorder, **options) as client:
+            for event in client.events(job_id, timeout=WAIT_S * 2):
+                note(event, recorder)
+
+    async def run_async() -> None:
+        recorder = AsyncRecordingTransport()
+        paths.append(recorder.paths)
+        async with AsyncClient(url, api_key="", transport=recorder, **options) as client:
+            async for event in client.events(job_id, timeout=WAIT_S * 2):
+                note(event, recorder)
+
+    target = run_sync if kind == "sync" else lambda: asyncio.run(run_async())
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_after_an_outage_events_are_back_on_sse_soon_after_the_server_answers(
+    serve_process: Callable[..., ServerProcess], kind: str
+) -> None:
+    """Issue 18: after falling back because the server was unreachable, the client kept
+    polling until its fallback window ended, though the server answered again."""
+    args = ("--keepalive", str(KEEPALIVE_S), "--lease-ttl", "2")
+    server = serve_process(*args)
+    with server.client() as http:
+        job = {"pipeline": "demo.synthetic", "input": {"steps": 150, "step_ms": 100}}
+        job_id = http.post("/api/jobs", json=job).json()["id"]
+    deliveries: list[Delivery] = []
+    paths: list[list[str]] = []
+    thread = follow_in_thread(kind, server.url, job_id, deliveries, paths)
+    wait_until(lambda: len(deliveries) >= 3, "the first events over SSE", timeout=30)
+    assert deliveries[0].path.endswith("/events")
+
+    server.kill()
+    # The outage: long enough for the client to fall back to polling, and fail there.
+    wait_until(
+        lambda: any(not path.endswith("/events") for path in paths[0][-5:]),
+        "the client to fall back from SSE",
+        timeout=30,
+    )
+    time.sleep(2)
+    port = str(urlsplit(server.url).port)
+    restarted = serve_process(*args, "--port", port, data_dir=server.data_dir)
+    back = time.monotonic()
+    thread.join(timeout=WAIT_S * 2)
+    assert not thread.is_alive(), "events() did not end"
+
+    assert_complete(restarted, job_id, [d.event for d in deliveries])
+    after = [d for d in deliveries if d.at >= back]
+    assert after, "no event came after the server was back"
+    over_sse = [d for d in after if d.path.endswith("/events")]
+    assert over_sse, f"never back on SSE after the outage: {sorted({d.path for d in after})}"
+    assert over_sse[0].at - back < BACK_ON_SSE_S

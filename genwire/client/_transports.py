@@ -4,7 +4,10 @@ A job's events come over SSE while SSE works. When SSE keeps failing (connection
 refused, 5xx or 502 from a gateway, a stream that delivers nothing before it goes
 silent or ends: the signature of a proxy that blocks, strips or buffers streams), the
 feed falls back to long-poll, and when long-poll fails too, to plain polling of the
-job's snapshot; after a while of working fallback it tries SSE again. Whatever the
+job's snapshot; after a while of working fallback it tries SSE again. When a plain
+request of the fallback finds no server either (a refused connection, a gateway's 502
+or 504), the failures were the server's absence, not blocked streams: as soon as the
+server answers again, SSE is tried at once, not after the fallback window. Whatever the
 transports do, `accept` passes each event once, in order: an event at or before the
 cursor (by numeric id) is dropped, so the cursor never goes backwards (SPEC §4, §6).
 
@@ -85,9 +88,12 @@ class Glitch(Exception):
     gateway, a 429), not as an error for the caller; `retry_after` is the seconds its
     `Retry-After` asks to wait, if it said."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after: float | None = None, status_code: int | None = None
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status_code = status_code
 
 
 #: What makes an attempt fail (and the feed try again, or fall back) rather than
@@ -108,6 +114,7 @@ def failure(response: httpx.Response) -> Exception:
         return Glitch(
             f"{response.request.method} {response.request.url.path}: {response.status_code}",
             retry_after(response),
+            response.status_code,
         )
     return api_error(response)
 
@@ -115,6 +122,15 @@ def failure(response: httpx.Response) -> Exception:
 def retry_after_of(error: Exception) -> float | None:
     """The seconds a failed attempt's answer asked to wait before the next one, if it said."""
     return error.retry_after if isinstance(error, Glitch) else None
+
+
+def server_answered(error: Exception) -> bool:
+    """Whether a failed attempt reached the server: not when the connection was refused
+    or timed out, nor when a gateway answered 502 or 504 for it. (A stream that a proxy
+    holds back did reach something; only a plain request can tell more.)"""
+    if isinstance(error, httpx.ConnectError | httpx.ConnectTimeout):
+        return False
+    return not (isinstance(error, Glitch) and error.status_code in (502, 504))
 
 
 class EventFeed:
@@ -144,6 +160,9 @@ class EventFeed:
         #: The fallback transport in use when SSE was last given up, and since when.
         self.fallback = Transport.LONG_POLL
         self.fallback_since: float | None = None
+        #: Whether a plain request (long-poll, poll) got no answer from the server since
+        #: the last one that did: then the server is unreachable, not only its streams.
+        self.server_lost = False
         self.delivered = 0  # new events of the current attempt
 
     # -- what to do next ----------------------------------------------------------------
@@ -254,14 +273,26 @@ class EventFeed:
             # holds streams back looks like.
             return self.failed()
         self.failures = 0
+        if self.server_lost:
+            # The server answers again after an outage: SSE now, not after the fallback
+            # window; if streams are blocked as well, one failure sends the feed back.
+            self.server_lost = False
+            self.fallback = self.transport
+            self.transport = Transport.SSE
+            self.fallback_since = None
+            self.failures = self.policy.failures_before_fallback - 1
+            return 0.0
         if self.transport is Transport.POLL:
             return self._pause(self.policy.poll_interval_s)
         return 0.0
 
-    def failed(self, retry_after: float | None = None) -> float:
+    def failed(self, retry_after: float | None = None, *, answered: bool = True) -> float:
         """The attempt failed (connection error, dead silence, 5xx, 429); the pause
         before the next one: what the answer's `Retry-After` said (capped), else the
-        backoff. Raises `Timeout` when the deadline comes first."""
+        backoff. `answered`: whether the server itself answered (`server_answered`).
+        Raises `Timeout` when the deadline comes first."""
+        if self.transport is not Transport.SSE:
+            self.server_lost = not answered
         if self.transport is Transport.SSE and self.delivered:
             # It worked for a while: the backoff starts over.
             self.failures = 0

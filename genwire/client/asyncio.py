@@ -14,7 +14,13 @@ from httpx_sse import aconnect_sse
 from genwire.client import _protocol as protocol
 from genwire.client._base import ClientBase, HttpOptions
 from genwire.client._protocol import Call
-from genwire.client._transports import RETRYABLE, EventFeed, Transport, retry_after_of
+from genwire.client._transports import (
+    RETRYABLE,
+    EventFeed,
+    Transport,
+    retry_after_of,
+    server_answered,
+)
 from genwire.client._transports import failure as _failure
 from genwire.client.errors import TransportFailed
 from genwire.client.types import Artifact, Job, JobPage, Pipeline, Project
@@ -129,7 +135,7 @@ class AsyncClient(ClientBase[httpx.AsyncBaseTransport, httpx.AsyncClient]):
             except RETRYABLE as error:
                 if isinstance(error, httpx.TimeoutException):
                     feed.check_deadline()
-                pause = feed.failed(retry_after_of(error))
+                pause = feed.failed(retry_after_of(error), answered=server_answered(error))
             else:
                 if feed.done:
                     return

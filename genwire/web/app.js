@@ -16,6 +16,7 @@ const hub = new EventHub(client, { cursor: follow.cursor });
 const pipelines = new Map(); // name → its description (phases, input schema)
 const jobs = new Map(); // id → JobView
 const projects = new Map(); // id → ProjectView
+let connection = { state: "connecting" }; // the hub's last "state" detail
 
 // -- small DOM helpers -------------------------------------------------------------------
 
@@ -212,6 +213,7 @@ class JobView {
     this.message = el("span", { class: "job-message" });
     this.etaText = el("span", { class: "job-eta" });
     this.checked = el("span", { class: "job-checked" });
+    this.connectionText = el("span", { class: "job-connection" });
     this.warningList = el("ul", { class: "job-warnings", "aria-label": "Warnings" });
     this.errorText = el("p", { class: "job-error", role: "alert", hidden: true });
     this.result = el("div", { class: "job-result" });
@@ -225,7 +227,7 @@ class JobView {
       prompt ? el("p", { class: "job-prompt", text: prompt }) : null,
       this.chips,
       this.progress,
-      el("div", { class: "job-line" }, this.message, this.etaText, this.checked),
+      el("div", { class: "job-line" }, this.message, this.etaText, this.checked, this.connectionText),
       this.warningList,
       this.errorText,
       el("div", { class: "job-actions" }, this.cancelButton, this.checkButton, this.removeButton),
@@ -262,6 +264,7 @@ class JobView {
     const seq = eventSeq(event.id);
     if (seq <= this.seq) return;
     this.seq = seq;
+    this.clearFailedCheck();
     this.apply(event);
   }
 
@@ -362,7 +365,7 @@ class JobView {
     this.progress.value = Math.max(0, Math.min(100, this.progressValue || 0));
     const queued = this.status === "queued" && this.queuePosition ? `Queued, position ${this.queuePosition}` : null;
     this.message.textContent = queued || this.messageText || "";
-    this.etaText.textContent = !this.terminal && this.eta ? `about ${Math.ceil(this.eta)} s left` : "";
+    this.showConnection();
     if (this.warningList.children.length !== this.warnings.length) {
       this.warningList.replaceChildren(...this.warnings.map((text) => el("li", { text })));
     }
@@ -372,6 +375,31 @@ class JobView {
     this.cancelButton.disabled = Boolean(this.cancelRequested);
     this.removeButton.hidden = !this.terminal || this.clip;
     if (this.status === "succeeded" && !this.result.childElementCount) this.renderResult();
+  }
+
+  /** The connection's state beside the job while it runs; its ETA only while events
+   * can come, since one from before an outage would look live. */
+  showConnection() {
+    const unreachable = connection.state === "unreachable";
+    this.element.toggleAttribute("data-unreachable", unreachable && !this.terminal);
+    this.etaText.textContent = !this.terminal && !unreachable && this.eta ? `about ${Math.ceil(this.eta)} s left` : "";
+    this.connectionText.hidden = this.terminal;
+    this.connectionText.dataset.state = connection.state;
+    this.connectionText.textContent = this.terminal ? "" : connectionText(connection);
+    this.connectionText.title = connectionTitle(connection);
+  }
+
+  /** A failed "check now" (or cancel) says so only until the server answers again or
+   * the job moves: after that, it is no longer true. */
+  showFailedCheck(error) {
+    this.checked.textContent = describeError(error);
+    this.checked.dataset.failed = "";
+  }
+
+  clearFailedCheck() {
+    if (!("failed" in this.checked.dataset)) return;
+    delete this.checked.dataset.failed;
+    this.checked.textContent = "";
   }
 
   fileUrl(url) {
@@ -406,7 +434,7 @@ class JobView {
       this.applySnapshot(await client.cancel(this.id));
     } catch (error) {
       if (error instanceof GenwireError && error.status === 409) return this.checkNow();
-      this.checked.textContent = describeError(error);
+      this.showFailedCheck(error);
       this.cancelButton.disabled = false;
     }
   }
@@ -419,10 +447,11 @@ class JobView {
       const snapshot = await client.getJob(this.id);
       await this.catchUp();
       this.cancelRequested = snapshot.cancel_requested;
+      this.clearFailedCheck();
       this.checked.textContent = `checked ${new Date().toLocaleTimeString()}`;
       this.render();
     } catch (error) {
-      this.checked.textContent = describeError(error);
+      this.showFailedCheck(error);
     } finally {
       this.checkButton.disabled = false;
     }
@@ -552,18 +581,41 @@ function onClipChanged(jobView) {
 
 // -- the connection ------------------------------------------------------------------------
 
+const clock = (ms) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+
 const STATE_TEXT = {
   connecting: () => "Connecting…",
   live: () => "Live",
+  "catching-up": () => "Catching up…",
   reconnecting: (detail) => (detail.retryInS ? `Reconnecting in ${Math.ceil(detail.retryInS)} s…` : "Reconnecting…"),
-  polling: (detail) => (detail.transport === "poll" ? "Polling every few seconds" : "Polling (long-poll)"),
+  unreachable: (detail) => (detail.lastContact ? `Server unreachable since ${clock(detail.lastContact)}` : "Server unreachable"),
+  polling: () => "Polling: streams are blocked",
 };
 
+function connectionText(detail) {
+  return (STATE_TEXT[detail.state] || STATE_TEXT.connecting)(detail);
+}
+
+function connectionTitle(detail) {
+  if (detail.state === "unreachable") {
+    const last = detail.lastContact ? `; its last answer came at ${clock(detail.lastContact)}` : "";
+    return `The server does not answer${last}. Trying again every second.`;
+  }
+  if (detail.state === "polling") {
+    const how = detail.transport === "poll" ? "asking for each job every few seconds" : "long-polling";
+    return `The server answers, but its event stream does not get through (a proxy that blocks or buffers streams?): ${how}.`;
+  }
+  return "";
+}
+
 function onState(event) {
-  const connection = $("#connection");
-  connection.dataset.state = event.detail.state;
-  connection.dataset.transport = event.detail.transport;
-  connection.textContent = STATE_TEXT[event.detail.state](event.detail);
+  connection = event.detail;
+  const pill = $("#connection");
+  pill.dataset.state = connection.state;
+  pill.dataset.transport = connection.transport;
+  pill.textContent = connectionText(connection);
+  pill.title = connectionTitle(connection);
+  for (const view of jobs.values()) view.showConnection();
 }
 
 async function onEvent(event) {
@@ -655,6 +707,7 @@ async function main() {
     location.reload();
   });
   hub.addEventListener("state", onState);
+  client.addEventListener("contact", () => jobs.forEach((view) => view.clearFailedCheck()));
   hub.addEventListener("event", onEvent);
   hub.addEventListener("cursor", onCursor);
   hub.addEventListener("error", (event) => {

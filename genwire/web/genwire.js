@@ -5,7 +5,7 @@
 //   const client = new GenwireClient();                 // same origin; { apiKey } if set
 //   const hub = new EventHub(client, { cursor: saved });
 //   hub.addEventListener("event", (e) => render(e.detail));    // each event once, in order
-//   hub.addEventListener("state", (e) => show(e.detail.state)); // live | polling | reconnecting
+//   hub.addEventListener("state", (e) => show(e.detail.state)); // live | unreachable | polling …
 //   hub.watch(jobId); hub.start();
 //
 // EventHub behaves like the Python client's events() (genwire/client/_transports.py).
@@ -16,6 +16,13 @@
 // cursor, then to polling each watched job, and it tries SSE again after 60 s of
 // working fallback. Every event is passed on once, in order: an event at or before
 // the last one seen of its job is dropped, whichever transport brought it.
+//
+// A failure that no answer came with (a refused connection, a gateway's 502 or 504, a
+// stream silent before its headers) may be the server's or only the stream's: a plain
+// request (a probe, GET /api/poll?wait=0) tells which. When the probe is answered, the
+// stream is blocked, which counts towards the fallback. When it is not, the server is
+// unreachable: no fallback, a probe every second or so, and as soon as any request is
+// answered again (the probe, or the page's own) the hub goes back to SSE at once.
 //
 // A 429 or 503 answer's Retry-After (seconds or an HTTP-date, SPEC §3) replaces the
 // client's own pause, up to retryAfterCapS (30 s): the hub reconnects or polls again
@@ -69,14 +76,20 @@ export function formatEventId(seq) {
   return seq.toString().padStart(16, "0");
 }
 
-const sleep = (ms, signal) =>
+const sleep = (ms, ...signals) =>
   new Promise((resolve) => {
     const timer = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(timer);
-      resolve();
-    });
+    for (const signal of signals) {
+      signal?.addEventListener("abort", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    }
   });
+
+/** Whether an answer came from the server itself: a gateway's 502 or 504 says that
+ * the server behind it did not answer. */
+const fromServer = (status) => status !== 502 && status !== 504;
 
 /** base × 1, 2, 4, 8, 16 (capped), ±20 % jitter so that pages do not reconnect in step. */
 export function backoffS(failures, baseS = 1) {
@@ -84,9 +97,13 @@ export function backoffS(failures, baseS = 1) {
   return baseS * Math.min(2 ** (failures - 1), 16) * (0.8 + Math.random() * 0.4);
 }
 
-/** The REST calls of SPEC §3, answering parsed JSON or throwing GenwireError. */
-export class GenwireClient {
+/** The REST calls of SPEC §3, answering parsed JSON or throwing GenwireError. It
+ * dispatches "contact" (detail: the time, in ms) whenever the server answers a call,
+ * and keeps that time in `lastContact`. */
+export class GenwireClient extends EventTarget {
   constructor({ baseUrl = "", apiKey = null, createRetryDelaysS = [1, 2, 4], retryAfterCapS = 30 } = {}) {
+    super();
+    this.lastContact = null; // Date.now() of the server's last answer
     this.baseUrl = baseUrl.replace(/\/$/, "");
     this.apiKey = apiKey;
     this.createRetryDelaysS = createRetryDelaysS;
@@ -95,6 +112,14 @@ export class GenwireClient {
 
   url(path) {
     return /^https?:/.test(path) ? path : this.baseUrl + path;
+  }
+
+  /** Notes an answer of `status`; whether it came from the server itself. */
+  noteAnswer(status, { quiet = false } = {}) {
+    if (!fromServer(status)) return false;
+    this.lastContact = Date.now();
+    if (!quiet) this.dispatchEvent(new CustomEvent("contact", { detail: this.lastContact }));
+    return true;
   }
 
   headers(extra = {}) {
@@ -132,6 +157,7 @@ export class GenwireClient {
       init.headers["Content-Type"] = "application/json";
     }
     const response = await fetch(target, init);
+    this.noteAnswer(response.status);
     if (response.status === 204) return null;
     const text = await response.text();
     let data = null;
@@ -247,13 +273,17 @@ const DEFAULT_POLICY = {
   longPollWaitS: 25,
   pollIntervalS: 2,
   retryAfterCapS: 30, // the longest pause taken on a 429 or 503 answer's Retry-After
+  unreachableProbeS: 1, // between probes while the server is unreachable (±20 %)
 };
 
 /**
  * One connection's worth of events for the page, as DOM events:
  *  - "event": detail is a genwire event (SPEC §4), new for its job, in order;
- *  - "state": detail is { state, transport, retryInS }; state is "connecting",
- *    "live", "reconnecting" or "polling";
+ *  - "state": detail is { state, transport, retryInS, lastContact }; state is
+ *    "connecting", "live", "reconnecting" (a break, not yet known whose),
+ *    "unreachable" (no answer from the server since lastContact, a Date.now() time),
+ *    "catching-up" (the server answers again; the stream is being reopened) or
+ *    "polling" (the server answers, but streams are blocked on the way);
  *  - "cursor": detail is the new cursor of /api/events, to keep across reloads;
  *  - "error": detail is an error that is not the network's (401, for one).
  */
@@ -269,8 +299,14 @@ export class EventHub extends EventTarget {
     this.fallback = "long-poll";
     this.fallbackSince = null;
     this.failures = 0;
+    this.probing = false; // the next attempt asks whether the server answers at all
+    this.unreachable = false;
     this.state = "connecting";
     this.stopped = true;
+    // Any answer (a "check now", a cancel) ends an unreachable wait at once.
+    this.onContact = () => {
+      if (this.unreachable) this.wake?.abort();
+    };
   }
 
   /** Follow `jobId` in the polling fallback, from `after` (its last event seen). */
@@ -287,11 +323,13 @@ export class EventHub extends EventTarget {
     if (!this.stopped) return;
     this.stopped = false;
     this.abort = new AbortController();
+    this.client.addEventListener("contact", this.onContact);
     this.#run();
   }
 
   stop() {
     this.stopped = true;
+    this.client.removeEventListener("contact", this.onContact);
     this.abort?.abort();
   }
 
@@ -321,7 +359,9 @@ export class EventHub extends EventTarget {
       this.#begin();
       let pauseS;
       try {
-        if (this.transport === "sse") {
+        if (this.probing) {
+          pauseS = await this.#probe(signal);
+        } else if (this.transport === "sse") {
           pauseS = (await this.#sse(signal)) ? this.#succeeded() : this.#failed();
         } else if (this.transport === "long-poll") {
           await this.#longPoll(signal);
@@ -337,8 +377,48 @@ export class EventHub extends EventTarget {
         }
         pauseS = this.#failed(error);
       }
-      if (pauseS > 0) await sleep(pauseS * 1000, signal);
+      if (pauseS > 0) {
+        this.wake = new AbortController();
+        await sleep(pauseS * 1000, signal, this.wake.signal);
+      }
     }
+  }
+
+  /** Asks the server for what it has after the cursor; the pause before the next
+   * attempt. Not answered: the server is unreachable. Answered: the failure before it
+   * was the stream's alone, or, after an unreachable while, the server is back and
+   * SSE is opened again at once, whichever transport was in use. */
+  async #probe(signal) {
+    let answer;
+    try {
+      answer = await withTimeout((inner) => this.client.pollAll(this.cursor, 0, inner), 10_000, signal);
+    } catch (error) {
+      if (this.stopped) return 0;
+      if (error instanceof GenwireError && fromServer(error.status)) {
+        this.probing = false;
+        this.unreachable = false;
+        return this.#count(error);
+      }
+      this.unreachable = true;
+      this.#setState("unreachable");
+      return this.policy.unreachableProbeS * (0.8 + Math.random() * 0.4);
+    }
+    this.probing = false;
+    this.ingest(answer.events, { moveCursor: true });
+    if (!this.unreachable) return this.#count(this.suspect);
+    this.unreachable = false;
+    if (this.transport !== "sse") {
+      // Back to SSE now, not after the fallback window; if streams are blocked after
+      // all, one more failure sends the hub back to its fallback.
+      this.fallback = this.transport;
+      this.transport = "sse";
+      this.failures = this.policy.failuresBeforeFallback - 1;
+    } else {
+      this.failures = 0;
+    }
+    this.fallbackSince = null;
+    this.#setState("catching-up");
+    return 0;
   }
 
   #begin() {
@@ -374,6 +454,7 @@ export class EventHub extends EventTarget {
         signal: attempt.signal,
         cache: "no-store",
       });
+      this.client.noteAnswer(response.status);
       if (!response.ok) throw await errorOf(response);
       if (!(response.headers.get("Content-Type") || "").startsWith("text/event-stream")) {
         throw new GenwireError(502, { detail: "not an event stream (a proxy's page?)" });
@@ -388,6 +469,7 @@ export class EventHub extends EventTarget {
         const { value, done } = await reader.read();
         if (done) return worked;
         armSilence();
+        this.client.noteAnswer(200, { quiet: true });
         if (!worked) {
           worked = true;
           this.failures = 0;
@@ -437,8 +519,21 @@ export class EventHub extends EventTarget {
   }
 
   /** The pause after a failed attempt: the answer's Retry-After (capped) when it
-   * named one, whichever transport is next, else the backoff. */
+   * named one, whichever transport is next, else the backoff. A failure that no answer
+   * of the server came with is counted only once a probe has said whose it was. */
   #failed(error = null) {
+    if (!(error instanceof GenwireError && fromServer(error.status))) {
+      this.probing = true;
+      this.suspect = error;
+      const pauseS = backoffS(1, this.policy.backoffBaseS);
+      this.#setState("reconnecting", pauseS);
+      return pauseS;
+    }
+    return this.#count(error);
+  }
+
+  /** Counts a failure of the transport in use: the backoff, or the next fallback. */
+  #count(error) {
     const waitS = error instanceof GenwireError ? error.retryAfterS : null;
     const saidS = waitS === null ? null : Math.min(waitS, this.policy.retryAfterCapS);
     this.failures += 1;
@@ -459,9 +554,8 @@ export class EventHub extends EventTarget {
     this.state = state;
     this.shownTransport = this.transport;
     if (changed || retryInS !== null) {
-      this.dispatchEvent(
-        new CustomEvent("state", { detail: { state, transport: this.transport, retryInS } }),
-      );
+      const detail = { state, transport: this.transport, retryInS, lastContact: this.client.lastContact };
+      this.dispatchEvent(new CustomEvent("state", { detail }));
     }
   }
 }
