@@ -342,7 +342,9 @@ class JobService:
         def release(tx: WriteTx) -> None:
             job = transitions.owned(tx, job_id, lease)
             job.max_attempts += 1
-            transitions.retry_or_fail(tx, job, reason, utc_now())
+            transitions.retry_or_fail(
+                tx, job, transitions.RequeueReason.RELEASED, reason, utc_now()
+            )
 
         await self.change(release)
 
@@ -352,7 +354,13 @@ class JobService:
         def recover(tx: WriteTx) -> list[str]:
             orphans = tx.lock_expired(now or utc_now())
             for job in orphans:
-                transitions.retry_or_fail(tx, job, "its worker stopped responding", utc_now())
+                transitions.retry_or_fail(
+                    tx,
+                    job,
+                    transitions.RequeueReason.WORKER_LOST,
+                    "its worker stopped responding",
+                    utc_now(),
+                )
             return [job.id for job in orphans]
 
         return await self.change(recover)
@@ -363,7 +371,13 @@ class JobService:
         def recover(tx: WriteTx) -> list[str]:
             orphans = tx.lock_running()
             for job in orphans:
-                transitions.retry_or_fail(tx, job, "the server stopped while it ran", utc_now())
+                transitions.retry_or_fail(
+                    tx,
+                    job,
+                    transitions.RequeueReason.SERVER_RESTARTED,
+                    "the server stopped while it ran",
+                    utc_now(),
+                )
             return [job.id for job in orphans]
 
         return await self.change(recover)

@@ -393,6 +393,11 @@ async def test_an_expired_lease_requeues_the_job_for_another_attempt(
     assert last.payload["attempt"] == 2
     assert last.payload["progress"] == 0
     assert "stopped responding" in last.payload["message"]
+    assert last.payload["reason"] == {
+        "code": "worker_lost",
+        "message": "its worker stopped responding",
+    }
+    assert last.payload["max_attempts"] == service.max_attempts
     assert "queue_position" in last.payload
     assert await claim(service, "worker-2") == job_id
 
@@ -445,6 +450,8 @@ async def test_recover_all_running_requeues_every_running_job(service: JobServic
         last = (await events_of(service, job_id))[-1]
         assert last.payload["status"] == "queued"
         assert "server stopped" in last.payload["message"]
+        assert last.payload["reason"]["code"] == "server_restarted"
+        assert last.payload["max_attempts"] == service.max_attempts
     assert (await service.get_job(queued)).attempt == 1
 
 
@@ -581,3 +588,6 @@ async def test_a_graceful_release_does_not_use_up_the_attempts(service: JobServi
     job = await service.get_job(job_id)
     assert job.status is JobStatus.QUEUED
     assert job.attempt == 5
+    last = (await events_of(service, job_id))[-1]
+    assert last.payload["reason"] == {"code": "released", "message": "its worker shut down"}
+    assert last.payload["max_attempts"] == service.max_attempts + 4

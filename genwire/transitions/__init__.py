@@ -2,6 +2,7 @@
 (`jobs`) and, when a clip ends, its project's (`projects`)."""
 
 from genwire.transitions.jobs import (
+    RequeueReason,
     append_status,
     end,
     lease_of,
@@ -13,6 +14,7 @@ from genwire.transitions.jobs import (
 )
 
 __all__ = [
+    "RequeueReason",
     "append_status",
     "end",
     "lease_of",

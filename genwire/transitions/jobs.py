@@ -6,6 +6,7 @@ one call. Every move appends its event and saves the snapshot together.
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -21,6 +22,15 @@ from genwire.models import (
 )
 from genwire.store import WriteTx
 from genwire.transitions.projects import clip_ended
+
+
+class RequeueReason(enum.StrEnum):
+    """Why a running job went back to the queue: the `reason.code` of the job-status
+    event that requeues it (its `reason.message` says the same in words)."""
+
+    SERVER_RESTARTED = "server_restarted"  #: the server died while it ran; its restart requeued it
+    WORKER_LOST = "worker_lost"  #: its worker stopped renewing the lease (crashed, cut off)
+    RELEASED = "released"  #: its worker gave it back (shutting down, its store failing)
 
 
 def lease_of(worker_id: str, attempt: int) -> str:
@@ -62,8 +72,9 @@ def replay_of(tx: WriteTx, tenant: str, key: str | None, fingerprint: str) -> st
     return job_id
 
 
-def append_status(tx: WriteTx, job: Job) -> int | None:
-    """A job-status event, with the queue position while queued, and the snapshot.
+def append_status(tx: WriteTx, job: Job, extra: JsonObject | None = None) -> int | None:
+    """A job-status event, with the queue position while queued (and `extra`'s
+    fields), and the snapshot.
 
     Returns the queue position (None unless queued)."""
     fields: JsonObject = {
@@ -72,6 +83,7 @@ def append_status(tx: WriteTx, job: Job) -> int | None:
         "progress": round(job.progress, 2),
         "message": job.message,
         "attempt": job.attempt,
+        **(extra or {}),
     }
     position = tx.queue_position(job) if job.status is JobStatus.QUEUED else None
     if position is not None:
@@ -92,8 +104,14 @@ def start(tx: WriteTx, job: Job, worker_id: str, lease_ttl: float, now: datetime
     append_status(tx, job)
 
 
-def retry_or_fail(tx: WriteTx, job: Job, reason: str, now: datetime) -> None:
-    """A running job lost its run: queue it again, or fail it once out of attempts."""
+def retry_or_fail(tx: WriteTx, job: Job, code: RequeueReason, reason: str, now: datetime) -> None:
+    """A running job lost its run: queue it again, or fail it once out of attempts.
+
+    The job-status event that requeues it carries, beside SPEC §4's fields,
+    `reason: {code, message}` (why the last attempt ended: a `RequeueReason`, and
+    `reason` in words) and `max_attempts` (the attempts it may have), so that a
+    client can say "attempt 2 of 3: the server restarted"; the snapshot has neither.
+    """
     if job.cancel_requested:
         end(tx, job, JobStatus.CANCELLED, f"cancelled ({reason})", now)
         return
@@ -112,7 +130,11 @@ def retry_or_fail(tx: WriteTx, job: Job, reason: str, now: datetime) -> None:
     job.lease_owner = None
     job.lease_expires_at = None
     job.message = f"requeued because {reason} (attempt {job.attempt} of {job.max_attempts})"
-    append_status(tx, job)
+    append_status(
+        tx,
+        job,
+        {"reason": {"code": code.value, "message": reason}, "max_attempts": job.max_attempts},
+    )
 
 
 def end(tx: WriteTx, job: Job, status: JobStatus, message: str, now: datetime) -> None:
