@@ -196,6 +196,20 @@ async def test_image_with_the_same_prompt_and_seed_is_the_same_picture(tmp_path:
     assert first_png.sha256 == second.reporter.artifacts["image.png"].sha256
 
 
+@pytest.mark.slow
+async def test_video_frames_follow_the_seed_so_a_batch_can_differ(tmp_path: Path) -> None:
+    """Regression: demo.video had no seed, so a batch of one prompt made identical clips."""
+    smallest = {"prompt": "Tide pools", "duration_s": 1, "width": 160, "height": 90, "fps": 1}
+    runs = {
+        name: await run_pipeline(demo_video, {**smallest, "seed": seed}, tmp_path / name)
+        for name, seed in (("first", 7), ("again", 7), ("other", 8))
+    }
+    posters = {name: run.reporter.artifacts["poster.png"].sha256 for name, run in runs.items()}
+    assert posters["first"] == posters["again"]
+    assert posters["first"] != posters["other"]
+    assert runs["first"].output["seed"] == 7
+
+
 async def test_speech_is_16_bit_mono_and_unknown_voices_fail() -> None:
     speech = await asyncio.to_thread(synthesize, "Hello there.", voice="en")
     assert speech.sample_rate > 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,10 +10,9 @@ from genwire.models import JsonObject
 from genwire.pipelines.base import PipelineContext, pipeline
 from genwire.pipelines.media.art import Painter, seed_from
 from genwire.pipelines.media.captions import Caption
-from genwire.pipelines.media.inputs import Prompt
+from genwire.pipelines.media.inputs import MAX_SEED, Prompt, seed_or_random
 from genwire.pipelines.media.scenes import shorten
 
-MAX_SEED = 2**32 - 1
 CAPTION_CHARS = 160
 
 
@@ -22,10 +20,18 @@ class ImageInput(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: Prompt
-    width: int = Field(768, ge=64, le=2048, description="Image width, pixels.")
-    height: int = Field(512, ge=64, le=2048, description="Image height, pixels.")
+    width: int = Field(
+        768, ge=64, le=2048, title="Width (pixels)", description="Image width, pixels."
+    )
+    height: int = Field(
+        512, ge=64, le=2048, title="Height (pixels)", description="Image height, pixels."
+    )
     seed: int | None = Field(
-        None, ge=0, le=MAX_SEED, description="Same prompt and seed, same picture; none for random."
+        None,
+        ge=0,
+        le=MAX_SEED,
+        title="Seed",
+        description="Same prompt and seed, same picture; none for random.",
     )
 
 
@@ -37,7 +43,7 @@ class ImageInput(BaseModel):
 async def demo_image(ctx: PipelineContext, params: ImageInput) -> JsonObject:
     """A PNG painted from a prompt and a seed, captioned with the prompt."""
     await ctx.phase("plan")
-    seed = params.seed if params.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    seed = seed_or_random(params.seed)
     size = (params.width, params.height)
     painter = Painter(size, seed_from(params.prompt, seed))
     await ctx.report(100, f"seed {seed}")

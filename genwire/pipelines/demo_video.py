@@ -17,7 +17,7 @@ from genwire.pipelines.media.art import Painter, seed_from
 from genwire.pipelines.media.audio import compose_track, write_wav
 from genwire.pipelines.media.captions import Caption
 from genwire.pipelines.media.ffmpeg import FfmpegProcess, mp4_arguments
-from genwire.pipelines.media.inputs import Prompt
+from genwire.pipelines.media.inputs import MAX_SEED, Prompt, seed_or_random
 from genwire.pipelines.media.motion import CameraMove, Reel, Shot, keyframe_size
 from genwire.pipelines.media.scenes import (
     MAX_SCENES,
@@ -40,20 +40,45 @@ class VideoInput(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     prompt: Prompt
-    duration_s: float = Field(8.0, ge=1, le=300, description="Length of the clip, seconds.")
-    width: int = Field(640, ge=160, le=1920, multiple_of=2, description="Frame width, pixels.")
-    height: int = Field(360, ge=90, le=1080, multiple_of=2, description="Frame height, pixels.")
-    fps: int = Field(24, ge=1, le=60, description="Frames per second.")
+    duration_s: float = Field(
+        8.0, ge=1, le=300, title="Duration (seconds)", description="Length of the clip, seconds."
+    )
+    width: int = Field(
+        640,
+        ge=160,
+        le=1920,
+        multiple_of=2,
+        title="Width (pixels)",
+        description="Frame width, pixels.",
+    )
+    height: int = Field(
+        360,
+        ge=90,
+        le=1080,
+        multiple_of=2,
+        title="Height (pixels)",
+        description="Frame height, pixels.",
+    )
+    fps: int = Field(24, ge=1, le=60, title="Frames per second", description="Frames per second.")
     scenes: int | None = Field(
         None,
         ge=1,
         le=MAX_SCENES,
+        title="Scenes",
         description="Number of scenes; by default one per 3 seconds.",
     )
     voice: str = Field(
         "en",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_+-]{0,39}$",
+        title="Voice",
         description="An eSpeak NG voice: en, en-us, fr, de, es, …",
+    )
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_SEED,
+        title="Seed",
+        description="Same prompt and seed, same pictures; none for random.",
     )
 
     @model_validator(mode="after")
@@ -83,14 +108,15 @@ async def demo_video(ctx: PipelineContext, params: VideoInput) -> JsonObject:
     size = (params.width, params.height)
 
     await ctx.phase("plan")
+    seed = seed_or_random(params.seed)
     scenes = plan_scenes(params.prompt, count=params.scene_count, duration_s=params.duration_s)
-    await ctx.report(100, f"{len(scenes)} scenes")
+    await ctx.report(100, f"{len(scenes)} scenes, seed {seed}")
 
     await ctx.phase("tts")
     narrations = await _narrate(ctx, scenes, params.voice)
 
     await ctx.phase("visuals")
-    shots = await _paint_shots(ctx, scenes, params.prompt, size)
+    shots = await _paint_shots(ctx, scenes, seed_from(params.prompt, seed), size)
     reel = Reel(shots, size=size, fps=params.fps, duration_s=params.duration_s)
     poster_path = ctx.workdir / "poster.png"
     await asyncio.to_thread(lambda: reel.frame(0).save(poster_path))
@@ -126,6 +152,7 @@ async def demo_video(ctx: PipelineContext, params: VideoInput) -> JsonObject:
         "width": params.width,
         "height": params.height,
         "fps": params.fps,
+        "seed": seed,
         "scenes": [
             {
                 "index": scene.index,
@@ -163,15 +190,16 @@ async def _narrate(ctx: PipelineContext, scenes: list[Scene], voice: str) -> lis
 
 
 async def _paint_shots(
-    ctx: PipelineContext, scenes: list[Scene], prompt: str, size: tuple[int, int]
+    ctx: PipelineContext, scenes: list[Scene], seed: int, size: tuple[int, int]
 ) -> list[Shot]:
+    """Each scene's keyframe and camera move, drawn from `seed` (the prompt's and the job's)."""
     shots = []
     for scene in scenes:
         ctx.raise_if_cancelled()
-        painter = Painter(keyframe_size(size), seed_from(prompt, scene.index))
+        painter = Painter(keyframe_size(size), seed_from(seed, scene.index))
         keyframe = await asyncio.to_thread(painter.paint)
         caption = await asyncio.to_thread(Caption.build, scene.caption, size)
-        move = CameraMove.random(seed_from(prompt, scene.index, "camera"))
+        move = CameraMove.random(seed_from(seed, scene.index, "camera"))
         shots.append(Shot(keyframe, caption, move, scene.start_s, scene.end_s))
         await ctx.report(
             100 * (scene.index + 1) / len(scenes), f"painted scene {scene.index + 1}/{len(scenes)}"

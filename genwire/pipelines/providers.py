@@ -33,6 +33,7 @@ Timeout = Field(
     DEFAULT_TIMEOUT_S,
     gt=0,
     le=MAX_TIMEOUT_S,
+    title="Timeout (seconds)",
     description="Seconds the provider may take; past them the job is cancelled there "
     "and fails with provider_timeout.",
 )
@@ -42,27 +43,35 @@ class ReplicateInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: ModelRef = Field(
-        description="owner/name (its latest version), owner/name:VERSION or a version id."
+        title="Model",
+        description="owner/name (its latest version), owner/name:VERSION or a version id.",
     )
-    input: JsonObject = Field(default_factory=dict, description="The prediction's input, as is.")
+    input: JsonObject = Field(
+        default_factory=dict, title="Input (JSON)", description="The prediction's input, as is."
+    )
     timeout_s: float = Timeout
 
 
 class FalInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: ModelRef = Field(description="The endpoint id, path included (fal-ai/…).")
-    input: JsonObject = Field(default_factory=dict, description="The request's arguments.")
+    model: ModelRef = Field(title="Model", description="The endpoint id, path included (fal-ai/…).")
+    input: JsonObject = Field(
+        default_factory=dict, title="Input (JSON)", description="The request's arguments."
+    )
     timeout_s: float = Timeout
 
 
 class RunwareInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task_type: Literal["imageInference", "videoInference", "audioInference"]
-    model: ModelRef = Field(description="The model's AIR id.")
+    task_type: Literal["imageInference", "videoInference", "audioInference"] = Field(
+        title="Task type", description="What Runware makes: an image, a video or audio."
+    )
+    model: ModelRef = Field(title="Model", description="The model's AIR id.")
     input: JsonObject = Field(
         default_factory=dict,
+        title="Input (JSON)",
         description="The task's other fields (positivePrompt, duration, …); genwire sets "
         "taskUUID, deliveryMethod and webhookURL.",
     )

@@ -16,14 +16,32 @@ MAX_OUTPUT_BYTES = 256 * 1024 * 1024
 class SyntheticInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    steps: int = Field(10, ge=0, le=1_000_000, description="Steps to run, one event each.")
-    step_ms: float = Field(10.0, ge=0, le=600_000, description="Time per step, milliseconds.")
-    output_bytes: int = Field(
-        0, ge=0, le=MAX_OUTPUT_BYTES, description="Size of the output file; 0 for none."
+    steps: int = Field(
+        10, ge=0, le=1_000_000, title="Steps", description="Steps to run, one event each."
     )
-    warn_at: int | None = Field(None, ge=0, description="Emit a warning at this step.")
-    fail_at: int | None = Field(None, ge=0, description="Fail the job at this step.")
-    fail_retryable: bool = Field(False, description="Whether the failure is marked retryable.")
+    step_ms: float = Field(
+        10.0,
+        ge=0,
+        le=600_000,
+        title="Step time (ms)",
+        description="Time per step, milliseconds.",
+    )
+    output_bytes: int = Field(
+        0,
+        ge=0,
+        le=MAX_OUTPUT_BYTES,
+        title="Output size (bytes)",
+        description="Size of the output file; 0 for none.",
+    )
+    warn_at: int | None = Field(
+        None, ge=0, title="Warn at step", description="Emit a warning at this step."
+    )
+    fail_at: int | None = Field(
+        None, ge=0, title="Fail at step", description="Fail the job at this step."
+    )
+    fail_retryable: bool = Field(
+        False, title="Failure is retryable", description="Whether the failure is marked retryable."
+    )
 
 
 @pipeline(

@@ -59,6 +59,25 @@ function fieldType(property) {
   return { ...property, ...(options[0] || { type: "string" }), optional: true };
 }
 
+/** The title pydantic gives a field that has none of its own: its name, title-cased
+ * ("step_ms" → "Step Ms"). It is no label for a person. */
+function machineTitle(name) {
+  return name.replace(/[A-Za-z]+/g, (word) => word[0].toUpperCase() + word.slice(1).toLowerCase()).replaceAll("_", " ").trim();
+}
+
+const UNITS = { s: "seconds", ms: "ms", px: "pixels", bytes: "bytes" }; // a name's last word
+const ACRONYMS = new Set(["fps", "id", "url", "json", "api", "http"]);
+
+/** A person's label for a field: its schema title, unless that is only its name
+ * title-cased, in which case one made from the name ("duration_s" → "Duration (seconds)"). */
+function labelFor(name, property) {
+  if (property.title && property.title !== machineTitle(name)) return property.title;
+  const words = name.split("_").filter(Boolean);
+  const unit = words.length > 1 && UNITS[words.at(-1)] ? ` (${UNITS[words.pop()]})` : "";
+  const text = words.map((word) => (ACRONYMS.has(word.toLowerCase()) ? word.toUpperCase() : word.toLowerCase())).join(" ");
+  return `${text.charAt(0).toUpperCase()}${text.slice(1)}${unit}`;
+}
+
 function inputFor(name, property, required) {
   const spec = fieldType(property);
   const id = `input-${name}`;
@@ -68,7 +87,7 @@ function inputFor(name, property, required) {
   if (spec.type === "boolean") {
     control = el("input", { ...common, type: "checkbox", checked: property.default === true });
     control.dataset.type = "boolean"; // read as `checked`: its `value` is "on" either way
-    return el("div", { class: "field" }, el("div", { class: "check" }, control, el("label", { for: id, text: property.title || name })), help);
+    return el("div", { class: "field" }, el("div", { class: "check" }, control, el("label", { for: id, text: labelFor(name, property) })), help);
   }
   if (spec.type === "object" || spec.type === "array") {
     // Free-form JSON (a provider's own input): written as text, parsed on Start.
@@ -94,7 +113,7 @@ function inputFor(name, property, required) {
     control = el("input", { ...common, type: "text", value: property.default ?? "", pattern: spec.pattern, maxlength: spec.maxLength, required: required });
   }
   control.dataset.type = spec.type;
-  const label = el("label", { for: id, text: property.title || name });
+  const label = el("label", { for: id, text: labelFor(name, property) });
   return el("div", { class: "field" }, label, control, help);
 }
 
@@ -103,14 +122,33 @@ function renderForm() {
   const schema = pipeline?.input_schema || { properties: {} };
   $("#pipeline-description").textContent = pipeline?.description || "";
   const required = new Set(schema.required || []);
-  $("#fields").replaceChildren(
-    ...Object.entries(schema.properties || {}).map(([name, property]) => inputFor(name, property, required.has(name))),
-  );
+  const entries = Object.entries(schema.properties || {});
+  // First the fields a person must decide, those with no default (required, or filled
+  // in by the server, as a provider's `input`); where every field has one, the first.
+  const undecided = entries.filter(([, property]) => !("default" in property));
+  const primary = new Set((undecided.length ? undecided : entries.slice(0, 1)).map(([name]) => name));
+  const field = ([name, property]) => inputFor(name, property, required.has(name));
+  $("#fields").replaceChildren(...entries.filter(([name]) => primary.has(name)).map(field));
+  $("#more-fields").replaceChildren(...entries.filter(([name]) => !primary.has(name)).map(field));
+  // Another pipeline's options start folded, whatever was open for the last one.
+  $("#more-options").open = false;
+  $("#more-options").hidden = !$("#more-fields").childElementCount;
+}
+
+/** The controls of the pipeline's input, shown or folded. */
+function inputControls() {
+  return document.querySelectorAll("#fields [name], #more-fields [name]");
+}
+
+/** Marks a control invalid, unfolding "More options" if it is there, so that it shows. */
+function markControlInvalid(control) {
+  control.setAttribute("aria-invalid", "true");
+  if ($("#more-options").contains(control)) $("#more-options").open = true;
 }
 
 function readInput() {
   const input = {};
-  for (const control of $("#fields").querySelectorAll("[name]")) {
+  for (const control of inputControls()) {
     control.removeAttribute("aria-invalid");
     const type = control.dataset.type;
     if (type === "boolean") {
@@ -123,7 +161,7 @@ function readInput() {
       try {
         input[control.name] = JSON.parse(raw);
       } catch {
-        control.setAttribute("aria-invalid", "true");
+        markControlInvalid(control);
         throw new FormError(`${control.name}: not valid JSON`);
       }
       continue;
@@ -136,8 +174,21 @@ function readInput() {
 function markInvalid(error) {
   for (const item of error.errors || []) {
     const name = String(item.field).replace(/^input\./, "");
-    $(`#fields [name="${CSS.escape(name)}"]`)?.setAttribute("aria-invalid", "true");
+    const control = [...inputControls()].find((candidate) => candidate.name === name);
+    if (control) markControlInvalid(control);
   }
+}
+
+/** A batch's inputs. Where the pipeline takes a seed, each clip gets its own: the seed
+ * set (else a random one) plus the clip's number, so the clips differ and each one can
+ * be made again from the seed in its input. */
+function batchInputs(pipeline, input, clips) {
+  const seed = pipelines.get(pipeline)?.input_schema?.properties?.seed;
+  if (!seed || fieldType(seed).type !== "integer") return Array.from({ length: clips }, () => input);
+  const low = fieldType(seed).minimum ?? 0;
+  const span = (fieldType(seed).maximum ?? 2 ** 32 - 1) - low + 1;
+  const base = input.seed ?? low + (crypto.getRandomValues(new Uint32Array(1))[0] % span);
+  return Array.from({ length: clips }, (_, index) => ({ ...input, seed: low + ((base - low + index) % span) }));
 }
 
 class FormError extends Error {}
@@ -159,7 +210,7 @@ async function submitForm(event) {
   button.disabled = true;
   try {
     if (clips > 1) {
-      const project = await client.createProject(Array.from({ length: clips }, () => ({ pipeline, input })));
+      const project = await client.createProject(batchInputs(pipeline, input, clips).map((clip) => ({ pipeline, input: clip })));
       follow.addProject(project.id);
       showProject(project);
       announce(`Batch of ${clips} started`);
@@ -180,6 +231,13 @@ async function submitForm(event) {
 // -- one job -------------------------------------------------------------------------------
 
 const STATUS_TEXT = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
+// Why an attempt ended (the `reason.code` of the event that requeued its job), in
+// people's words; a code not listed here shows the server's own `reason.message`.
+const REASON_TEXT = { server_restarted: "the server restarted", worker_lost: "its worker stopped answering" };
+
+function reasonText(reason) {
+  return reason ? REASON_TEXT[reason.code] || reason.message : null;
+}
 
 class JobView {
   constructor(snapshot, { clip = false } = {}) {
@@ -190,6 +248,11 @@ class JobView {
     this.warnings = [];
     this.artifacts = [];
     this.eta = null;
+    this.createdAt = snapshot.created_at; // "Done in" counts from here, over every attempt
+    this.attempt = snapshot.attempt || 1;
+    this.eventAttempt = 1; // the attempt of the events applied so far (a log starts at 1)
+    this.maxAttempts = null; // told by the event that requeued the job: no snapshot has it
+    this.retry = null; // { attempt, reason, reached }: why the attempt before ended, and where
     this.seq = 0n; // the last event applied: each is applied once, in order
     // With API keys, the job's stream token (in its URLs) also opens its files:
     // <video>, <img> and download links cannot send the key.
@@ -209,6 +272,7 @@ class JobView {
     const title = `${snapshot.pipeline} · ${snapshot.id.slice(-8)}`;
     this.chips = el("ul", { class: "phases", "aria-label": "Phases" }, ...phases.map((phase) => el("li", { class: "chip", "data-phase": phase.name, "data-state": "pending", text: phase.name })));
     this.progress = el("progress", { class: "job-progress", max: 100, value: 0, "aria-label": `Progress of ${title}` });
+    this.attemptText = el("p", { class: "job-attempt", hidden: true });
     this.statusBadge = el("span", { class: "status" });
     this.message = el("span", { class: "job-message" });
     this.etaText = el("span", { class: "job-eta" });
@@ -226,6 +290,7 @@ class JobView {
       el("div", { class: "job-head" }, el("h3", { text: title }), this.statusBadge),
       prompt ? el("p", { class: "job-prompt", text: prompt }) : null,
       this.chips,
+      this.attemptText,
       this.progress,
       el("div", { class: "job-line" }, this.message, this.etaText, this.checked, this.connectionText),
       this.warningList,
@@ -251,6 +316,7 @@ class JobView {
     this.cancelRequested = snapshot.cancel_requested;
     this.artifacts = snapshot.artifacts || this.artifacts;
     this.error = snapshot.error;
+    this.attempt = snapshot.attempt || this.attempt;
     this.render();
   }
 
@@ -294,6 +360,8 @@ class JobView {
   apply(event) {
     switch (event.type) {
       case "job-status":
+        if (event.attempt > this.eventAttempt) this.startOver(event);
+        this.attempt = event.attempt ?? this.attempt;
         this.status = event.status;
         this.phase = event.phase ?? this.phase;
         this.progressValue = event.progress ?? this.progressValue;
@@ -322,7 +390,7 @@ class JobView {
         this.status = "succeeded";
         this.progressValue = 100;
         this.artifacts = event.artifacts || this.artifacts;
-        this.messageText = `Done in ${Number(event.duration_s).toFixed(1)} s`;
+        this.messageText = `Done in ${this.elapsedS(event).toFixed(1)} s${this.attempt > 1 ? ` · ${this.attempt} attempts` : ""}`;
         break;
       case "job-failed":
         this.status = "failed";
@@ -363,6 +431,7 @@ class JobView {
       if (chip) chip.dataset.state = this.chipState(phase.name, index, phases);
     });
     this.progress.value = Math.max(0, Math.min(100, this.progressValue || 0));
+    this.showAttempt();
     const queued = this.status === "queued" && this.queuePosition ? `Queued, position ${this.queuePosition}` : null;
     this.message.textContent = queued || this.messageText || "";
     this.showConnection();
@@ -375,6 +444,49 @@ class JobView {
     this.cancelButton.disabled = Boolean(this.cancelRequested);
     this.removeButton.hidden = !this.terminal || this.clip;
     if (this.status === "succeeded" && !this.result.childElementCount) this.renderResult();
+  }
+
+  /** The job runs again from its start (a new attempt): what the last one showed of
+   * its phases and files goes, and its bar starts over from 0. */
+  startOver(event) {
+    this.eventAttempt = event.attempt;
+    this.retry = { attempt: event.attempt, reason: event.reason || null, reached: this.progressValue || 0 };
+    this.maxAttempts = event.max_attempts ?? this.maxAttempts;
+    this.phaseStates.clear();
+    this.artifacts = [];
+    this.restarted = !this.pending; // seen live, not replayed after a reload: flash the bar
+  }
+
+  /** "Attempt 2 of 3 — the server restarted during attempt 1 (at 88 %)…" once the job
+   * runs again; the bar, back at 0, flashes so that it does not seem to carry on. */
+  showAttempt() {
+    this.element.dataset.attempt = this.attempt;
+    this.attemptText.hidden = this.attempt <= 1;
+    if (this.attempt > 1) {
+      const of = this.maxAttempts ? ` of ${this.maxAttempts}` : "";
+      const retry = this.retry?.attempt === this.attempt ? this.retry : null;
+      let why = "";
+      if (retry) {
+        const reached = retry.reached ? ` (at ${Math.floor(retry.reached)} %)` : "";
+        const ended = reasonText(retry.reason);
+        why = ended ? ` — ${ended} during attempt ${this.attempt - 1}${reached}, so it started over` : ` — attempt ${this.attempt - 1} stopped${reached}, so it started over`;
+      }
+      this.attemptText.textContent = `Attempt ${this.attempt}${of}${why}`;
+    }
+    if (this.restarted) {
+      this.restarted = false;
+      this.progress.classList.remove("restarted");
+      void this.progress.offsetWidth; // a new attempt flashes again, even the next one
+      this.progress.classList.add("restarted");
+    }
+  }
+
+  /** Seconds from the job's creation to `event`, over every attempt and the waits
+   * between them: the wait a person had (the event's duration_s counts the last
+   * attempt only). */
+  elapsedS(event) {
+    const total = (Date.parse(event.ts) - Date.parse(this.createdAt)) / 1000;
+    return Number.isFinite(total) ? total : Number(event.duration_s);
   }
 
   /** The connection's state beside the job while it runs; its ETA only while events

@@ -26,9 +26,14 @@ def open_home(page: Page, url: str) -> None:
 
 def fill_form(page: Page, pipeline: str, batch: int = 1, **values: Any) -> None:
     """Choose the pipeline, then fill each named input (a bool ticks a checkbox, a
-    select gets the option of that value, anything else is typed)."""
+    select gets the option of that value, anything else is typed), unfolding "More
+    options" first when one of them is there."""
     form = page.locator("form#new-job")
     form.locator("select#pipeline").select_option(pipeline)
+    more = form.locator("details.more-options")
+    folded = [name for name in values if more.locator(f'[name="{name}"]').count()]
+    if folded and not more.evaluate("details => details.open"):
+        more.locator("summary").click()
     for name, value in values.items():
         field = form.locator(f'[name="{name}"]')
         if isinstance(value, bool):
@@ -104,3 +109,29 @@ RECORD_FIRST_JOB = """() => {
     subtree: true, childList: true, attributes: true, characterData: true,
   });
 }"""
+
+
+#: Keeps every value a job card's bar takes, in order, in the bar's `recorded` list.
+#: A MutationObserver's callback comes after a burst of changes (a catch-up applies
+#: many events in one task), so the values in between are read from `oldValue`.
+_RECORD_BAR = """bar => {
+  bar.recorded = [bar.value];
+  const keep = (value) => {
+    if (bar.recorded[bar.recorded.length - 1] !== value) bar.recorded.push(value);
+  };
+  new MutationObserver((records) => {
+    records.slice(1).forEach((record) => keep(Number(record.oldValue)));
+    keep(bar.value);
+  }).observe(bar, { attributes: true, attributeFilter: ["value"], attributeOldValue: true });
+}"""
+
+
+def record_progress(card: Locator) -> None:
+    """From now on, keep every value the card's progress bar takes."""
+    card.locator("progress.job-progress").evaluate(_RECORD_BAR)
+
+
+def recorded_progress(card: Locator) -> list[float]:
+    """The values the card's bar took since `record_progress`, in order, each once."""
+    values: list[float] = card.locator("progress.job-progress").evaluate("bar => bar.recorded")
+    return values
