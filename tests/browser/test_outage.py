@@ -43,9 +43,10 @@ def restart(serve_process: Callable[..., ServerProcess], server: ServerProcess) 
 
 
 def running_job(page: Page, server: ServerProcess) -> Locator:
-    """A job of about 30 s, under way, on a live page."""
+    """A job of about 15 s (run again from its start after the restart), under way,
+    on a live page."""
     open_home(page, server.url)
-    job_id = start(page, "demo.synthetic", steps=300, step_ms=100, output_bytes=4096)
+    job_id = start(page, "demo.synthetic", steps=150, step_ms=100, output_bytes=4096)
     card = job_card(page, job_id)
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     expect(card.locator(".job-eta")).to_contain_text("left")
