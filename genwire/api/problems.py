@@ -35,16 +35,25 @@ class ProblemResponse(Response):
         headers: Mapping[str, str] | None = None,
         **extensions: Any,
     ) -> None:
-        body: dict[str, Any] = {
-            "type": PROBLEM_TYPE_PREFIX + code,
-            "code": code,
-            "title": title,
-            "status": status,
-        }
-        if detail is not None:
-            body["detail"] = detail
-        body.update(extensions)
-        super().__init__(orjson.dumps(body), status_code=status, headers=headers)
+        body = problem_body(status, code, detail, title=title, **extensions)
+        super().__init__(body, status_code=status, headers=headers)
+
+
+def problem_body(
+    status: int, code: str, detail: str | None, *, title: str | None = None, **extensions: Any
+) -> bytes:
+    """A problem's JSON, for `ProblemResponse` and for answers written below ASGI (the
+    connection guard's); `title` defaults to the code in words."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "code": code,
+        "title": title if title is not None else _title(code),
+        "status": status,
+    }
+    if detail is not None:
+        body["detail"] = detail
+    body.update(extensions)
+    return orjson.dumps(body)
 
 
 def problem_from_error(error: ServiceError) -> ProblemResponse:

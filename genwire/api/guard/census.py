@@ -72,12 +72,13 @@ class ConnectionCensus:
             log.warning(
                 _WHY[kind] + " (%d since start; the rest of this minute is counted in "
                 "genwire_connections_cut_total)",
-                self._limit_of(kind),
+                self.limit_of(kind),
                 self.counts[kind],
             )
         return kind
 
-    def _limit_of(self, kind: str) -> float:
+    def limit_of(self, kind: str) -> float:
+        """The limit a refusal or cut of `kind` met."""
         limits = self.limits
         return {
             PROCESS: limits.max_connections,

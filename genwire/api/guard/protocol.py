@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -26,7 +25,7 @@ from genwire.api.guard.census import (
     MAX_REFUSED_OPEN,
     ConnectionCensus,
 )
-from genwire.api.problems import PROBLEM_TYPE_PREFIX
+from genwire.api.problems import problem_body
 from genwire.api.security import NOSNIFF
 
 #: How long a refused connection may take to send the head its 503 answers.
@@ -176,7 +175,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self.census.note(kind)
         self._disarm()
         if answer:
-            self._answer_and_linger(self._answer(status, kind, _DETAILS[kind] % self._limit(kind)))
+            self._answer_and_linger(
+                self._answer(status, kind, _DETAILS[kind] % self.census.limit_of(kind))
+            )
         else:
             self.transport.close()
 
@@ -190,7 +191,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._arm(_LINGER, LINGER_S)
 
     def _answer(self, status: int, code: str, detail: str) -> bytes:
-        body = _problem(status, code, detail)
+        body = problem_body(status, code, detail)
         head = [b"HTTP/1.1 %d %s\r\n" % (status, _PHRASES[status])]
         head += [b"%s: %s\r\n" % pair for pair in self.server_state.default_headers]
         head += [
@@ -201,14 +202,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         ]
         return b"".join(head) + body
 
-    def _limit(self, code: str) -> float:
-        limits = self.census.limits
-        return {
-            HEAD_TIMEOUT: limits.head_timeout_s,
-            BODY_TIMEOUT: limits.body_timeout_s,
-            HEAD_TOO_LARGE: limits.max_head_bytes,
-        }[code]
-
 
 _PHRASES = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 _DETAILS = {
@@ -218,18 +211,6 @@ _DETAILS = {
 }
 
 
-def _problem(status: int, code: str, detail: str) -> bytes:
-    return orjson.dumps(
-        {
-            "type": PROBLEM_TYPE_PREFIX + code,
-            "code": code,
-            "title": code.replace("-", " ").capitalize(),
-            "status": status,
-            "detail": detail,
-        }
-    )
-
-
 def _too_many_connections(by_address: bool) -> Any:
     """The app a refused connection's request gets: 503 and `connection: close`."""
     detail = (
@@ -237,7 +218,7 @@ def _too_many_connections(by_address: bool) -> Any:
         if by_address
         else "the server holds as many connections as it may"
     )
-    body = _problem(503, "too-many-connections", detail)
+    body = problem_body(503, "too-many-connections", detail)
     headers = [
         (b"content-type", b"application/problem+json"),
         (b"content-length", b"%d" % len(body)),
