@@ -10,7 +10,6 @@ import hashlib
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import orjson
@@ -28,11 +27,9 @@ from genwire.errors import (
     UnknownId,
 )
 from genwire.ids import new_id
+from genwire.leases import LeaseMoves
 from genwire.models import (
-    Event,
-    EventType,
     Job,
-    JobError,
     JobPage,
     JobStatus,
     JsonObject,
@@ -42,6 +39,7 @@ from genwire.pipelines.base import PipelineRegistry, RemoteFollower
 from genwire.reporter import AttemptReporter
 from genwire.storage import ArtifactStorage
 from genwire.store import Store, WriteTx
+from genwire.wakeups import topics_to_wake
 from genwire.webhooks.outbox import queue_deliveries
 
 log = logging.getLogger("genwire.service")
@@ -69,7 +67,9 @@ def request_fingerprint(body: JsonObject) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-class JobService:
+class JobService(LeaseMoves):
+    """Every change of a job: the API's side here, the worker's in `LeaseMoves`."""
+
     def __init__(
         self,
         store: Store,
@@ -110,12 +110,12 @@ class JobService:
             return value
 
         value, tx = await self.store.write(with_deliveries)
-        topics_to_wake = (
-            _topics_for(tx.appended, self.max_running_per_tenant is not None) + tx.extra_topics
+        woken = (
+            topics_to_wake(tx.appended, self.max_running_per_tenant is not None) + tx.extra_topics
         )
-        if topics_to_wake:
+        if woken:
             try:
-                await self.bus.publish(topics_to_wake, [event.seq for event in tx.appended])
+                await self.bus.publish(woken, [event.seq for event in tx.appended])
             except Exception:
                 # Committed is committed: the log is the truth; a lost wake-up only
                 # delays delivery until the next event of the same job.
@@ -272,115 +272,11 @@ class JobService:
                     return job
                 await subscription.wait(remaining)
 
-    # -- the worker side ------------------------------------------------------------
-
-    async def claim_next_job(self, worker_id: str, lease_ttl: float) -> Job | None:
-        """The next queued job this worker can run, now running under a lease: the
-        oldest of the tenant with the fewest running jobs, skipping any tenant at
-        `max_running_per_tenant` (see `WriteTx.claim_queued`).
-
-        The job's `lease_owner` is the lease of this one attempt: every later
-        write of the attempt (report, renew, end) must present it.
-        """
-        pipelines = [pipeline.name for pipeline in self.registry]
-
-        def claim(tx: WriteTx) -> Job | None:
-            job = tx.claim_queued(pipelines, self.max_running_per_tenant)
-            if job is not None:
-                transitions.start(tx, job, worker_id, lease_ttl, utc_now())
-            return job
-
-        return await self.change(claim)
-
-    async def renew_lease(self, job_id: str, lease: str, lease_ttl: float) -> bool:
-        """Extend the lease; returns whether cancel was requested. Raises LeaseLost."""
-
-        def renew(tx: WriteTx) -> bool:
-            job = transitions.owned(tx, job_id, lease)
-            job.lease_expires_at = utc_now() + timedelta(seconds=lease_ttl)
-            tx.save_job(job)
-            return job.cancel_requested
-
-        return await self.change(renew)
+    # -- the worker side (its lease moves: `genwire.leases`) ------------------------
 
     def reporter(self, job_id: str, lease: str, attempt: int = 1) -> AttemptReporter:
+        # Here, not in `LeaseMoves`: the reporter writes through the whole service.
         return AttemptReporter(self, job_id, lease, attempt)
-
-    async def complete_job(self, job_id: str, lease: str, output: JsonObject) -> Job:
-        def complete(tx: WriteTx) -> Job:
-            job = transitions.owned(tx, job_id, lease)
-            job.output = output
-            transitions.end(tx, job, JobStatus.SUCCEEDED, "succeeded", utc_now())
-            return job
-
-        return await self.change(complete)
-
-    async def fail_job(self, job_id: str, lease: str, error: JobError) -> Job:
-        def fail(tx: WriteTx) -> Job:
-            job = transitions.owned(tx, job_id, lease)
-            job.error = error
-            transitions.end(tx, job, JobStatus.FAILED, error.message, utc_now())
-            return job
-
-        return await self.change(fail)
-
-    async def cancel_running_job(self, job_id: str, lease: str) -> Job:
-        def cancel(tx: WriteTx) -> Job:
-            job = transitions.owned(tx, job_id, lease)
-            transitions.end(tx, job, JobStatus.CANCELLED, "cancelled", utc_now())
-            return job
-
-        return await self.change(cancel)
-
-    async def release_job(self, job_id: str, lease: str, reason: str) -> None:
-        """Give a running job back to the queue (graceful shutdown).
-
-        The next run is a new attempt, but a shutdown is nobody's failure: it does
-        not use up the job's budget of attempts.
-        """
-
-        def release(tx: WriteTx) -> None:
-            job = transitions.owned(tx, job_id, lease)
-            job.max_attempts += 1
-            transitions.retry_or_fail(
-                tx, job, transitions.RequeueReason.RELEASED, reason, utc_now()
-            )
-
-        await self.change(release)
-
-    async def recover_expired_leases(self, now: datetime | None = None) -> list[str]:
-        """Requeue (or fail, out of attempts) running jobs whose worker stopped renewing."""
-
-        def recover(tx: WriteTx) -> list[str]:
-            orphans = tx.lock_expired(now or utc_now())
-            for job in orphans:
-                transitions.retry_or_fail(
-                    tx,
-                    job,
-                    transitions.RequeueReason.WORKER_LOST,
-                    "its worker stopped responding",
-                    utc_now(),
-                )
-            return [job.id for job in orphans]
-
-        return await self.change(recover)
-
-    async def recover_all_running(self) -> list[str]:
-        """At start-up, when this process alone owns the database: every running job is orphaned."""
-
-        def recover(tx: WriteTx) -> list[str]:
-            orphans = tx.lock_running()
-            for job in orphans:
-                transitions.retry_or_fail(
-                    tx,
-                    job,
-                    transitions.RequeueReason.SERVER_RESTARTED,
-                    "the server stopped while it ran",
-                    utc_now(),
-                )
-            return [job.id for job in orphans]
-
-        return await self.change(recover)
 
 
 def _check_joinable(tx: WriteTx, project_id: str, tenant: str) -> None:
@@ -396,22 +292,3 @@ def _check_joinable(tx: WriteTx, project_id: str, tenant: str) -> None:
             f"project {project_id} has completed",
             [FieldError("project_id", "the project has completed; it takes no more clips")],
         )
-
-
-def _topics_for(appended: list[Event], capped: bool = False) -> list[str]:
-    """The topics to wake for `appended`; `capped`: a per-tenant running cap is set,
-    so a job that ends may let its tenant's queued jobs be claimed."""
-    announced: list[str] = []
-    for event in appended:
-        if event.project_id is not None:
-            announced.append(topics.project(event.project_id))
-        if event.job_id is not None:
-            announced.append(topics.job(event.job_id))
-            if event.type.is_terminal:
-                announced.append(topics.ended(event.job_id))
-                if capped:
-                    announced.append(topics.QUEUE)
-        if event.type is EventType.JOB_STATUS and event.payload.get("status") == JobStatus.QUEUED:
-            announced.append(topics.QUEUE)
-    announced.extend(topics.tenant(name) for name in {event.tenant for event in appended})
-    return list(dict.fromkeys(announced))
