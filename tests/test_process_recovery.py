@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
+from genwire.client import Client, JobStatusEvent
 from genwire.models import TERMINAL_EVENT_TYPES, EventType
 from genwire.store import SqlStore
 from tests.conftest import ServerProcess
@@ -31,6 +34,17 @@ def _start_and_kill_mid_job(start: Callable[..., ServerProcess], *args: str) -> 
         wait_for_job(client, job_id, lambda job: job["progress"] >= 20, timeout=30)
     server.kill()
     return job_id, server.data_dir
+
+
+def _genwire(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """The `genwire` command at 80 columns against `server`."""
+    return subprocess.run(
+        [sys.executable, "-m", "genwire", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "GENWIRE_URL": server.url, "COLUMNS": "80", "NO_COLOR": "1"},
+    )
 
 
 def _events_of(data_dir: Path, job_id: str) -> list:
@@ -71,6 +85,47 @@ def test_a_job_running_when_the_server_is_killed_runs_again_after_restart_and_su
     ]
     assert events[-1].type is EventType.JOB_COMPLETED
     assert [event.seq for event in events] == sorted({event.seq for event in events})
+
+
+def test_the_client_and_watch_say_a_job_started_over_because_the_server_restarted(
+    serve_process: Callable[..., ServerProcess],
+) -> None:
+    """Issue 18, item 5: the requeue event's reason and max_attempts reach the Python
+    client typed, and `genwire watch` says why the job started over, from where, and
+    counts both attempts at the end, in 80 columns."""
+    job_id, data_dir = _start_and_kill_mid_job(serve_process)
+    reached = max(event.payload.get("progress", 0) for event in _events_of(data_dir, job_id))
+    restarted = serve_process("--workers", "1", data_dir=data_dir)
+
+    with Client(restarted.url) as client:
+        events = list(client.events(job_id, timeout=60))
+    watched = _genwire(restarted, "watch", job_id)
+    shown = _genwire(restarted, "status", job_id)
+
+    requeues = [
+        JobStatusEvent.from_json(event)
+        for event in events
+        if event["type"] == "job-status" and event.get("reason")
+    ]
+    assert len(requeues) == 1, events
+    assert requeues[0].attempt == 2
+    assert requeues[0].max_attempts == 3
+    assert requeues[0].reason is not None
+    assert requeues[0].reason.code == "server_restarted"
+    assert watched.returncode == 0, watched.stderr
+    said = (
+        f"attempt 2 of 3: the server restarted during attempt 1 (at {int(reached)} %); "
+        "starting over"
+    )
+    assert said in watched.stderr.splitlines(), watched.stderr
+    assert re.search(
+        rf"^succeeded after 2 attempts in \S+ (s|min)( \d+ s)?  {job_id}$",
+        watched.stdout,
+        re.MULTILINE,
+    ), watched.stdout
+    too_wide = [line for line in watched.stderr.splitlines() if len(line.rstrip()) > 80]
+    assert not too_wide, too_wide
+    assert f"{job_id}  demo.synthetic  succeeded (attempt 2)  100%" in shown.stdout, shown
 
 
 def test_a_job_out_of_attempts_after_a_kill_fails_with_a_clear_code(

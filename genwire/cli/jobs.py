@@ -9,17 +9,18 @@ from typing import Any
 
 import click
 from rich import box
+from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
-    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
 )
 from rich.table import Table
 
+from genwire.cli.attempts import outcome, starting_over
 from genwire.cli.inputs import coerce_to_schema, parse_input
 from genwire.cli.main import main
 from genwire.cli.short_ids import matching_ids, short_ids
@@ -33,8 +34,8 @@ from genwire.cli.terminal import (
     out,
     server_option,
 )
-from genwire.cli.times import ago, took
-from genwire.client import Client, Conflict, Job
+from genwire.cli.times import ago
+from genwire.client import Client, Conflict, Job, JobStatusEvent
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print the job's snapshot as JSON instead."
@@ -106,21 +107,9 @@ def submit(
 def _follow(client: Client, job: Job) -> Job:
     """Follow the job's event stream to its end, drawing phases, progress, messages,
     warnings and ETA; returns the final snapshot."""
-    columns = (
-        TextColumn("{task.fields[phase]:<10}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.fields[eta]:>9}"),
-        TextColumn("{task.fields[message]}"),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        bar = progress.add_task(
-            job.id, total=100, phase=job.phase or job.status, message="", eta=""
-        )
-        with api_errors(client.server):
-            for event in client.events(job.id):
-                _show(progress, bar, event)
+    with JobBar(job) as bar, api_errors(client.server):
+        for event in client.events(job.id):
+            bar.show(event)
     return api(client, lambda: client.get(job.id))
 
 
@@ -128,40 +117,82 @@ def _follow(client: Client, job: Job) -> Job:
 _ENDINGS = {"job-completed": "succeeded", "job-failed": "failed", "job-cancelled": "cancelled"}
 
 
-def _show(progress: Progress, bar: TaskID, event: dict[str, Any]) -> None:
-    kind = event.get("type")
-    fields: dict[str, Any] = {}
-    if "progress" in event:
-        fields["completed"] = event["progress"]
-    if kind == "job-status":
-        fields["phase"] = event.get("phase") or event["status"]
-        fields["message"] = escape((event.get("message") or "")[:60])
-        # An ETA holds while steps run; a change of status (a cancel asked) ends it.
-        fields["eta"] = ""
-    elif kind == "step-status":
-        fields["phase"] = event["phase"]
-        if event["state"] in ("completed", "skipped"):
-            mark = "[green]✓[/]" if event["state"] == "completed" else "[dim]–[/]"
-            progress.console.print(f"{mark} {escape(event['phase'])} {event['state']}")
-    elif kind == "step-progress":
-        fields["phase"] = event["phase"]
-        fields["message"] = escape((event.get("message") or "")[:60])
-        eta = event.get("eta_s")
-        fields["eta"] = f"ETA {eta:.0f}s" if isinstance(eta, int | float) else ""
-    elif kind == "warning":
-        progress.console.print(f"[yellow]warning[/] {escape(event['message'])}")
-    elif kind == "artifact":
-        artifact = event["artifact"]
-        progress.console.print(
-            f"[cyan]artifact[/] {escape(artifact['name'])} ({escape(artifact['type'])})"
+class JobBar:
+    """The live bar of one job on stderr, fed its events in order from the first: the
+    lines above it say what happened (a phase done, a warning, a file, a start over).
+
+    When the job starts over (a job-status event of a later attempt: the server
+    restarted, its worker was lost), a line says why and where the last attempt got
+    to, and the bar starts again from 0, its elapsed time too: the run does not
+    seem to carry on from where the last attempt stopped."""
+
+    def __init__(self, job: Job, terminal: Console = console) -> None:
+        self.progress = Progress(
+            TextColumn("{task.fields[phase]:<10}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[eta]:>9}"),
+            TextColumn("{task.fields[message]}"),
+            console=terminal,
+            transient=False,
         )
-    elif kind in _ENDINGS:
-        fields.update(phase=_ENDINGS[kind], eta="", message="")
-        if kind == "job-completed":
-            fields["completed"] = 100
-    progress.update(bar, **fields)
-    if kind in _ENDINGS:
-        progress.stop_task(bar)  # the elapsed time stops where the job did
+        self.task = self.progress.add_task(
+            job.id, total=100, phase=job.phase or job.status, message="", eta=""
+        )
+        self.attempt = 1  # the attempt of the events shown so far (a log starts at 1)
+        self.reached = 0.0  # the overall progress of that attempt
+
+    def __enter__(self) -> JobBar:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.progress.stop()
+
+    def show(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "job-status" and (event.get("attempt") or 1) > self.attempt:
+            self._start_over(JobStatusEvent.from_json(event))
+        fields: dict[str, Any] = {}
+        if "progress" in event:
+            fields["completed"] = self.reached = event["progress"]
+        if kind == "job-status":
+            fields["phase"] = event.get("phase") or event["status"]
+            fields["message"] = escape((event.get("message") or "")[:60])
+            # An ETA holds while steps run; a change of status (a cancel asked) ends it.
+            fields["eta"] = ""
+        elif kind == "step-status":
+            fields["phase"] = event["phase"]
+            if event["state"] in ("completed", "skipped"):
+                mark = "[green]✓[/]" if event["state"] == "completed" else "[dim]–[/]"
+                self.progress.console.print(f"{mark} {escape(event['phase'])} {event['state']}")
+        elif kind == "step-progress":
+            fields["phase"] = event["phase"]
+            fields["message"] = escape((event.get("message") or "")[:60])
+            eta = event.get("eta_s")
+            fields["eta"] = f"ETA {eta:.0f}s" if isinstance(eta, int | float) else ""
+        elif kind == "warning":
+            self.progress.console.print(f"[yellow]warning[/] {escape(event['message'])}")
+        elif kind == "artifact":
+            artifact = event["artifact"]
+            self.progress.console.print(
+                f"[cyan]artifact[/] {escape(artifact['name'])} ({escape(artifact['type'])})"
+            )
+        elif kind in _ENDINGS:
+            fields.update(phase=_ENDINGS[kind], eta="", message="")
+            if kind == "job-completed":
+                fields["completed"] = 100
+        self.progress.update(self.task, **fields)
+        if kind in _ENDINGS:
+            self.progress.stop_task(self.task)  # the elapsed time stops where the job did
+
+    def _start_over(self, requeue: JobStatusEvent) -> None:
+        self.progress.console.print(f"[yellow]{escape(starting_over(requeue, self.reached))}[/]")
+        self.attempt = requeue.attempt
+        self.reached = 0.0
+        # reset() replaces the task's fields: all of them, then the event's own.
+        self.progress.reset(self.task, completed=0, phase=requeue.status, message="", eta="")
 
 
 def _print_result(client: Client, job: Job, as_json: bool) -> None:
@@ -169,24 +200,12 @@ def _print_result(client: Client, job: Job, as_json: bool) -> None:
         out.print_json(data=job.raw)
         return
     color = {"succeeded": "green", "failed": "red"}.get(job.status, "yellow")
-    out.print(f"[{color}]{_outcome(job)}[/]  {job.id}")
+    out.print(f"[{color}]{outcome(job)}[/]  {job.id}")
     if job.error:
         out.print(f"  error {escape(job.error.code)}: {escape(job.error.message)}")
     for artifact in job.artifacts:
         out.print(f"  {escape(artifact.name)}  ({artifact.type}, {_size(artifact.size_bytes)})")
         out.print(f"    {client.absolute(artifact.url)}", soft_wrap=True)
-
-
-def _outcome(job: Job) -> str:
-    """The status and, once the job has ended, the time from its creation to its end
-    (what its submitter waited, queue and every attempt included): "succeeded in
-    12 s", "cancelled after 3 s"."""
-    if job.finished_at is None:
-        return job.status
-    spent = took((job.finished_at - job.created_at).total_seconds())
-    return (
-        f"{job.status} in {spent}" if job.status == "succeeded" else f"{job.status} after {spent}"
-    )
 
 
 def _size(size_bytes: int) -> str:
@@ -230,8 +249,9 @@ def status(job_text: str, as_json: bool, server: str) -> None:
         if as_json:
             out.print_json(data=job.raw)
             return
+        attempt = f" (attempt {job.attempt})" if job.attempt > 1 else ""
         out.print(
-            f"{job.id}  {escape(job.pipeline)}  [bold]{job.status}[/]  "
+            f"{job.id}  {escape(job.pipeline)}  [bold]{job.status}[/]{attempt}  "
             f"{job.progress:.0f}%  {escape(job.phase or '')}  {escape(job.message or '')}"
         )
         if job.status == "queued" and job.queue_position is not None:
@@ -277,7 +297,7 @@ def cancel(job_text: str, server: str) -> None:
                 job = None
         if job is None:
             ended = api(client, lambda: client.get(job_id))
-            out.print(f"job {ended.id} had already ended: {_outcome(ended)}")
+            out.print(f"job {ended.id} had already ended: {outcome(ended)}")
             sys.exit(0 if ended.status == "cancelled" else 1)
         if job.status == "running":
             out.print(f"cancelling job {job.id}: its worker stops it")
@@ -339,11 +359,12 @@ def jobs(
     table.add_column("progress", overflow="fold")
     table.add_column("created", no_wrap=True)
     for job in page:
+        attempt = f", attempt {job.attempt}" if job.attempt > 1 else ""
         table.add_row(
             shown[job.id],
             escape(job.pipeline),
             f"[{_STATUS_STYLES.get(job.status, 'default')}]{job.status}[/]",
-            escape(f"{job.progress:.0f}% {job.phase or ''}".strip()),
+            escape(f"{job.progress:.0f}% {job.phase or ''}".strip() + attempt),
             ago(job.created_at, now),
         )
     out.print(table)

@@ -126,7 +126,8 @@ class Client(ClientBase[httpx.BaseTransport, httpx.Client]):
         back to long-poll, then to polling, and tries SSE again later. With `timeout`,
         raises `Timeout` when the terminal event has not come. Any number of jobs can be
         followed at once (one thread each): streams have a pool of their own, with no
-        bound, beside the calls'."""
+        bound, beside the calls'. Each event is its JSON object; `JobStatusEvent`
+        reads a `job-status` one typed, a requeue's `reason` and `max_attempts` too."""
         feed = self._feed(job_id, after, timeout)
         while not feed.done:
             transport = feed.begin()

@@ -1,4 +1,5 @@
-"""Typed results of the API calls (SPEC §2, §3): frozen views over the JSON answers.
+"""Typed results of the API calls (SPEC §2, §3): frozen views over the JSON answers,
+and over the events `events()` yields as plain dicts (SPEC §4).
 
 Each keeps the JSON it was built from as `.raw`, so a field the server adds later is
 never out of reach, and printing the answer as JSON needs no conversion back.
@@ -132,6 +133,73 @@ class Job:
             output=data.get("output"),
             last_event_id=data.get("last_event_id"),
             urls=dict(data.get("urls") or {}),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class RequeueReason:
+    """Why a job's attempt ended and the job went back to the queue to start over.
+
+    `code` is `server_restarted` (the server died while the job ran), `worker_lost`
+    (its worker stopped renewing its lease) or `released` (its worker gave it back:
+    shutting down, its store failing); a code a later server adds passes through.
+    `message` says the same in words: "the server stopped while it ran"."""
+
+    code: str
+    message: str
+    raw: JsonObject = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RequeueReason:
+        return cls(
+            code=str(data.get("code", "")),
+            message=str(data.get("message", "")),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class JobStatusEvent:
+    """A `job-status` event (SPEC §4): `JobStatusEvent.from_json(event)` for an event
+    of `events()` whose `type` is `job-status`.
+
+    The event that requeues a job after its attempt ended (status `queued`, `attempt`
+    the new attempt's number) also carries `reason` and `max_attempts`, the attempts
+    the job may have; on every other job-status event both are None. A job that
+    starts over runs from its start: its progress goes back to 0."""
+
+    id: str
+    job_id: str
+    ts: datetime
+    status: str
+    phase: str | None
+    progress: float
+    message: str | None
+    queue_position: int | None
+    attempt: int
+    max_attempts: int | None
+    reason: RequeueReason | None
+    cancel_requested: bool
+    raw: JsonObject = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> JobStatusEvent:
+        reason = data.get("reason")
+        max_attempts = data.get("max_attempts")
+        return cls(
+            id=str(data["id"]),
+            job_id=data["job_id"],
+            ts=_required_time(data["ts"]),
+            status=data["status"],
+            phase=data.get("phase"),
+            progress=float(data.get("progress") or 0.0),
+            message=data.get("message"),
+            queue_position=data.get("queue_position"),
+            attempt=int(data.get("attempt") or 0),
+            max_attempts=None if max_attempts is None else int(max_attempts),
+            reason=RequeueReason.from_json(reason) if reason else None,
+            cancel_requested=bool(data.get("cancel_requested", False)),
             raw=dict(data),
         )
 
