@@ -1,5 +1,6 @@
 """Child processes for the benchmarks: a real `genwire serve` on a free port, or any
-command whose log says when it is ready; stopping them; what they cost."""
+command whose log says when it is ready; where they listen; stopping them; what they
+cost."""
 
 from __future__ import annotations
 
@@ -11,11 +12,29 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 READY_WITHIN_S = 30.0  #: how long a child may take to say it is ready
+SERVING = r"serving on (http://\S+)"  #: what `genwire serve` logs once it listens, and where
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a started server listens."""
+
+    url: str
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 80
 
 
 def start_logged(
@@ -55,6 +74,13 @@ def wait_logged(process: subprocess.Popen[bytes], log: Path, ready: str) -> re.M
     raise RuntimeError(f"{process.args!r} did not start:\n{log.read_text()}")
 
 
+def serve_command(data_dir: Path, *options: str) -> list[str]:
+    """`genwire serve` on port 0 (a free one, said in its log as `SERVING`) with
+    `data_dir` and `options`; its log belongs in `data_dir / "serve.log"`."""
+    command = [sys.executable, "-m", "genwire", "serve", "--port", "0"]
+    return [*command, "--data-dir", str(data_dir), *options]
+
+
 def start_server(
     data_dir: Path,
     keepalive: float,
@@ -62,22 +88,9 @@ def start_server(
     env: Mapping[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Starts `genwire serve` on port 0 and answers the process and its URL."""
-    command = [
-        sys.executable,
-        "-m",
-        "genwire",
-        "serve",
-        "--port",
-        "0",
-        "--data-dir",
-        str(data_dir),
-        "--log-level",
-        "warning",
-        "--keepalive",
-        str(keepalive),
-        *extra,
-    ]
-    process, match = start_logged(command, data_dir / "serve.log", r"serving on (http://\S+)", env)
+    options = ["--log-level", "warning", "--keepalive", str(keepalive), *extra]
+    command = serve_command(data_dir, *options)
+    process, match = start_logged(command, data_dir / "serve.log", SERVING, env)
     return process, match.group(1)
 
 

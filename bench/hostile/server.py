@@ -8,15 +8,13 @@ import os
 import re
 import secrets
 import subprocess
-import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
-from bench._server import launch_logged, stop_process, wait_logged
+from bench._server import SERVING, Endpoint, launch_logged, serve_command, stop_process, wait_logged
 
 #: The module of the bench's own pipelines (`bench.endless`), for `pipelines=True`.
 PIPELINES_MODULE = "bench.hostile.pipelines"
@@ -28,18 +26,9 @@ def new_key(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Server:
-    url: str
+class Server(Endpoint):
     process: subprocess.Popen[bytes]
     log: Path
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        return urlsplit(self.url).port or 80
 
     @property
     def pid(self) -> int:
@@ -73,13 +62,7 @@ async def serving(
     """`genwire serve` on port 0 with `keys` (key → tenant) as GENWIRE_API_KEYS and
     `extra` flags; stopped on the way out, whatever happened."""
     env = {"GENWIRE_API_KEYS": ",".join(f"{key}:{tenant}" for key, tenant in (keys or {}).items())}
-    command = [
-        sys.executable,
-        "-m",
-        "genwire",
-        "serve",
-        "--port",
-        "0",
+    options = [
         # Only shutdown is quicker: a running job is not waited for when a scenario ends.
         "--shutdown-grace",
         "0",
@@ -87,11 +70,11 @@ async def serving(
         *extra,
     ]
     with tempfile.TemporaryDirectory(prefix="genwire-hostile-") as folder:
-        log = Path(folder) / "serve.log"
-        command += ["--data-dir", folder]
-        process = launch_logged(command, log, env)
+        data_dir = Path(folder)
+        log = data_dir / "serve.log"
+        process = launch_logged(serve_command(data_dir, *options), log, env)
         try:
-            match = await asyncio.to_thread(wait_logged, process, log, r"serving on (http://\S+)")
+            match = await asyncio.to_thread(wait_logged, process, log, SERVING)
             yield Server(match.group(1), process, log)
         finally:
             await asyncio.to_thread(stop_process, process)

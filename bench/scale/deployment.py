@@ -15,7 +15,14 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from bench._report import ScratchDatabase, scratch_database
-from bench._server import launch_logged, start_server, stop_processes, surface_errors, wait_logged
+from bench._server import (
+    Endpoint,
+    launch_logged,
+    start_server,
+    stop_processes,
+    surface_errors,
+    wait_logged,
+)
 
 DATABASE_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 BUS_SERVER = "redis://127.0.0.1:6379"
@@ -24,19 +31,10 @@ ERRORS = r" (ERROR|CRITICAL) |^Traceback"
 
 
 @dataclass(frozen=True)
-class Node:
+class Node(Endpoint):
     """An API node: where it listens, and the process whose CPU is its own."""
 
-    url: str
     pid: int
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or "127.0.0.1"
-
-    @property
-    def port(self) -> int:
-        return urlsplit(self.url).port or 80
 
 
 def with_channel(bus_server: str) -> str:

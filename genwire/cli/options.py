@@ -4,7 +4,7 @@ environment variables, read into `Settings` fields."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,33 @@ from genwire.config import (
 )
 from genwire.providers.settings import ProviderSettings
 
+Command = Callable[..., None]
+Decorator = Callable[[Command], Command]
 
-def worker_options(command: Callable[..., None]) -> Callable[..., None]:
+
+def _setting_option(*decls: str, help: str, **options: Any) -> Decorator:
+    """`click.option(*decls, …)` for a setting: read from GENWIRE_<FLAG> unless
+    `envvar` names another variable (None: none), its default shown in the help
+    unless `show_default=False`. Other keywords go to click as written: an unsaid
+    `default` stays unset, which for a flag means False, not None."""
+    options.setdefault("envvar", "GENWIRE_" + decls[0].removeprefix("--").replace("-", "_").upper())
+    if options.get("default") is not None:
+        options.setdefault("show_default", True)
+    return click.option(*decls, help=help, **options)
+
+
+def _with_options(command: Command, options: Sequence[Decorator]) -> Command:
+    """`command` with `options` in their order in its help."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def worker_options(command: Command) -> Command:
     """Options of whatever runs workers: `serve` and `worker`."""
     options = [
-        click.option(
+        _setting_option(
             "--data-dir",
-            envvar="GENWIRE_DATA_DIR",
             default=DEFAULT_DATA_DIR,
             # Said in the help, not shown as the default: a worker on sqlite:///PATH
             # defaults to the database's folder instead (`genwire.cli.server.worker`).
@@ -40,7 +60,7 @@ def worker_options(command: Callable[..., None]) -> Callable[..., None]:
             "default the SQLite database. Default ./genwire-data; a worker on "
             "sqlite:///PATH: that file's folder.",
         ),
-        click.option(
+        _setting_option(
             "--bus",
             "bus_url",
             envvar="GENWIRE_BUS_URL",
@@ -48,7 +68,7 @@ def worker_options(command: Callable[..., None]) -> Callable[..., None]:
             help="redis://… : wake-ups shared by every node and worker (env GENWIRE_BUS_URL); "
             "default: in-process only.",
         ),
-        click.option(
+        _setting_option(
             "--storage",
             "storage_url",
             envvar="GENWIRE_STORAGE_URL",
@@ -56,29 +76,29 @@ def worker_options(command: Callable[..., None]) -> Callable[..., None]:
             help="Where artifacts live (env GENWIRE_STORAGE_URL): file://PATH, or "
             "s3://BUCKET/PREFIX with endpoint and credentials from AWS_*; default: the data dir.",
         ),
-        click.option(
+        _setting_option(
             "--job-timeout",
+            envvar=None,
             type=click.FloatRange(min=0.1),
             default=None,
             help="Cap, in seconds, on every pipeline's time limit.",
         ),
-        click.option(
+        _setting_option(
             "--lease-ttl",
+            envvar=None,
             type=click.FloatRange(min=0.5),
             default=DEFAULT_LEASE_TTL_S,
-            show_default=True,
             help="Seconds after which a silent worker's job is taken back.",
         ),
-        click.option(
+        _setting_option(
             "--max-attempts",
+            envvar=None,
             type=click.IntRange(1, 100),
             default=DEFAULT_MAX_ATTEMPTS,
-            show_default=True,
             help="Runs of a job before a lost worker fails it.",
         ),
-        click.option(
+        _setting_option(
             "--max-running-per-tenant",
-            envvar="GENWIRE_MAX_RUNNING_PER_TENANT",
             type=click.IntRange(min=1),
             default=None,
             help="Jobs of one tenant that may run at once across every worker "
@@ -86,47 +106,43 @@ def worker_options(command: Callable[..., None]) -> Callable[..., None]:
             "are free, so a tenant's endless jobs cannot take them all. Default: no cap; "
             "`serve` with keys of two or more tenants and 2+ --workers: --workers minus 1.",
         ),
-        click.option(
+        _setting_option(
             "--shutdown-grace",
+            envvar=None,
             type=click.FloatRange(min=0),
             default=DEFAULT_SHUTDOWN_GRACE_S,
-            show_default=True,
             help="On SIGTERM, seconds running jobs get to finish before going back to the queue.",
         ),
-        click.option(
+        _setting_option(
             "--allow-private-webhooks",
             is_flag=True,
-            envvar="GENWIRE_ALLOW_PRIVATE_WEBHOOKS",
             help="Allow webhook targets in private address ranges "
             "(env GENWIRE_ALLOW_PRIVATE_WEBHOOKS=1).",
         ),
-        click.option(
+        _setting_option(
             "--webhook-timeout",
+            envvar=None,
             type=click.FloatRange(min=0.1),
             default=DEFAULT_WEBHOOK_TIMEOUT_S,
-            show_default=True,
             help="Seconds one webhook request may take. Webhooks are signed with "
             "GENWIRE_WEBHOOK_SECRET (whsec_…), else a secret kept in the data dir.",
         ),
-        click.option(
+        _setting_option(
             "--public-url",
-            envvar="GENWIRE_PUBLIC_URL",
             default=None,
             help="Where providers reach this deployment (env GENWIRE_PUBLIC_URL); with it, "
             "Replicate, fal and Runware call its webhook instead of being polled alone.",
         ),
-        click.option(
+        _setting_option(
             "--pipelines",
             "pipeline_modules",
-            envvar="GENWIRE_PIPELINES",
             default="",
+            show_default=False,
             help="Modules of your own pipelines, comma-separated (env GENWIRE_PIPELINES); "
             "installed packages' `genwire.pipelines` entry points load too.",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _with_options(command, options)
 
 
 def worker_settings(options: dict[str, Any]) -> dict[str, Any]:
@@ -148,103 +164,83 @@ def worker_settings(options: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def limit_options(command: Callable[..., None]) -> Callable[..., None]:
+def limit_options(command: Command) -> Command:
     """The limits of `serve`: SPEC §3's, past which 429 with Retry-After (0 is none),
     and the connection guard's (`genwire.api.guard`), past which 408, 431 or 503."""
     options = [
-        click.option(
+        _setting_option(
             "--max-streams-per-tenant",
-            envvar="GENWIRE_MAX_STREAMS_PER_TENANT",
             type=click.IntRange(min=0),
             default=Settings.max_streams_per_tenant,
-            show_default=True,
             help="Open streams and long-polls of one API key, per API node "
             "(env GENWIRE_MAX_STREAMS_PER_TENANT; 0: no limit).",
         ),
-        click.option(
+        _setting_option(
             "--max-streams-per-address",
-            envvar="GENWIRE_MAX_STREAMS_PER_ADDRESS",
             type=click.IntRange(min=0),
             default=Settings.max_streams_per_address,
-            show_default=True,
             help="Open streams and long-polls from one client address, per API node "
             "(env GENWIRE_MAX_STREAMS_PER_ADDRESS; 0: no limit).",
         ),
-        click.option(
+        _setting_option(
             "--create-rate",
-            envvar="GENWIRE_CREATE_RATE",
             type=click.FloatRange(min=0),
             default=Settings.create_rate_per_s,
-            show_default=True,
             help="Jobs one API key may create per second, per API node "
             "(env GENWIRE_CREATE_RATE; 0: no limit).",
         ),
-        click.option(
+        _setting_option(
             "--create-burst",
-            envvar="GENWIRE_CREATE_BURST",
             type=click.IntRange(min=1),
             default=Settings.create_burst,
-            show_default=True,
             help="Jobs one API key may create at once, before --create-rate holds it "
             "back (env GENWIRE_CREATE_BURST).",
         ),
-        click.option(
+        _setting_option(
             "--max-queued-per-tenant",
-            envvar="GENWIRE_MAX_QUEUED_PER_TENANT",
             type=click.IntRange(min=0),
             default=Settings.max_queued_per_tenant,
-            show_default=True,
             help="Queued jobs of one API key, counted in the database "
             "(env GENWIRE_MAX_QUEUED_PER_TENANT; 0: no limit).",
         ),
-        click.option(
+        _setting_option(
             "--max-connections",
-            envvar="GENWIRE_MAX_CONNECTIONS",
             type=click.IntRange(min=1),
             default=None,
             help="Connections this process holds; past it a new one is answered 503 "
             "(env GENWIRE_MAX_CONNECTIONS). Default: the open-files limit, raised to "
             "its hard limit, less a twentieth kept for the database and files.",
         ),
-        click.option(
+        _setting_option(
             "--max-connections-per-address",
-            envvar="GENWIRE_MAX_CONNECTIONS_PER_ADDRESS",
             type=click.IntRange(min=0),
             default=None,
             help="Connections from one client address; past it 503 (env "
             "GENWIRE_MAX_CONNECTIONS_PER_ADDRESS). Default: three quarters of "
             "--max-connections; 0: no cap, for use behind a proxy.",
         ),
-        click.option(
+        _setting_option(
             "--head-timeout",
-            envvar="GENWIRE_HEAD_TIMEOUT",
             type=click.FloatRange(min=0.1),
             default=Settings.head_timeout_s,
-            show_default=True,
             help="Seconds a request's head may take to arrive whole; then 408 and the "
             "connection is closed (env GENWIRE_HEAD_TIMEOUT).",
         ),
-        click.option(
+        _setting_option(
             "--body-timeout",
-            envvar="GENWIRE_BODY_TIMEOUT",
             type=click.FloatRange(min=0.1),
             default=Settings.body_timeout_s,
-            show_default=True,
             help="Seconds a request's body may take to arrive whole after its head; "
             "then 408 (env GENWIRE_BODY_TIMEOUT).",
         ),
-        click.option(
+        _setting_option(
             "--max-head-size",
-            envvar="GENWIRE_MAX_HEAD_SIZE",
             type=click.IntRange(min=1024),
             default=Settings.max_head_bytes,
-            show_default=True,
             help="Bytes of a request's line and headers; past it 431 (env GENWIRE_MAX_HEAD_SIZE).",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return _with_options(command, options)
 
 
 def limit_settings(options: dict[str, Any]) -> dict[str, Any]:
