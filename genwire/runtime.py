@@ -26,7 +26,7 @@ from genwire.storage import ArtifactStorage, open_storage
 from genwire.store import SqlStore, Store
 from genwire.tokens import StreamTokens
 from genwire.webhooks import WebhookSender
-from genwire.worker import LeaseReaper, WorkerPool, WorkerSettings
+from genwire.worker import LeaseReaper, OthersQueueing, WorkerPool, WorkerSettings
 
 log = logging.getLogger("genwire")
 
@@ -41,6 +41,18 @@ def _others_writing(settings: Settings) -> OthersWriting | None:
     """
     url = settings.resolved_database_url
     if not url.startswith("sqlite:///"):
+        return lambda: True
+    database = Path(url.removeprefix("sqlite:///"))
+    return lambda: worker_processes_alive(database)
+
+
+def _others_queueing(settings: Settings, owns_data_dir: bool) -> OthersQueueing:
+    """Who else may queue jobs an in-process bus never announces to this process's
+    idle workers: for the one server of an embedded database, `genwire worker`
+    processes (their reapers requeue, their ends free a tenant's cap); for a
+    `genwire worker` or a node of a shared database, the servers: always."""
+    url = settings.resolved_database_url
+    if not owns_data_dir or not url.startswith("sqlite:///"):
         return lambda: True
     database = Path(url.removeprefix("sqlite:///"))
     return lambda: worker_processes_alive(database)
@@ -87,8 +99,11 @@ class Runtime:
             max_running_per_tenant=settings.max_running_per_tenant,
             max_queued_per_tenant=settings.max_queued_per_tenant,
         )
+        owns = own_data_dir and settings.uses_embedded_database
         pool = None
         if settings.workers > 0:
+            # A bus that reaches other processes announces their jobs itself.
+            unheard = None if bus.announced is not None else _others_queueing(settings, owns)
             pool = WorkerPool(
                 service,
                 WorkerSettings(
@@ -97,8 +112,8 @@ class Runtime:
                     job_timeout_s=settings.job_timeout_s,
                     shutdown_grace_s=settings.shutdown_grace_s,
                 ),
+                others_queueing=unheard,
             )
-        owns = own_data_dir and settings.uses_embedded_database
         hub = FeedHub(
             store,
             service.bus,

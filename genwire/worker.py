@@ -3,6 +3,11 @@
 A worker renews the lease of each attempt it runs; a worker that dies stops
 renewing, and a reaper that sees the lease expired requeues the job (attempt + 1)
 or, out of attempts, fails it with `worker_lost`. No job stays `running` forever.
+
+An idle pool claims when woken on `topics.QUEUE`, which every queued job (a requeue
+included) announces. Where wake-ups may miss a job — a bus that reaches this process
+alone while another process queues jobs, a bus cut off, a claim that failed — it
+looks at the store every `poll_interval_s`; otherwise only every `idle_backstop_s`.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import TypeVar
 import orjson
 from pydantic import ValidationError
 
-from genwire.bus import topics
+from genwire.bus import Subscription, topics
 from genwire.config import DEFAULT_LEASE_TTL_S, DEFAULT_SHUTDOWN_GRACE_S, DEFAULT_WORKERS
 from genwire.errors import LeaseLost, StoreUnavailable
 from genwire.ids import new_id
@@ -34,12 +39,27 @@ from genwire.store.retries import written_despite_outages
 log = logging.getLogger("genwire.worker")
 T = TypeVar("T")
 
+#: How long an idle pool that hears every queued job goes without looking at the
+#: store. Nothing is queued unannounced (a reaper's requeue is announced too, and
+#: the reapers keep their own clock), so this only bounds the delay of a wake-up
+#: that was lost: Redis pub/sub delivers at most once, and a publish can fail after
+#: its commit. Every look is a claim transaction under the store's write lock, so
+#: an idle pool costs one in 30 s rather than one every `poll_interval_s`.
+IDLE_BACKSTOP_S = 30.0
+
+#: Whether another process may queue jobs this process's own bus never announces
+#: (asked while the pool is idle on a `LocalBus`; see `WorkerPool`).
+OthersQueueing = Callable[[], bool]
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
     concurrency: int = DEFAULT_WORKERS  #: jobs run at once by this pool
     lease_ttl_s: float = DEFAULT_LEASE_TTL_S  #: a job whose lease is older is taken from its worker
-    poll_interval_s: float = 2.0  #: an idle pool looks for work at least this often
+    #: an idle pool looks for work this often while a queued job may not wake it
+    poll_interval_s: float = 2.0
+    #: and at least this often while every queued job wakes it (see IDLE_BACKSTOP_S)
+    idle_backstop_s: float = IDLE_BACKSTOP_S
     job_timeout_s: float | None = None  #: caps every pipeline's own time limit
     shutdown_grace_s: float = (
         DEFAULT_SHUTDOWN_GRACE_S  #: running jobs get this long to finish on stop
@@ -84,9 +104,22 @@ class LeaseReaper:
 
 
 class WorkerPool:
-    def __init__(self, service: JobService, settings: WorkerSettings | None = None) -> None:
+    def __init__(
+        self,
+        service: JobService,
+        settings: WorkerSettings | None = None,
+        others_queueing: OthersQueueing | None = None,
+    ) -> None:
+        """On a `LocalBus`, `others_queueing` says whether another process may queue
+        jobs (None: none can); while one may, the idle pool polls. A bus that reaches
+        other processes is trusted while its subscription is up."""
         self.service = service
         self.settings = settings or WorkerSettings()
+        self._others_queueing = others_queueing
+        announced = service.bus.announced
+        self._outages_seen = announced.outages if announced is not None else 0
+        self._claim_failed = False
+        self._probe_failing = False
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
         self.reaper = LeaseReaper(service, self.settings.lease_ttl_s / 2)
         self._stopping = asyncio.Event()
@@ -134,13 +167,49 @@ class WorkerPool:
                 with self.service.bus.subscribe(topics.QUEUE) as queued:
                     job = await self._claim()
                     while job is None:
-                        await queued.wait(self.settings.poll_interval_s)
+                        await self._until_worth_claiming(queued)
                         job = await self._claim()
                 self._launch(job)
                 launched = True
             finally:
                 if not launched:
                     self._free_slots.release()
+
+    async def _until_worth_claiming(self, queued: Subscription) -> None:
+        """Return when a claim may find what the last one did not: at a wake-up; every
+        `poll_interval_s` while wake-ups may miss a job; else after `idle_backstop_s`."""
+        loop = asyncio.get_running_loop()
+        backstop_at = loop.time() + self.settings.idle_backstop_s
+        while True:
+            tick = min(self.settings.poll_interval_s, backstop_at - loop.time())
+            if await queued.wait(max(tick, 0.0)):
+                return
+            if loop.time() >= backstop_at or self._claim_failed:
+                return
+            if not await self._hears_every_queued_job():
+                return
+
+    async def _hears_every_queued_job(self) -> bool:
+        """Whether every job queued since the last claim wakes this pool (but for a
+        lost announcement, which the backstop bounds)."""
+        announced = self.service.bus.announced
+        if announced is None:  # this process's own bus
+            if self._others_queueing is None:
+                return True
+            try:
+                others = await asyncio.to_thread(self._others_queueing)
+            except Exception:
+                if not self._probe_failing:  # once a streak, not every poll
+                    log.exception("cannot tell whether others queue jobs; polling")
+                self._probe_failing = True
+                return False
+            self._probe_failing = False
+            return not others
+        if announced.outages != self._outages_seen:
+            # Back on the bus: what was announced meanwhile went unheard.
+            self._outages_seen = announced.outages
+            return False
+        return announced.connected
 
     async def _claim(self) -> Job | None:
         """Claim a job; a claim under way when stop() cancels the dispatcher still
@@ -149,7 +218,7 @@ class WorkerPool:
             self.service.claim_next_job(self.worker_id, self.settings.lease_ttl_s)
         )
         try:
-            return await asyncio.shield(claim)
+            job = await asyncio.shield(claim)
         except asyncio.CancelledError:
             # Only stop() cancels the dispatcher: slot accounting no longer matters.
             with contextlib.suppress(Exception):
@@ -159,7 +228,10 @@ class WorkerPool:
             raise
         except Exception:
             log.exception("claiming a job failed; retrying")
+            self._claim_failed = True
             return None
+        self._claim_failed = False
+        return job
 
     def _launch(self, job: Job) -> None:
         assert job.lease_owner is not None

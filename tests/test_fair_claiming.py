@@ -219,7 +219,13 @@ async def capped_pool(capped: CappedService) -> AsyncIterator[WorkerPool]:
     it looks for work on its own only once an hour, so only wake-ups start jobs."""
     pool = WorkerPool(
         capped(1),
-        WorkerSettings(concurrency=2, lease_ttl_s=5, poll_interval_s=3600, shutdown_grace_s=0.1),
+        WorkerSettings(
+            concurrency=2,
+            lease_ttl_s=5,
+            poll_interval_s=3600,
+            idle_backstop_s=3600,
+            shutdown_grace_s=0.1,
+        ),
     )
     await pool.start()
     yield pool
