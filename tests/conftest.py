@@ -53,6 +53,8 @@ class ServerProcess:
     url: str
     data_dir: Path
     log_path: Path
+    #: The options it was started with (`ServerStarter.again` starts it so again).
+    args: tuple[str, ...] = ()
 
     def log(self) -> str:
         return self.log_path.read_text()
@@ -101,7 +103,7 @@ def start_server_process(data_dir: Path, *args: str, timeout: float = 30) -> Ser
             return None
         if answer.status_code != 200:
             return None
-        return ServerProcess(process, url, data_dir, log_path)
+        return ServerProcess(process, url, data_dir, log_path, args)
 
     try:
         server = wait_until(healthy, "genwire serve to become healthy", timeout=timeout)
@@ -114,24 +116,40 @@ def start_server_process(data_dir: Path, *args: str, timeout: float = 30) -> Ser
     return server
 
 
-@pytest.fixture
-def serve_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Start `genwire serve` processes; each is killed at the end of the test."""
-    started: list[ServerProcess] = []
+class ServerStarter:
+    """Starts `genwire serve` processes for one test (`start(*options, data_dir=…)`)."""
 
-    def start(*args: str, data_dir: Path | None = None) -> ServerProcess:
-        server = start_server_process(data_dir or tmp_path / "data", *args)
-        started.append(server)
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.started: list[ServerProcess] = []
+
+    def __call__(self, *args: str, data_dir: Path | None = None) -> ServerProcess:
+        server = start_server_process(data_dir or self.data_dir, *args)
+        self.started.append(server)
         return server
 
-    yield start
-    for server in started:
-        if server.process.poll() is None:
-            server.process.terminate()
-            try:
-                server.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+    def again(self, server: ServerProcess) -> ServerProcess:
+        """A killed server started again as it was: its options, port and data dir (a
+        restart after a crash, as a person or a supervisor would do it)."""
+        port = str(urlsplit(server.url).port)
+        return self(*server.args, "--port", port, data_dir=server.data_dir)
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            if server.process.poll() is None:
+                server.process.terminate()
+                try:
+                    server.process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[ServerStarter]:
+    """Start `genwire serve` processes; each is killed at the end of the test."""
+    starter = ServerStarter(tmp_path / "data")
+    yield starter
+    starter.stop_all()
 
 
 class ThreadedServer:

@@ -12,13 +12,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from genwire.client import AsyncClient, Client
-from tests.conftest import ServerProcess, ThreadedServer
+from tests.conftest import ServerProcess, ServerStarter, ThreadedServer
 from tests.faultproxy import Fault, FaultProxy
 from tests.waiting import wait_until
 
@@ -230,7 +229,7 @@ def follow_in_thread(
 
 
 def test_after_an_outage_events_are_back_on_sse_soon_after_the_server_answers(
-    serve_process: Callable[..., ServerProcess], kind: str
+    serve_process: ServerStarter, kind: str
 ) -> None:
     """Issue 18: after falling back because the server was unreachable, the client kept
     polling until its fallback window ended, though the server answered again."""
@@ -253,8 +252,7 @@ def test_after_an_outage_events_are_back_on_sse_soon_after_the_server_answers(
         timeout=30,
     )
     time.sleep(2)
-    port = str(urlsplit(server.url).port)
-    restarted = serve_process(*args, "--port", port, data_dir=server.data_dir)
+    restarted = serve_process.again(server)
     back = time.monotonic()
     thread.join(timeout=WAIT_S * 2)
     assert not thread.is_alive(), "events() did not end"

@@ -26,6 +26,8 @@ SCREENSHOTS = Path(os.environ.get("GENWIRE_SCREENSHOTS") or Path(__file__).paren
 #: and shared, and no test measures time.
 TIMEOUT_MS = 60_000
 DESKTOP = {"width": 1280, "height": 900}
+#: Chromium's own console lines for refused connections, while a test's server is down.
+REFUSED = r"ERR_CONNECTION_REFUSED|Failed to load resource|Failed to fetch"
 #: The `screenshot` fixture: `screenshot(page, "what")`.
 Screenshot = Callable[[Page, str], Path]
 

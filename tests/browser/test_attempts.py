@@ -5,15 +5,13 @@ whole wait, over every attempt, from the job's creation."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import datetime
 from itertools import pairwise
-from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import TIMEOUT_MS, Console, Screenshot
+from tests.browser.conftest import REFUSED, TIMEOUT_MS, Console, Screenshot
 from tests.browser.ui import (
     job_card,
     open_home,
@@ -22,15 +20,13 @@ from tests.browser.ui import (
     snapshot,
     start,
 )
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, ServerStarter
 
 pytestmark = pytest.mark.slow
 
 MAX_ATTEMPTS = ("--max-attempts", "3")
 #: Where the first attempt is when the server is killed: well under way.
 KILLED_AT = 40
-#: Chromium's own console lines for the refused connections of the outage.
-REFUSED = r"ERR_CONNECTION_REFUSED|Failed to load resource|Failed to fetch"
 ATTEMPT_2 = re.compile(
     r"^Attempt 2 of 3 — the server restarted during attempt 1 \(at (\d+) %\), so it started over$"
 )
@@ -38,7 +34,7 @@ DONE = re.compile(r"^Done in (\d+\.\d) s · 2 attempts$")
 
 
 @pytest.fixture
-def server(serve_process: Callable[..., ServerProcess]) -> ServerProcess:
+def server(serve_process: ServerStarter) -> ServerProcess:
     return serve_process(*MAX_ATTEMPTS)
 
 
@@ -48,7 +44,7 @@ def seconds_between(start: str, end: str) -> float:
 
 def test_a_job_run_again_after_a_crash_shows_its_attempt_restarts_its_bar_and_counts_the_whole_wait(
     server: ServerProcess,
-    serve_process: Callable[..., ServerProcess],
+    serve_process: ServerStarter,
     page: Page,
     console: Console,
     screenshot: Screenshot,
@@ -69,8 +65,7 @@ def test_a_job_run_again_after_a_crash_shows_its_attempt_restarts_its_bar_and_co
 
     server.kill()  # SIGKILL: the job is left `running`, its worker gone with the process
     expect(page.locator("#connection")).to_have_attribute("data-state", "unreachable")
-    port = str(urlsplit(server.url).port)
-    serve_process(*MAX_ATTEMPTS, "--port", port, data_dir=server.data_dir)
+    serve_process.again(server)
 
     expect(attempt).to_have_text(ATTEMPT_2)
     expect(card).to_have_attribute("data-attempt", "2")

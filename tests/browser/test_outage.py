@@ -6,15 +6,13 @@ again soon after the server answers, without waiting out its fallback window; an
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.browser.conftest import Console, Screenshot
+from tests.browser.conftest import REFUSED, Console, Screenshot
 from tests.browser.ui import job_card, open_home, progress_of, start
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, ServerStarter
 
 pytestmark = pytest.mark.slow
 
@@ -27,19 +25,11 @@ OUTAGE_MS = 6_000
 #: benchmark: the page probes about every second, where it used to stay on polling
 #: until its 60 s fallback window ended.
 BACK_LIVE_MS = 5_000
-#: Chromium's own console lines for the refused connections of the outage.
-REFUSED = r"ERR_CONNECTION_REFUSED|Failed to load resource|Failed to fetch"
 
 
 @pytest.fixture
-def server(serve_process: Callable[..., ServerProcess]) -> ServerProcess:
+def server(serve_process: ServerStarter) -> ServerProcess:
     return serve_process(*LEASE_TTL)
-
-
-def restart(serve_process: Callable[..., ServerProcess], server: ServerProcess) -> ServerProcess:
-    """`genwire serve` again, on the killed server's port and data dir."""
-    port = str(urlsplit(server.url).port)
-    return serve_process(*LEASE_TTL, "--port", port, data_dir=server.data_dir)
 
 
 def running_job(page: Page, server: ServerProcess) -> Locator:
@@ -55,7 +45,7 @@ def running_job(page: Page, server: ServerProcess) -> Locator:
 
 def test_the_header_and_the_card_say_unreachable_while_the_server_is_down(
     server: ServerProcess,
-    serve_process: Callable[..., ServerProcess],
+    serve_process: ServerStarter,
     page: Page,
     console: Console,
     screenshot: Screenshot,
@@ -76,7 +66,7 @@ def test_the_header_and_the_card_say_unreachable_while_the_server_is_down(
     expect(card.locator(".job-eta")).to_have_text("")  # a frozen ETA would look live
     screenshot(page, "unreachable")
 
-    restart(serve_process, server)
+    serve_process.again(server)
     expect(card).to_have_attribute("data-status", "succeeded")
     expect(beside).to_be_hidden()
     assert progress_of(card) == 100
@@ -84,7 +74,7 @@ def test_the_header_and_the_card_say_unreachable_while_the_server_is_down(
 
 def test_the_page_is_live_again_soon_after_the_server_answers(
     server: ServerProcess,
-    serve_process: Callable[..., ServerProcess],
+    serve_process: ServerStarter,
     page: Page,
     console: Console,
     screenshot: Screenshot,
@@ -98,7 +88,7 @@ def test_the_page_is_live_again_soon_after_the_server_answers(
     server.kill()
     expect(pill).not_to_have_attribute("data-state", "live")
     page.wait_for_timeout(OUTAGE_MS)  # the outage itself: nothing to wait for
-    restart(serve_process, server)
+    serve_process.again(server)
     expect(pill).to_have_attribute("data-state", "live", timeout=BACK_LIVE_MS)
     expect(card.locator(".job-connection")).to_have_attribute("data-state", "live")
     screenshot(page, "live-again")
@@ -107,7 +97,7 @@ def test_the_page_is_live_again_soon_after_the_server_answers(
 
 def test_a_failed_check_now_is_cleared_once_the_job_has_moved_on(
     server: ServerProcess,
-    serve_process: Callable[..., ServerProcess],
+    serve_process: ServerStarter,
     page: Page,
     console: Console,
     screenshot: Screenshot,
@@ -123,7 +113,7 @@ def test_a_failed_check_now_is_cleared_once_the_job_has_moved_on(
     expect(checked).to_contain_text("Cannot reach the server")
     screenshot(page, "check-failed")
 
-    restart(serve_process, server)
+    serve_process.again(server)
     expect(card).to_have_attribute("data-status", "succeeded")
     expect(checked).not_to_contain_text("Cannot reach the server")
     screenshot(page, "succeeded")
