@@ -342,11 +342,17 @@ export class JobView {
     this.playButton.textContent = verb;
     this.playButton.setAttribute("aria-label", `${verb} the result of ${this.title}`);
     if (!this.collapsed) return;
-    const poster = this.artifacts.find((item) => (item.type || "").startsWith("image/"));
-    const key = poster ? poster.id : `status:${this.status}`;
+    const poster = this.posterUrl();
+    const key = poster || `status:${this.status}`;
     if (this.thumb.dataset.key === key) return;
     this.thumb.dataset.key = key;
-    this.thumb.replaceChildren(poster ? el("img", { src: this.fileUrl(poster.url), alt: "", loading: "lazy", decoding: "async" }) : el("span", { class: "job-thumb-sign", text: { succeeded: "✓", failed: "✕", cancelled: "–" }[this.status] || "…" }));
+    this.thumb.replaceChildren(poster ? el("img", { src: poster, alt: "", loading: "lazy", decoding: "async" }) : el("span", { class: "job-thumb-sign", text: { succeeded: "✓", failed: "✕", cancelled: "–" }[this.status] || "…" }));
+  }
+
+  /** The address of the job's first image (a video's poster), or null. */
+  posterUrl() {
+    const poster = this.artifacts.find((item) => (item.type || "").startsWith("image/"));
+    return poster ? this.fileUrl(poster.url) : null;
   }
 
   async play() {

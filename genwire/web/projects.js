@@ -8,18 +8,51 @@ import { client, follow, jobs, projects } from "./state.js";
 class ProjectView {
   constructor(project) {
     this.id = project.id;
+    this.collapsed = false;
+    this.choice = null; // true / false once a person opened or folded the batch
+    const title = project.name || `Batch · ${project.id.slice(-8)}`;
+    this.toggle = el("button", { type: "button", class: "job-toggle", "aria-expanded": "true", "aria-controls": `clips-${project.id}`, text: title, onclick: () => this.choose(this.collapsed) });
     this.counts = el("p", { class: "project-counts", role: "status" });
-    this.clips = el("div", { class: "clips" });
+    this.thumbs = el("div", { class: "project-thumbs", "aria-hidden": "true" });
+    this.clips = el("div", { class: "clips", id: `clips-${project.id}` });
     this.cancelButton = el("button", { type: "button", class: "project-cancel secondary", text: "Cancel batch", onclick: () => this.cancel() });
     this.element = el(
       "article",
       { class: "project", "data-project-id": project.id, "aria-label": `Batch ${project.name || project.id}` },
-      el("h3", { text: project.name || `Batch · ${project.id.slice(-8)}` }),
+      el("h3", {}, this.toggle),
       this.counts,
+      this.thumbs,
       el("div", { class: "job-actions" }, this.cancelButton),
       this.clips,
     );
     this.update(project);
+  }
+
+  clipViews() {
+    return [...this.clips.querySelectorAll(".clip")].map((node) => jobs.get(node.dataset.jobId)).filter(Boolean);
+  }
+
+  /** Folds the batch to its counts and a strip of its clips' posters, or opens it. */
+  setCollapsed(collapsed) {
+    this.collapsed = collapsed;
+    this.element.toggleAttribute("data-collapsed", collapsed);
+    this.toggle.setAttribute("aria-expanded", String(!collapsed));
+    if (collapsed) this.showThumbs();
+  }
+
+  choose(expanded) {
+    this.choice = expanded;
+    this.setCollapsed(!expanded);
+  }
+
+  showThumbs() {
+    const signs = { failed: "✕", cancelled: "–" };
+    this.thumbs.replaceChildren(
+      ...this.clipViews().map((view) => {
+        const poster = view.posterUrl();
+        return poster ? el("img", { src: poster, alt: "", loading: "lazy", decoding: "async" }) : el("span", { class: "job-thumb-sign", text: signs[view.status] || "…" });
+      }),
+    );
   }
 
   update(project) {
@@ -42,7 +75,7 @@ class ProjectView {
   }
 
   recount() {
-    const views = [...this.clips.querySelectorAll(".clip")].map((node) => jobs.get(node.dataset.jobId)).filter(Boolean);
+    const views = this.clipViews();
     const count = (status) => views.filter((view) => view.status === status).length;
     const done = count("succeeded");
     const failed = count("failed");
@@ -50,8 +83,10 @@ class ProjectView {
     const total = this.total || views.length;
     const pending = total - done - failed - cancelled;
     this.counts.textContent = `${done}/${total} completed · ${pending} pending · ${failed} failed · ${cancelled} cancelled`;
-    this.element.dataset.complete = String(pending === 0);
-    this.cancelButton.hidden = pending === 0;
+    this.complete = pending === 0;
+    this.element.dataset.complete = String(this.complete);
+    this.cancelButton.hidden = this.complete;
+    arrangeProjects();
   }
 
   async cancel() {
@@ -66,13 +101,24 @@ class ProjectView {
   }
 }
 
+/** Like the jobs: batches still running and the newest complete one are open, older
+ * complete ones folded, unless a person chose otherwise. */
+function arrangeProjects() {
+  const views = [...$("#projects").children].map((node) => projects.get(node.dataset.projectId)).filter(Boolean);
+  const newestComplete = views.find((view) => view.complete);
+  for (const view of views) view.setCollapsed(view.choice !== null ? !view.choice : view.complete && view !== newestComplete);
+}
+
 export function showProject(project) {
   let view = projects.get(project.id);
   if (!view) {
     view = new ProjectView(project);
     projects.set(project.id, view);
-    $("#projects").prepend(view.element);
+    // Ids sort by creation time: the newest batch on top.
+    const older = [...$("#projects").children].find((node) => node.dataset.projectId < view.id);
+    $("#projects").insertBefore(view.element, older || null);
     $("#projects-section").hidden = false;
+    arrangeProjects();
   } else {
     view.update(project);
   }

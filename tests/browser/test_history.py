@@ -430,3 +430,55 @@ def test_a_job_started_under_a_filter_that_hides_it_shows_even_when_the_stream_d
     expect(job_card(page, job_id)).to_have_attribute("data-status", "running")
     with server.client() as client:
         assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 202
+
+
+def test_a_complete_batch_folds_to_its_counts_and_posters_once_a_newer_one_completes(
+    page: Page, server: ServerProcess, screenshot: Screenshot
+) -> None:
+    """Batches scale like jobs: the one still running and the newest complete one are
+    open; an older complete one shows its counts and a strip of its clips' posters
+    until a person opens it. Before, every batch kept every clip's player."""
+    open_home(page, server.url)
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+    def make_batch(name: str, clip: Spec) -> str:
+        pipeline, values = clip
+        body = {"name": name, "clips": [{"pipeline": pipeline, "input": values}] * 2}
+        with server.client() as http:
+            created = http.post("/api/projects", json=body)
+        assert created.status_code == 201, created.text
+        project_id: str = created.json()["id"]
+        card = page.locator(f'#projects article.project[data-project-id="{project_id}"]')
+        expect(card).to_have_attribute("data-complete", "true")
+        return project_id
+
+    older_id = make_batch("older", VIDEO)
+    older = page.locator(f'#projects article.project[data-project-id="{older_id}"]')
+    expect(older).not_to_have_attribute("data-collapsed", "")  # the newest complete batch
+    expect(older.locator(".clips video")).to_have_count(2)
+
+    newer_id = make_batch("newer", SYNTHETIC)
+    newer = page.locator(f'#projects article.project[data-project-id="{newer_id}"]')
+    expect(newer).not_to_have_attribute("data-collapsed", "")
+    expect(older).to_have_attribute("data-collapsed", "")
+    assert page.locator("#projects article.project").evaluate_all(
+        "cards => cards.map((card) => card.dataset.projectId)"
+    ) == [newer_id, older_id]
+    toggle = older.locator(":scope > h3 > button.job-toggle")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(older.locator(".clips")).to_be_hidden()
+    expect(older.locator(".project-counts")).to_contain_text("2/2 completed")
+    posters = older.locator(".project-thumbs img")
+    expect(posters).to_have_count(2)
+    for index in range(2):
+        expect_loaded(posters.nth(index))
+    screenshot(page, "older-folded")
+
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(older.locator(".clips video").first).to_be_visible()
+    expect(older.locator(".project-thumbs")).to_be_hidden()
+
+    page.reload()  # a person's choice lasts the page; after a reload, the rule again
+    expect(older).to_have_attribute("data-collapsed", "")
+    expect(newer).not_to_have_attribute("data-collapsed", "")
