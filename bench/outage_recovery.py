@@ -26,7 +26,6 @@ import argparse
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,14 +40,21 @@ from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from bench._report import describe_machine, print_table
-from bench._server import launch_logged, stop_processes, surface_errors, wait_logged
+from bench._server import (
+    launch_logged,
+    serve_command,
+    stop_processes,
+    surface_errors,
+    wait_logged,
+)
 from tests.browser.ui import open_home, start
 
 #: Debian's build: Playwright's own browser download cannot be had here.
 CHROMIUM = "/usr/bin/chromium"
 REPOSITORY = Path(__file__).resolve().parent.parent
-#: The page's files that `--web-from` takes from git; index.html stays the tree's.
-WEB_FILES = ("genwire.js", "app.js", "app.css")
+#: The page's files that `--web-from` takes from git (its scripts and styles, however
+#: many there were then); index.html stays the tree's.
+WEB_FILE = re.compile(r"^genwire/web/([\w.-]+\.(?:js|css))$")
 #: A silent worker's job is taken back this soon after the restart (default 30 s).
 LEASE_TTL_S = 2
 #: 40 s of job: still under way, whatever the outage, when the server comes back.
@@ -101,18 +107,22 @@ class Recovery:
     clock_offset_ms: float  #: the page's `Date.now()` minus the bench's `time.time()`
 
 
+def git(*args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(REPOSITORY), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return done.stdout
+
+
 def web_files(revision: str) -> dict[str, str]:
-    """The page's files as they are at `revision`."""
-    return {
-        name: subprocess.run(
-            ["git", "-C", str(REPOSITORY), "show", f"{revision}:genwire/web/{name}"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout
-        for name in WEB_FILES
-    }
+    """The page's scripts and styles as they are at `revision`."""
+    listed = git("ls-tree", "--name-only", revision, "genwire/web/").splitlines()
+    names = [match.group(1) for match in map(WEB_FILE.match, listed) if match]
+    return {name: git("show", f"{revision}:genwire/web/{name}") for name in names}
 
 
 @dataclass
@@ -124,23 +134,12 @@ class Server:
 
     def start(self, port: int = 0) -> subprocess.Popen[bytes]:
         """Starts it on `port` (0: a free one) with a log of its own."""
-        command = [
-            sys.executable,
-            "-m",
-            "genwire",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(self.folder / "data"),
-            "--log-level",
-            "warning",
-            "--lease-ttl",
-            str(LEASE_TTL_S),
+        command = serve_command(
+            self.folder / "data",
+            *("--port", str(port), "--log-level", "warning", "--lease-ttl", str(LEASE_TTL_S)),
             # Only the bench's own stop is quicker: the job is not waited for at the end.
-            "--shutdown-grace",
-            "0",
-        ]
+            *("--shutdown-grace", "0"),
+        )
         log = self.folder / f"serve-{len(self.processes) + 1}.log"
         self.processes.append(launch_logged(command, log))
         return self.processes[-1]
