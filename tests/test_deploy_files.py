@@ -115,10 +115,16 @@ def genwire_sources() -> str:
 
 
 def variables_genwire_reads() -> set[str]:
-    """The names genwire's code looks up in the environment (as `envvar=` of an
-    option, or a `.get("NAME")` of the environment)."""
+    """The names genwire looks up in the environment: the env vars of its commands'
+    options, as click has them, and each `.get("NAME")` of the environment in its code."""
     reads = r'(?:envvar=|environ\.get\(|env\.get\(|getenv\()"([A-Z][A-Z0-9_]*)"'
-    return set(re.findall(reads, genwire_sources()))
+    options = {
+        name
+        for command in main.commands.values()
+        for param in command.params
+        for name in ([param.envvar] if isinstance(param.envvar, str) else param.envvar or [])
+    }
+    return options | set(re.findall(reads, genwire_sources()))
 
 
 def settings_table() -> list[dict[str, str]]:
