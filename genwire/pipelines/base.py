@@ -279,8 +279,9 @@ class Pipeline:
 
 def _whole_floats_as_ints(value: Any) -> Any:
     """`value` with every float that has no fraction written as an int: JSON does not
-    tell `2.0` from `2`, and strict pydantic would refuse the former for an int."""
-    if isinstance(value, float) and value.is_integer():
+    tell `2.0` from `2`, and strict pydantic would refuse the former for an int. Not
+    past 64 bits (`1e300`): orjson cannot write such an int, and no int field wants it."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         return int(value)
     if isinstance(value, dict):
         return {key: _whole_floats_as_ints(item) for key, item in value.items()}
