@@ -5,7 +5,8 @@ content type and body schema (SPEC §3: bad input gets a clear 4xx, never a 500)
 Examples are valid and invalid (schemathesis' positive and negative modes), a
 bounded number per operation. Streams end by themselves here: the server's maximum
 stream lifetime is cut to a fraction of a second (SPEC §4.6), and long-polls are
-asked to wait at most that long.
+asked to wait at most that long. Valid creates queue real jobs (the document has each
+pipeline's input): each job gets that long too, however long its input asks for.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from genwire.config import Settings
 from tests import pipelines
 from tests.conftest import ThreadedServer
 
-#: Seconds a stream lives and a long-poll waits, so that no example hangs.
+#: Seconds a stream lives, a long-poll waits and a job runs, so that no example hangs.
 SHORT_S = 0.3
 
 CHECKS = [
@@ -49,6 +50,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]
         data_dir=tmp_path_factory.mktemp("fuzzed"),
         stream_lifetime_s=SHORT_S,
         keepalive_s=SHORT_S,
+        # A job timed out is told to stop (test.blocks' thread then ends); one only
+        # shut down is not, and would hold the process past the test.
+        job_timeout_s=SHORT_S,
+        shutdown_grace_s=SHORT_S,
     )
     # A poll told nothing waits SHORT_S here too: `bound_the_wait` may miss a spelling
     # of `wait` that the server reads as "none" (the CI run that timed out at 5 s).

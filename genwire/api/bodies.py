@@ -2,7 +2,8 @@
 
 The handlers validate with these models, and `GET /openapi.json` publishes their
 JSON Schemas, so the document says what the API accepts. A pipeline's own input is
-checked later, against the pipeline's model (`GET /api/pipelines`).
+checked later, against the pipeline's model (`GET /api/pipelines`); the document
+describes a job's body once per pipeline, with that input (`documented_per_pipeline`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from genwire.api.openapi import documented_per_pipeline
 from genwire.api.requests import MAX_PROJECT_ID_LENGTH
 from genwire.errors import FieldError, InputRejected
 from genwire.models import EventType, JsonObject
@@ -97,6 +99,7 @@ class WebhookBody(BaseModel):
             ) from None
 
 
+@documented_per_pipeline
 class ClipBody(BaseModel):
     """A clip of a project: a job with neither project nor webhook of its own."""
 

@@ -5,6 +5,9 @@ its answers, the problem codes it can answer with, its parameters and the pydant
 model of its body, the same model it validates with. The document is built from
 those declarations and the app's own route table: a route under `/api` with no
 declaration fails the build (and `tests/test_openapi.py`), so it cannot drift.
+
+A body declared `@documented_per_pipeline` (a job to create: `pipeline` and `input`)
+is published as one variant per pipeline of the app's registry (`openapi_pipelines`).
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ from starlette.routing import BaseRoute, Mount, Route
 
 from genwire import __version__
 from genwire.api.answers import Problem
+from genwire.api.openapi_pipelines import REF, describe_per_pipeline
 from genwire.api.responses import JsonResponse
 from genwire.models import JsonObject
 
 Endpoint = TypeVar("Endpoint", bound=Callable[[Request], Awaitable[Response]])
+Body = TypeVar("Body", bound=type[BaseModel])
 
 API_PREFIX = "/api"
-_REF = "#/components/schemas/{model}"
 
 #: What every call that reads a JSON body can answer besides its own problems.
 JSON_BODY_PROBLEMS: Mapping[int, tuple[str, ...]] = {
@@ -71,10 +75,18 @@ LAST_EVENT_ID_QUERY = Param("last_event_id", "query", "resume after this event i
 STREAM_TOKEN = Param(
     "token", "query", "the stream token of the job's snapshot URLs, instead of a key"
 )
-#: A Server-Sent Events stream (SPEC §4.5).
+#: An event of a Server-Sent Events stream (SPEC §4.5): before OpenAPI 3.2's
+#: `itemSchema`, a stream's `schema` describes each of its events, read as an object.
 EVENT_STREAM = {
-    "type": "string",
+    "type": "object",
     "description": "per event `id:`, `event:` (its type) and `data:` (the event as JSON)",
+    "properties": {
+        "id": {"type": "string"},
+        "event": {"type": "string"},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+        "retry": {"type": "integer", "description": "milliseconds to wait before reconnecting"},
+    },
+    "required": ["data"],
 }
 
 
@@ -101,6 +113,7 @@ class Operation:
 
 
 _DECLARED: dict[Callable[..., Any], Operation] = {}
+_PER_PIPELINE: set[type[BaseModel]] = set()
 
 
 def documented(operation: Operation) -> Callable[[Endpoint], Endpoint]:
@@ -111,6 +124,14 @@ def documented(operation: Operation) -> Callable[[Endpoint], Endpoint]:
         return endpoint
 
     return declare
+
+
+def documented_per_pipeline(model: Body) -> Body:
+    """Declare a body whose `input` is the input of the pipeline it names: the document
+    describes it, and its subclasses, as one variant per pipeline. Documentation only:
+    the model validates as it did."""
+    _PER_PIPELINE.add(model)
+    return model
 
 
 def api_routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, Route]]:
@@ -140,18 +161,24 @@ def openapi_document(app: Starlette) -> JsonObject:
             raise LookupError(f"{path} declares no contract: decorate its handler @documented")
         operations.append((path, route, operation))
 
-    models: set[type[BaseModel]] = {Problem}
+    models: set[type[BaseModel]] = {Problem, *_PER_PIPELINE}
     for _, _, operation in operations:
         models.update(answer.model for answer in operation.answers.values() if answer.model)
         if operation.body is not None:
             models.add(operation.body)
     ordered = sorted(models, key=lambda model: model.__name__)
     refs, definitions = models_json_schema(
-        [(model, "validation") for model in ordered], ref_template=_REF
+        [(model, "validation") for model in ordered], ref_template=REF
     )
 
     def ref(model: type[BaseModel]) -> JsonObject:
         return dict(refs[model, "validation"])
+
+    schemas: dict[str, JsonObject] = definitions.get("$defs", {})
+    per_pipeline = [
+        _component_name(ref(model)) for model in ordered if issubclass(model, tuple(_PER_PIPELINE))
+    ]
+    describe_per_pipeline(schemas, per_pipeline, list(app.state.service.registry))
 
     paths: dict[str, JsonObject] = {}
     for path, route, operation in operations:
@@ -171,7 +198,7 @@ def openapi_document(app: Starlette) -> JsonObject:
         },
         "paths": paths,
         "components": {
-            "schemas": definitions.get("$defs", {}),
+            "schemas": dict(sorted(schemas.items())),
             "securitySchemes": {
                 "apiKey": {
                     "type": "http",
@@ -182,6 +209,10 @@ def openapi_document(app: Starlette) -> JsonObject:
         },
         "security": [{}, {"apiKey": []}],
     }
+
+
+def _component_name(reference: JsonObject) -> str:
+    return str(reference["$ref"]).removeprefix(REF.format(model=""))
 
 
 def _operation_json(

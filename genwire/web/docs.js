@@ -1,8 +1,16 @@
 // The API's page: renders /openapi.json as a list of operations, each with its
 // parameters, request body, answers and problem codes, then the schemas they name.
+// A body that is one of several variants (a job: one per pipeline) shows each
+// variant with its own fields (a pipeline's input), and the fields they share once.
 
 const $ = (selector) => document.querySelector(selector);
 const SCHEMA_REF = "#/components/schemas/";
+let schemas = {};
+
+// The schema a $ref names (the document's own components only), or the schema itself.
+function resolve(schema) {
+  return schema?.$ref?.startsWith(SCHEMA_REF) ? schemas[schema.$ref.slice(SCHEMA_REF.length)] : schema;
+}
 
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -17,6 +25,12 @@ function el(tag, attributes = {}, ...children) {
 function anchor(method, path) {
   return `op-${method}-${path.replace(/[^A-Za-z0-9]+/g, "-")}`;
 }
+
+// The constraints a schema's one-line type shows.
+const LIMITS = [
+  "minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum", "multipleOf",
+  "minLength", "maxLength", "minItems", "maxItems", "maxProperties", "pattern", "format",
+];
 
 // A schema in one line: a link for a $ref, else its type with its constraints.
 function typeOf(schema) {
@@ -35,21 +49,25 @@ function typeOf(schema) {
       return parts;
     }
   }
+  if ("const" in schema) return el("code", { text: JSON.stringify(schema.const) });
   if (schema.enum) return el("code", { text: schema.enum.map((v) => JSON.stringify(v)).join(" | ") });
   if (schema.type === "array") return el("span", {}, "array of ", typeOf(schema.items));
-  const limits = ["minimum", "maximum", "minLength", "maxLength", "maxProperties", "pattern", "format"]
-    .filter((key) => schema[key] !== undefined)
-    .map((key) => `${key} ${schema[key]}`);
+  const limits = LIMITS.filter((key) => schema[key] !== undefined).map((key) => `${key} ${schema[key]}`);
   const text = (schema.type || "any") + (limits.length ? ` (${limits.join(", ")})` : "");
   return el("span", { text });
 }
 
-// An object schema's properties as a list; anything else as its one-line type.
-function schemaView(schema) {
+// An object schema's properties as a list; variants as `variantsView`; anything
+// else as its one-line type. `only`: those properties, and any that names an object
+// schema with that schema's fields below it (a pipeline's input under `input`).
+function schemaView(schema, only = null) {
+  if (schema?.oneOf && schema.discriminator) return variantsView(schema);
   if (!schema || !schema.properties) return el("p", {}, typeOf(schema));
   const required = new Set(schema.required || []);
   const list = el("ul", { class: "fields" });
   for (const [name, property] of Object.entries(schema.properties)) {
+    if (only && !only.includes(name)) continue;
+    const target = only && property.$ref ? resolve(property) : null;
     list.append(
       el(
         "li",
@@ -58,10 +76,39 @@ function schemaView(schema) {
         required.has(name) ? " (required) " : " ",
         typeOf(property),
         property.description ? el("span", { class: "muted", text: ` — ${property.description}` }) : null,
+        target?.properties ? schemaView(target) : null,
       ),
     );
   }
   return list;
+}
+
+// One of several object schemas told apart by a property (its discriminator): one
+// entry per variant with the fields that are its own, then the fields they share.
+function variantsView(schema) {
+  const key = schema.discriminator.propertyName;
+  const variants = schema.oneOf.map(resolve).filter((variant) => variant?.properties);
+  if (!variants.length) return el("p", {}, typeOf(schema));
+  const same = (name) => {
+    const first = JSON.stringify(variants[0].properties[name]);
+    return variants.every((variant) => JSON.stringify(variant.properties[name]) === first);
+  };
+  const shared = Object.keys(variants[0].properties).filter((name) => name !== key && same(name));
+  const view = el("div", { class: "variants" }, el("p", {}, "One of, by ", el("code", { text: key }), ":"));
+  for (const variant of variants) {
+    const own = Object.keys(variant.properties).filter((name) => name !== key && !shared.includes(name));
+    view.append(
+      el(
+        "section",
+        { class: "variant" },
+        el("h4", {}, el("code", { text: `${key}: ${JSON.stringify(variant.properties[key]?.const)}` })),
+        variant.description ? el("p", { class: "muted", text: variant.description }) : null,
+        own.length ? schemaView(variant, own) : null,
+      ),
+    );
+  }
+  if (shared.length) view.append(el("p", { text: "Every one of them also takes:" }), schemaView(variants[0], shared));
+  return view;
 }
 
 function parametersView(parameters) {
@@ -107,6 +154,17 @@ function responsesView(responses) {
   return el("div", {}, el("h3", { text: "Answers" }), el("table", {}, el("tbody", {}, ...rows)));
 }
 
+function bodyView(body) {
+  const target = resolve(body);
+  return el(
+    "div",
+    {},
+    el("h3", { text: "Body (application/json)" }),
+    el("p", {}, typeOf(body)),
+    target?.oneOf && target.discriminator ? variantsView(target) : null,
+  );
+}
+
 function operationView(path, method, operation) {
   const body = operation.requestBody?.content?.["application/json"]?.schema;
   return el(
@@ -116,12 +174,13 @@ function operationView(path, method, operation) {
     el("p", { class: "summary", text: operation.summary || "" }),
     operation.description ? el("p", { text: operation.description }) : null,
     parametersView(operation.parameters || []),
-    body ? el("div", {}, el("h3", { text: "Body (application/json)" }), el("p", {}, typeOf(body))) : null,
+    body ? bodyView(body) : null,
     responsesView(operation.responses || {}),
   );
 }
 
 function render(document) {
+  schemas = document.components?.schemas || {};
   const toc = el("ul");
   const operations = [];
   for (const [path, item] of Object.entries(document.paths)) {
@@ -132,7 +191,7 @@ function render(document) {
   }
   $("#toc").replaceChildren(toc);
   $("#operations").replaceChildren(...operations);
-  const schemas = Object.entries(document.components?.schemas || {}).map(([name, schema]) =>
+  const sections = Object.entries(schemas).map(([name, schema]) =>
     el(
       "section",
       { class: "schema", id: `schema-${name}` },
@@ -141,7 +200,7 @@ function render(document) {
       schemaView(schema),
     ),
   );
-  $("#schema-list").replaceChildren(...schemas);
+  $("#schema-list").replaceChildren(...sections);
   $("#schemas").hidden = false;
   $("#status").textContent = `${document.info.title} ${document.info.version}: ${operations.length} operations`;
 }

@@ -26,5 +26,7 @@ def test_the_docs_page_lists_every_operation_with_its_problem_codes(
     expect(create_job).to_contain_text("Queue a job")
     expect(create_job).to_contain_text("idempotency-key-reused")
     expect(page.locator("#schema-CreateJobBody")).to_contain_text("pipeline")
+    video = create_job.locator(".variant", has_text='pipeline: "demo.video"')
+    expect(video).to_contain_text("duration_s number (minimum 1, maximum 300)")
     assert asked
     assert [url for url in asked if not url.startswith(server.url)] == []
