@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import httpx
@@ -28,6 +29,28 @@ def test_scripts_are_javascript_modules_revalidated_on_every_load(http: httpx.Cl
         again = http.get(f"/ui/{name}", headers={"If-None-Match": script.headers["etag"]})
         assert again.status_code == 304
     assert http.get("/ui/app.css").headers["content-type"].startswith("text/css")
+
+
+def test_every_module_and_stylesheet_the_pages_ask_for_is_served(http: httpx.Client) -> None:
+    """The pages' scripts import each other by relative URL: one file missing from the
+    package or the static route, and the page is blank. Walks the imports from each
+    page's own tags, so a new module is checked without being listed here."""
+    pending = {"/ui/base.css"}
+    for page in ("/", "/docs"):
+        pending.update(re.findall(r'(?:src|href)="(/ui/[^"]+)"', http.get(page).text))
+    seen: set[str] = set()
+    while pending:
+        path = pending.pop()
+        seen.add(path)
+        answer = http.get(path)
+        assert answer.status_code == 200, path
+        if path.endswith(".js"):
+            assert answer.headers["content-type"] == "text/javascript; charset=utf-8", path
+            imported = re.findall(r'^import .* from "\./([\w.-]+\.js)";$', answer.text, re.M)
+            pending.update(f"/ui/{name}" for name in imported if f"/ui/{name}" not in seen)
+        else:
+            assert answer.headers["content-type"].startswith("text/css"), path
+    assert {"/ui/app.js", "/ui/genwire.js", "/ui/job-view.js", "/ui/docs.js"} <= seen, seen
 
 
 def test_files_outside_the_web_folder_are_not_served(http: httpx.Client) -> None:

@@ -9,7 +9,9 @@
 
 import { GenwireError, eventSeq, formatEventId } from "./genwire.js";
 import { connectionText, connectionTitle } from "./connection.js";
-import { $, announce, copyText, describeError, el, formatBytes, formatDuration, formatWhen } from "./dom.js";
+import { announce, copyText, describeError, el, formatBytes, formatDuration, formatWhen } from "./dom.js";
+import { resultNodes } from "./job-media.js";
+import { showJobJson } from "./json-dialog.js";
 import { client, connection, follow, hub, jobs, pipelines } from "./state.js";
 
 const STATUS_TEXT = { queued: "Queued", running: "Running", succeeded: "Succeeded", failed: "Failed", cancelled: "Cancelled" };
@@ -466,24 +468,7 @@ export class JobView {
   }
 
   renderResult() {
-    const byType = (prefix) => this.artifacts.filter((item) => (item.type || "").startsWith(prefix));
-    const poster = byType("image/")[0];
-    for (const video of byType("video/")) {
-      const player = el("video", { controls: true, preload: "metadata", src: this.fileUrl(video.url), poster: poster ? this.fileUrl(poster.url) : null, "aria-label": `Video: ${video.name}` });
-      const subtitles = this.artifacts.find((item) => /\.(srt|vtt)$/i.test(item.name));
-      if (subtitles) addSubtitles(player, subtitles);
-      this.result.append(player);
-    }
-    if (!byType("video/").length) {
-      for (const image of byType("image/")) {
-        this.result.append(el("img", { src: this.fileUrl(image.url), alt: `Result of ${this.pipeline}: ${image.name}` }));
-      }
-    }
-    if (this.artifacts.length) {
-      this.result.append(
-        el("ul", { class: "downloads", "aria-label": "Downloads" }, ...this.artifacts.map((item) => el("li", {}, el("a", { href: this.fileUrl(item.url), download: item.name, text: `${item.name} (${formatBytes(item.size_bytes)})` })))),
-      );
-    }
+    this.result.append(...resultNodes(this.artifacts, (url) => this.fileUrl(url), this.pipeline));
   }
 
   async cancel() {
@@ -521,36 +506,5 @@ export class JobView {
     follow.forget(this.id);
     this.element.remove();
     tell("job-removed", this);
-  }
-}
-
-/** Browsers play WebVTT tracks, not SRT: the SRT is fetched and turned into VTT. */
-async function addSubtitles(player, artifact) {
-  try {
-    const response = await fetch(client.url(artifact.url), { headers: client.headers({ Accept: "*/*" }) });
-    const text = await response.text();
-    const vtt = /\.vtt$/i.test(artifact.name)
-      ? text
-      : `WEBVTT\n\n${text.replace(/\r/g, "").replace(/(\d\d:\d\d:\d\d),(\d\d\d)/g, "$1.$2")}`;
-    const src = URL.createObjectURL(new Blob([vtt], { type: "text/vtt" }));
-    player.append(el("track", { kind: "subtitles", label: "Subtitles", srclang: "en", src, default: true }));
-  } catch {
-    // The video plays without them; the SRT stays in the downloads.
-  }
-}
-
-/** The job's snapshot as the server has it now, in the page's dialog. Fetched with
- * the page's key, which a plain link to `/api/jobs/{id}` could not send. */
-async function showJobJson(jobId) {
-  const dialog = $("#json-dialog");
-  $("#json-title").textContent = jobId;
-  $("#json-text").textContent = "Loading…";
-  $("#json-raw").href = client.url(`/api/jobs/${encodeURIComponent(jobId)}`);
-  $("#json-raw").textContent = `GET /api/jobs/${jobId}`;
-  if (!dialog.open) dialog.showModal();
-  try {
-    $("#json-text").textContent = JSON.stringify(await client.getJob(jobId), null, 2);
-  } catch (error) {
-    $("#json-text").textContent = describeError(error);
   }
 }
