@@ -283,7 +283,7 @@ export class JobView {
     this.errorText.textContent = this.error ? `${this.error.code}: ${this.error.message}` : "";
     this.cancelButton.hidden = this.terminal;
     this.cancelButton.disabled = Boolean(this.cancelRequested);
-    this.checkButton.hidden = this.terminal && this.collapsed;
+    this.checkButton.hidden = this.terminal && (this.collapsed || this.clip); // nothing left to check
     this.rerunButton.hidden = !this.terminal;
     this.removeButton.hidden = !this.terminal || this.clip;
     this.showDownload();
@@ -468,7 +468,8 @@ export class JobView {
   }
 
   renderResult() {
-    this.result.append(...resultNodes(this.artifacts, (url) => this.fileUrl(url), this.pipeline));
+    const options = { deferPlayers: this.clip };
+    this.result.append(...resultNodes(this.artifacts, (url) => this.fileUrl(url), this.pipeline, options));
   }
 
   async cancel() {

@@ -437,7 +437,8 @@ def test_a_complete_batch_folds_to_its_counts_and_posters_once_a_newer_one_compl
 ) -> None:
     """Batches scale like jobs: the one still running and the newest complete one are
     open; an older complete one shows its counts and a strip of its clips' posters
-    until a person opens it. Before, every batch kept every clip's player."""
+    until a person opens it. A clip shows its poster, and its player once pressed.
+    Before, every batch kept every clip's player."""
     open_home(page, server.url)
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
 
@@ -455,7 +456,9 @@ def test_a_complete_batch_folds_to_its_counts_and_posters_once_a_newer_one_compl
     older_id = make_batch("older", VIDEO)
     older = page.locator(f'#projects article.project[data-project-id="{older_id}"]')
     expect(older).not_to_have_attribute("data-collapsed", "")  # the newest complete batch
-    expect(older.locator(".clips video")).to_have_count(2)
+    # Its clips show their posters; a player, and a read of the video, only when asked.
+    expect(older.locator(".clips button.poster-play")).to_have_count(2)
+    expect(older.locator(".clips video")).to_have_count(0)
 
     newer_id = make_batch("newer", SYNTHETIC)
     newer = page.locator(f'#projects article.project[data-project-id="{newer_id}"]')
@@ -476,7 +479,12 @@ def test_a_complete_batch_folds_to_its_counts_and_posters_once_a_newer_one_compl
 
     toggle.click()
     expect(toggle).to_have_attribute("aria-expanded", "true")
-    expect(older.locator(".clips video").first).to_be_visible()
+    poster = older.locator(".clips button.poster-play").first
+    expect(poster).to_be_visible()
+    poster.click()
+    video = older.locator(".clips video")
+    expect(video).to_have_count(1)
+    page.wait_for_function("video => video.currentTime > 0", arg=video.element_handle())
     expect(older.locator(".project-thumbs")).to_be_hidden()
 
     page.reload()  # a person's choice lasts the page; after a reload, the rule again
