@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from genwire.cli import coerce_to_schema, parse_input
+from tests.cli_runs import run_genwire
 from tests.conftest import ServerProcess
 from tests.http_calls import wait_for_status
 from tests.media import inspect_media
@@ -22,13 +23,7 @@ pytestmark = pytest.mark.slow
 
 
 def genwire(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "genwire", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "GENWIRE_URL": server.url, "COLUMNS": "200", "NO_COLOR": "1"},
-    )
+    return run_genwire(server.url, *args, columns=200)
 
 
 @pytest.fixture(scope="module")

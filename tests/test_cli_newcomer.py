@@ -7,11 +7,9 @@ columns for the help."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 
 import click
@@ -24,6 +22,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from genwire.cli import main
+from tests.cli_runs import run_genwire
 from tests.conftest import ServerProcess, ThreadedServer, start_server_process
 from tests.http_calls import wait_for_job, wait_for_status
 from tests.waiting import wait_until
@@ -39,17 +38,7 @@ CUT_MARKS = ("…", "...")
 def genwire(
     url: str, *args: str, key: str | None = ALICE, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("GENWIRE_API_KEY", "GENWIRE_URL")}
-    env.update(GENWIRE_URL=url, COLUMNS="80", NO_COLOR="1")
-    if key is not None:
-        env["GENWIRE_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "genwire", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
+    return run_genwire(url, *args, key=key, timeout=timeout)
 
 
 def one_line(text: str) -> str:

@@ -245,13 +245,21 @@ def test_after_an_outage_events_are_back_on_sse_soon_after_the_server_answers(
     assert deliveries[0].path.endswith("/events")
 
     server.kill()
+    sent_before = len(paths[0])
     # The outage: long enough for the client to fall back to polling, and fail there.
     wait_until(
         lambda: any(not path.endswith("/events") for path in paths[0][-5:]),
         "the client to fall back from SSE",
         timeout=30,
     )
-    time.sleep(2)
+    # ... and fail there: a request after the first fallback one means that one failed.
+    after_kill = enumerate(paths[0][sent_before:], start=sent_before)
+    first_fallback = next(i for i, path in after_kill if not path.endswith("/events"))
+    wait_until(
+        lambda: len(paths[0]) > first_fallback + 1,
+        "the client's fallback to fail against the stopped server",
+        timeout=30,
+    )
     restarted = serve_process.again(server)
     back = time.monotonic()
     thread.join(timeout=WAIT_S * 2)

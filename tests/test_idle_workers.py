@@ -23,8 +23,9 @@ from genwire.service import CreateJob, JobService
 from genwire.storage import LocalStorage
 from genwire.store import SqlStore, Store
 from genwire.store.transactions import WriteTx
-from genwire.worker import OthersQueueing, WorkerPool, WorkerSettings
+from genwire.worker import OthersQueueing, WorkerPool
 from tests import pipelines as test_pipelines
+from tests.pools import PoolStarter
 from tests.waiting import eventually
 
 TENANT = "tenant-a"
@@ -40,22 +41,9 @@ class StartPool(Protocol):
 
 @pytest.fixture
 async def start_pool() -> AsyncIterator[StartPool]:
-    pools: list[WorkerPool] = []
-
-    async def start(
-        service: JobService, others_queueing: OthersQueueing | None = None, **settings: Any
-    ) -> WorkerPool:
-        pool = WorkerPool(
-            service, WorkerSettings(shutdown_grace_s=0.1, **settings), others_queueing
-        )
-        pools.append(pool)
-        await pool.start()
-        return pool
-
-    yield start
-    async with asyncio.timeout(WAIT_S):
-        for pool in pools:
-            await pool.stop()
+    starter = PoolStarter()
+    yield starter
+    await starter.stop_all()
 
 
 @pytest.fixture

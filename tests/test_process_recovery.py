@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from httpx_sse import connect_sse
 from genwire.client import Client, JobStatusEvent
 from genwire.models import TERMINAL_EVENT_TYPES, EventType
 from genwire.store import SqlStore
+from tests.cli_runs import run_genwire
 from tests.conftest import ServerProcess
 from tests.http_calls import wait_for_job
 
@@ -34,17 +34,6 @@ def _start_and_kill_mid_job(start: Callable[..., ServerProcess], *args: str) -> 
         wait_for_job(client, job_id, lambda job: job["progress"] >= 20, timeout=30)
     server.kill()
     return job_id, server.data_dir
-
-
-def _genwire(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    """The `genwire` command at 80 columns against `server`."""
-    return subprocess.run(
-        [sys.executable, "-m", "genwire", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "GENWIRE_URL": server.url, "COLUMNS": "80", "NO_COLOR": "1"},
-    )
 
 
 def _events_of(data_dir: Path, job_id: str) -> list:
@@ -99,8 +88,8 @@ def test_the_client_and_watch_say_a_job_started_over_because_the_server_restarte
 
     with Client(restarted.url) as client:
         events = list(client.events(job_id, timeout=60))
-    watched = _genwire(restarted, "watch", job_id)
-    shown = _genwire(restarted, "status", job_id)
+    watched = run_genwire(restarted.url, "watch", job_id)
+    shown = run_genwire(restarted.url, "status", job_id)
 
     requeues = [
         JobStatusEvent.from_json(event)

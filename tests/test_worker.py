@@ -13,7 +13,8 @@ from sqlalchemy.exc import OperationalError
 from genwire.bus import topics
 from genwire.models import ErrorCode, Event, EventType, Job, JobStatus, StepState
 from genwire.service import CreateJob, JobService
-from genwire.worker import WorkerPool, WorkerSettings
+from genwire.worker import WorkerPool
+from tests.pools import PoolStarter
 from tests.waiting import eventually
 
 TENANT = "tenant-a"
@@ -28,21 +29,9 @@ class StartPool(Protocol):
 @pytest.fixture
 async def start_pool(service: JobService) -> AsyncIterator[StartPool]:
     """Start WorkerPools on the test's service; each is stopped when the test ends."""
-    pools: list[WorkerPool] = []
-
-    async def start(**settings: Any) -> WorkerPool:
-        # A short shutdown grace so that a pool stopped with a job still running
-        # (a test that leaves one) releases it instead of waiting it out.
-        settings.setdefault("shutdown_grace_s", 0.5)
-        pool = WorkerPool(service, WorkerSettings(**settings))
-        pools.append(pool)
-        await pool.start()
-        return pool
-
-    yield start
-    async with asyncio.timeout(WAIT_S):
-        for pool in pools:
-            await pool.stop()
+    starter = PoolStarter()
+    yield lambda **settings: starter(service, **settings)
+    await starter.stop_all()
 
 
 async def submit(service: JobService, pipeline: str, **fields: Any) -> str:
