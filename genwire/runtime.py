@@ -31,7 +31,7 @@ from genwire.worker import LeaseReaper, OthersQueueing, WorkerPool, WorkerSettin
 log = logging.getLogger("genwire")
 
 
-def _others_writing(settings: Settings) -> OthersWriting | None:
+def _others_writing(settings: Settings) -> OthersWriting:
     """Who else may append events an in-process bus never hears of (a bus that
     reaches other processes has the feeds' backstop instead).
 
@@ -51,11 +51,9 @@ def _others_queueing(settings: Settings, owns_data_dir: bool) -> OthersQueueing:
     idle workers: for the one server of an embedded database, `genwire worker`
     processes (their reapers requeue, their ends free a tenant's cap); for a
     `genwire worker` or a node of a shared database, the servers: always."""
-    url = settings.resolved_database_url
-    if not owns_data_dir or not url.startswith("sqlite:///"):
+    if not owns_data_dir:
         return lambda: True
-    database = Path(url.removeprefix("sqlite:///"))
-    return lambda: worker_processes_alive(database)
+    return _others_writing(settings)  # the same processes: those that write the database
 
 
 @dataclass

@@ -344,11 +344,18 @@ export class JobView {
     this.playButton.textContent = verb;
     this.playButton.setAttribute("aria-label", `${verb} the result of ${this.title}`);
     if (!this.collapsed) return;
-    const poster = this.posterUrl();
-    const key = poster || `status:${this.status}`;
+    const key = this.posterUrl() || `status:${this.status}`;
     if (this.thumb.dataset.key === key) return;
     this.thumb.dataset.key = key;
-    this.thumb.replaceChildren(poster ? el("img", { src: poster, alt: "", loading: "lazy", decoding: "async" }) : el("span", { class: "job-thumb-sign", text: { succeeded: "✓", failed: "✕", cancelled: "–" }[this.status] || "…" }));
+    this.thumb.replaceChildren(this.thumbNode());
+  }
+
+  /** The job in small: its poster, else a sign of how it ended (a folded row, a
+   * folded batch's strip). */
+  thumbNode() {
+    const poster = this.posterUrl();
+    if (poster) return el("img", { src: poster, alt: "", loading: "lazy", decoding: "async" });
+    return el("span", { class: "job-thumb-sign", text: { succeeded: "✓", failed: "✕", cancelled: "–" }[this.status] || "…" });
   }
 
   /** The address of the job's first image (a video's poster), or null. */

@@ -9,7 +9,6 @@ import { client, follow, jobs } from "./state.js";
 
 const PAGE_SIZE = 20;
 const PAGES_PER_CLICK = 5; // pages read at most to find a job not shown yet
-const FILTER_TEXT = { queued: "queued", running: "running", succeeded: "succeeded", failed: "failed", cancelled: "cancelled" };
 
 /** Where "Load older jobs" goes on: the status filtered on, and the next page's cursor
  * (`undefined` before the first page, `null` after the last). */
@@ -46,10 +45,7 @@ export function showStartedJob(snapshot) {
   follow.addJob(snapshot.id);
   if (history.status && history.status !== snapshot.status) {
     $("#status-filter").value = "";
-    history.status = "";
-    history.cursor = undefined;
-    $("#load-more").hidden = false;
-    $("#history-status").textContent = "";
+    restartHistory("");
   }
   return showJob(snapshot);
 }
@@ -76,8 +72,7 @@ export function arrangeJobs() {
 
 export function updateEmpty() {
   const shown = [...$("#jobs").children].some((node) => !node.hidden);
-  const what = FILTER_TEXT[history.status];
-  $("#no-jobs").textContent = what ? `No ${what} jobs on this page.` : "No jobs yet: start one above.";
+  $("#no-jobs").textContent = history.status ? `No ${history.status} jobs on this page.` : "No jobs yet: start one above.";
   $("#no-jobs").hidden = shown;
 }
 
@@ -118,13 +113,18 @@ export function historyEnded() {
   $("#load-more").hidden = true;
 }
 
-/** Shows one status (or all), and reads that status's history from its newest. */
-export async function filterJobs(status) {
-  await history.loading; // a page read for the last filter lands first
+/** "Load older jobs" starts again from the newest job of `status` ("" for all). */
+function restartHistory(status) {
   history.status = status;
   history.cursor = undefined;
   $("#load-more").hidden = false;
   $("#history-status").textContent = "";
+}
+
+/** Shows one status (or all), and reads that status's history from its newest. */
+export async function filterJobs(status) {
+  await history.loading; // a page read for the last filter lands first
+  restartHistory(status);
   arrangeJobs();
   return loadOlderJobs();
 }

@@ -46,13 +46,7 @@ class ProjectView {
   }
 
   showThumbs() {
-    const signs = { failed: "✕", cancelled: "–" };
-    this.thumbs.replaceChildren(
-      ...this.clipViews().map((view) => {
-        const poster = view.posterUrl();
-        return poster ? el("img", { src: poster, alt: "", loading: "lazy", decoding: "async" }) : el("span", { class: "job-thumb-sign", text: signs[view.status] || "…" });
-      }),
-    );
+    this.thumbs.replaceChildren(...this.clipViews().map((view) => view.thumbNode()));
   }
 
   update(project) {
